@@ -1,0 +1,85 @@
+"""Datasets of pairs: generated (training, self-supervised) and real cross-instance (evaluation)."""
+from __future__ import annotations
+
+import itertools
+from collections import defaultdict
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import torch
+from torch.utils.data import Dataset
+from torch_geometric.loader import DataLoader
+
+from ..errors import InvalidInputError
+from .generator import PairGenerator, make_pair
+from .instance import KeypointInstance
+from .pair_data import PairData
+
+
+class GeneratedPairs(Dataset):
+    """One generated pair per instance and epoch; item ``i`` of epoch ``e`` is a pure function of
+    ``(seed, e, i)``, so runs are reproducible and resumable whatever the worker layout."""
+
+    def __init__(self, instances: Sequence[KeypointInstance], generator: Optional[PairGenerator] = None,
+                 seed: int = 0, repeats: int = 1):
+        if len(instances) == 0:
+            raise InvalidInputError("GeneratedPairs needs at least one instance.")
+        self.instances = list(instances)
+        self.generator = generator or PairGenerator()
+        self.seed, self.repeats, self.epoch = seed, repeats, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.instances) * self.repeats
+
+    def __getitem__(self, i: int) -> PairData:
+        rng = torch.Generator().manual_seed((self.seed * 1_000_003 + self.epoch) * 10_000_019 + i)
+        return self.generator(self.instances[i % len(self.instances)], rng)
+
+
+def cross_instance_pairs(instances: Sequence[KeypointInstance], max_pairs_per_category: Optional[int] = None,
+                         seed: int = 0) -> List[Tuple[int, int]]:
+    """Index pairs ``(i, j)``, ``i < j``, of distinct instances of one category; a fixed random
+    subset of at most ``max_pairs_per_category`` per category when given."""
+    by_cat: Dict[str, List[int]] = defaultdict(list)
+    for i, inst in enumerate(instances):
+        by_cat[inst.category].append(i)
+    rng = torch.Generator().manual_seed(seed)
+    pairs: List[Tuple[int, int]] = []
+    for cat in sorted(by_cat):
+        cat_pairs = list(itertools.combinations(by_cat[cat], 2))
+        if max_pairs_per_category is not None and len(cat_pairs) > max_pairs_per_category:
+            pick = torch.randperm(len(cat_pairs), generator=rng)[:max_pairs_per_category].sort().values
+            cat_pairs = [cat_pairs[k] for k in pick.tolist()]
+        pairs.extend(cat_pairs)
+    return pairs
+
+
+class RealPairs(Dataset):
+    """Real pairs of two different instances of one category, ground truth from the keypoint
+    names, no filtering unless ``intersection=True`` (see :func:`make_pair`)."""
+
+    def __init__(self, instances: Sequence[KeypointInstance], max_pairs_per_category: Optional[int] = None,
+                 seed: int = 0, intersection: bool = False):
+        self.instances = list(instances)
+        self.index = cross_instance_pairs(self.instances, max_pairs_per_category, seed)
+        if not self.index:
+            raise InvalidInputError("RealPairs needs at least two instances of one category.")
+        self.intersection = intersection
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, k: int) -> PairData:
+        i, j = self.index[k]
+        return make_pair(self.instances[i], self.instances[j], intersection=self.intersection)
+
+
+def pair_loader(dataset: Dataset, batch_size: int = 16, shuffle: bool = False, seed: int = 0,
+                **kwargs) -> DataLoader:
+    """A PyG ``DataLoader`` over pairs that tracks both sides' batch vectors (``x_s_batch``,
+    ``x_t_batch``, ``comp_pos_*_batch``); shuffling is seeded, never global."""
+    generator = torch.Generator().manual_seed(seed) if shuffle else None
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator,
+                      follow_batch=PairData.FOLLOW_BATCH, **kwargs)

@@ -1,0 +1,164 @@
+"""Training pairs from single instances (self-supervision) and real pairs from two instances."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+from ..errors import ConfigError, InvalidInputError
+from .graph import delaunay_edges, edge_attributes
+from .instance import KeypointInstance
+from .pair_data import PairData
+from .transforms import GeometricAugmentation
+
+
+def _features(inst: KeypointInstance, index: Tensor) -> Tensor:
+    if inst.x is None:  # geometry only: a zero-width feature matrix keeps batching uniform
+        return inst.pos.new_zeros(index.numel(), 0)
+    return inst.x[index]
+
+
+def _graph(pos: Tensor) -> dict:
+    edge_index = delaunay_edges(pos)
+    return {"edge_index": edge_index, "edge_attr": edge_attributes(pos, edge_index)}
+
+
+def _pair(pos_s, x_s, names_s, pos_t, x_t, names_t, y, category, **extra) -> PairData:
+    g_s, g_t = _graph(pos_s), _graph(pos_t)
+    return PairData(
+        x_s=x_s, pos_s=pos_s, edge_index_s=g_s["edge_index"], edge_attr_s=g_s["edge_attr"],
+        x_t=x_t, pos_t=pos_t, edge_index_t=g_t["edge_index"], edge_attr_t=g_t["edge_attr"],
+        y=y, names_s=names_s, names_t=names_t, category=category, **extra,
+    )
+
+
+@dataclass
+class PairGenerator:
+    r"""Make a training pair with known ground truth out of one :class:`KeypointInstance`.
+
+    Each node of the instance is dropped independently from the source copy and from the
+    target copy with probability ``drop_rate``, so it ends up in exactly one category:
+
+    * **common**: kept in both copies; its two copies are a ground-truth correspondence (``y``);
+    * **completion**: kept in one copy only; the other copy lacks it and must generate it, so the
+      pair records its position in that copy's frame (``comp_pos_*``) and the node of the other
+      side that it stands for (``comp_index_*``);
+    * **hidden**: dropped from both (only counted, in ``num_hidden``).
+
+    Each copy then gets its own random geometric transform and jitter, its own feature noise
+    (the photometric augmentation of keypoint descriptors), its nodes in a random order (so the
+    identity permutation carries no information) and Delaunay edges over the kept points.
+
+    Args:
+        drop_rate: probability that a node is dropped from one copy.
+        min_kept: each copy keeps at least this many nodes (or all, for smaller instances).
+        augmentation: the geometric transform drawn per side.
+        feature_noise: standard deviation of the Gaussian noise added to each copy's features,
+            relative to the instance's feature standard deviation.
+        shuffle: randomly permute the nodes of each copy.
+    """
+
+    drop_rate: float = 0.2
+    min_kept: int = 3
+    augmentation: GeometricAugmentation = field(default_factory=GeometricAugmentation)
+    feature_noise: float = 0.1
+    shuffle: bool = True
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.drop_rate < 1.0:
+            raise ConfigError(f"drop_rate must be in [0, 1), got {self.drop_rate}.")
+        if self.min_kept < 1:
+            raise ConfigError(f"min_kept must be >= 1, got {self.min_kept}.")
+        if self.feature_noise < 0:
+            raise ConfigError(f"feature_noise must be >= 0, got {self.feature_noise}.")
+
+    def _keep_mask(self, n: int, generator: Optional[torch.Generator]) -> Tensor:
+        keep = torch.rand(n, generator=generator) >= self.drop_rate
+        missing = min(self.min_kept, n) - int(keep.sum())
+        if missing > 0:  # put back randomly chosen dropped nodes until the minimum is reached
+            dropped = (~keep).nonzero().view(-1)
+            keep[dropped[torch.randperm(dropped.numel(), generator=generator)[:missing]]] = True
+        return keep
+
+    def _order(self, keep: Tensor, generator: Optional[torch.Generator]) -> Tensor:
+        index = keep.nonzero().view(-1)
+        if self.shuffle:
+            index = index[torch.randperm(index.numel(), generator=generator)]
+        return index
+
+    def __call__(self, inst: KeypointInstance, generator: Optional[torch.Generator] = None) -> PairData:
+        if not isinstance(inst, KeypointInstance):
+            raise InvalidInputError(f"PairGenerator expects a KeypointInstance, got {type(inst).__name__}.")
+        n = inst.num_nodes
+        if n == 0:
+            raise InvalidInputError(f"cannot make a pair from an instance without keypoints ({inst.id!r}).")
+        keep_s, keep_t = self._keep_mask(n, generator), self._keep_mask(n, generator)
+        order_s, order_t = self._order(keep_s, generator), self._order(keep_t, generator)
+        # local[side][original node] = its index in that copy (-1 where dropped)
+        local_s = torch.full((n,), -1, dtype=torch.long)
+        local_s[order_s] = torch.arange(order_s.numel())
+        local_t = torch.full((n,), -1, dtype=torch.long)
+        local_t[order_t] = torch.arange(order_t.numel())
+
+        common = (keep_s & keep_t).nonzero().view(-1)
+        y = torch.stack([local_s[common], local_t[common]])
+        lacks_s = (~keep_s & keep_t).nonzero().view(-1)  # the source must generate these
+        lacks_t = (keep_s & ~keep_t).nonzero().view(-1)
+
+        tf_s = self.augmentation.sample(inst.pos, generator)
+        tf_t = self.augmentation.sample(inst.pos, generator)
+        pos_s = tf_s.jitter(tf_s.apply(inst.pos[order_s]), generator)
+        pos_t = tf_t.jitter(tf_t.apply(inst.pos[order_t]), generator)
+        x_s = self._noisy(_features(inst, order_s), inst, generator)
+        x_t = self._noisy(_features(inst, order_t), inst, generator)
+
+        return _pair(
+            pos_s, x_s, [inst.names[i] for i in order_s.tolist()],
+            pos_t, x_t, [inst.names[i] for i in order_t.tolist()],
+            y, inst.category,
+            comp_pos_s=tf_s.apply(inst.pos[lacks_s]), comp_index_s=local_t[lacks_s],
+            comp_x_s=_features(inst, lacks_s),
+            comp_pos_t=tf_t.apply(inst.pos[lacks_t]), comp_index_t=local_s[lacks_t],
+            comp_x_t=_features(inst, lacks_t),
+            num_hidden=int((~keep_s & ~keep_t).sum()),
+        )
+
+    def _noisy(self, x: Tensor, inst: KeypointInstance, generator: Optional[torch.Generator]) -> Tensor:
+        if self.feature_noise == 0 or x.numel() == 0:
+            return x
+        std = inst.x.std() if inst.x.numel() > 1 else x.new_ones(())
+        return x + torch.randn(x.shape, generator=generator, dtype=x.dtype) * self.feature_noise * std
+
+
+def make_pair(inst_s: KeypointInstance, inst_t: KeypointInstance, intersection: bool = False) -> PairData:
+    r"""A real pair of two instances, correspondences from the keypoint names.
+
+    By default nothing is filtered: every annotated keypoint of both instances is a node, and a
+    keypoint whose name the other instance lacks (or that has no name) simply has no partner.
+    ``intersection=True`` keeps only the named keypoints present in both, the setting the
+    literature reports (a bijection), for comparison only.
+    """
+    for inst in (inst_s, inst_t):
+        if not isinstance(inst, KeypointInstance):
+            raise InvalidInputError(f"make_pair expects KeypointInstance objects, got {type(inst).__name__}.")
+    if (inst_s.x is None) != (inst_t.x is None):
+        raise InvalidInputError("one instance has node features (x) and the other has none; give both or neither.")
+    if inst_s.x is not None and inst_s.x.size(1) != inst_t.x.size(1):
+        raise InvalidInputError(
+            f"feature sizes differ: source x has {inst_s.x.size(1)} columns, target x has {inst_t.x.size(1)}."
+        )
+    if intersection:
+        shared = {n for n in inst_s.names if n is not None} & {n for n in inst_t.names if n is not None}
+        inst_s = inst_s.subset([i for i, n in enumerate(inst_s.names) if n in shared])
+        inst_t = inst_t.subset([i for i, n in enumerate(inst_t.names) if n in shared])
+    where_t = {n: j for j, n in enumerate(inst_t.names) if n is not None}
+    pairs = [(i, where_t[n]) for i, n in enumerate(inst_s.names) if n is not None and n in where_t]
+    y = torch.tensor(pairs, dtype=torch.long).view(-1, 2).t().contiguous()
+    idx_s, idx_t = torch.arange(inst_s.num_nodes), torch.arange(inst_t.num_nodes)
+    return _pair(
+        inst_s.pos, _features(inst_s, idx_s), list(inst_s.names),
+        inst_t.pos, _features(inst_t, idx_t), list(inst_t.names),
+        y, inst_s.category,
+    )

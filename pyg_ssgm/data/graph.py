@@ -1,0 +1,87 @@
+"""Graph structure from keypoint coordinates: Delaunay edges (with fallbacks) and edge attributes."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from scipy.spatial import Delaunay, QhullError
+from torch import Tensor
+from torch_geometric.utils import coalesce, to_undirected
+
+# Relative tolerance under which a point set counts as collinear (its second singular value
+# is this small compared with the first). Qhull would otherwise fail, or return slivers.
+_COLLINEAR_TOL = 1e-7
+
+
+def _chain_edges(pos: np.ndarray) -> np.ndarray:
+    """Connect points in their order along the principal direction (collinear fallback)."""
+    centered = pos - pos.mean(0, keepdims=True)
+    _, _, vt = np.linalg.svd(centered, full_matrices=False)
+    order = np.argsort(centered @ vt[0], kind="stable")
+    return np.stack([order[:-1], order[1:]])
+
+
+def delaunay_edges(pos: Tensor) -> Tensor:
+    r"""Undirected Delaunay triangulation edges of a 2-D point set, as ``edge_index [2, E]``.
+
+    Each undirected edge appears in both directions. Fallbacks, so that every input gives a
+    usable graph: no edge for 0 or 1 point, one edge for 2 points, the triangle for 3, a chain along the line
+    for collinear points (Qhull cannot triangulate them), and joggled input (``QJ``) for
+    duplicates so that every point is a vertex of the triangulation.
+    """
+    n = pos.size(0)
+    if n < 2:
+        return torch.empty(2, 0, dtype=torch.long, device=pos.device)
+    p = pos.detach().cpu().double().numpy()
+    if n == 2:
+        edges = np.array([[0], [1]])
+    else:
+        sv = np.linalg.svd(p - p.mean(0, keepdims=True), compute_uv=False)
+        if sv[0] == 0 or sv[1] <= _COLLINEAR_TOL * sv[0]:
+            edges = _chain_edges(p)
+        elif n == 3:  # a triangle; Qhull needs at least 4 points for its initial simplex
+            edges = np.array([[0, 1, 2], [1, 2, 0]])
+        else:
+            try:
+                simplices = Delaunay(p, qhull_options="QJ").simplices
+            except QhullError:  # pragma: no cover - QJ makes this very unlikely
+                edges = _chain_edges(p)
+            else:
+                edges = np.concatenate([simplices[:, [0, 1]], simplices[:, [1, 2]], simplices[:, [2, 0]]]).T
+    edge_index = torch.as_tensor(edges, dtype=torch.long, device=pos.device)
+    return coalesce(to_undirected(edge_index, num_nodes=n), num_nodes=n)
+
+
+def knn_edges(pos: Tensor, k: int, batch: Tensor | None = None) -> Tensor:
+    """Symmetric k-nearest-neighbour edges (within each graph of ``batch``), no self-loops."""
+    n = pos.size(0)
+    if n < 2 or k < 1:
+        return torch.empty(2, 0, dtype=torch.long, device=pos.device)
+    batch = torch.zeros(n, dtype=torch.long, device=pos.device) if batch is None else batch
+    dist = torch.cdist(pos, pos)
+    dist = dist.masked_fill(batch.view(-1, 1) != batch.view(1, -1), float("inf"))
+    dist.fill_diagonal_(float("inf"))
+    k = min(k, n - 1)
+    nbr_dist, nbr = dist.topk(k, dim=1, largest=False)
+    row = torch.arange(n, device=pos.device).view(-1, 1).expand(-1, k)
+    keep = torch.isfinite(nbr_dist)
+    edge_index = torch.stack([nbr[keep], row[keep]])
+    return coalesce(to_undirected(edge_index, num_nodes=n), num_nodes=n)
+
+
+def graph_scale(pos: Tensor) -> Tensor:
+    """A robust size of a point set: root mean squared distance to the centroid (1 if degenerate)."""
+    if pos.size(0) == 0:
+        return pos.new_ones(())
+    scale = (pos - pos.mean(0, keepdim=True)).pow(2).sum(-1).mean().sqrt()
+    return torch.where(scale > 1e-8, scale, torch.ones_like(scale))
+
+
+def edge_attributes(pos: Tensor, edge_index: Tensor, scale: Tensor | float | None = None) -> Tensor:
+    r"""Relative position of each edge, :math:`(p_j - p_i) / s` for an edge :math:`i \to j`.
+
+    Dividing by the graph's scale :math:`s` makes the attribute independent of the image size,
+    so models transfer between datasets whose coordinates are in pixels of different images.
+    """
+    src, dst = edge_index
+    scale = graph_scale(pos) if scale is None else scale
+    return (pos[dst] - pos[src]) / scale

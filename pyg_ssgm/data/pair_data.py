@@ -1,0 +1,74 @@
+"""`PairData`: a source and a target keypoint graph, their correspondences and completion targets."""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch_geometric.data import Data
+
+# Index fields and the side whose node count offsets them when pairs are batched.
+# ``y`` (row 0 source nodes, row 1 target nodes) is handled separately: it needs both.
+_INDEX_SIDE = {
+    "edge_index_s": "s",
+    "edge_index_t": "t",
+    "comp_index_s": "t",  # node of the *target* that a node missing from the source stands for
+    "comp_index_t": "s",  # node of the *source* that a node missing from the target stands for
+}
+
+
+class PairData(Data):
+    r"""A pair of keypoint graphs, batched the PyG way.
+
+    Fields (``*`` is ``s`` for the source graph and ``t`` for the target graph):
+
+    * ``x_*`` float ``[N_*, F]`` node features (``F`` may be 0), ``pos_*`` float ``[N_*, 2]``;
+    * ``edge_index_*`` long ``[2, E_*]`` and ``edge_attr_*`` float ``[E_*, 2]`` (relative positions
+      divided by the graph's scale, see :func:`~pyg_ssgm.data.graph.edge_attributes`);
+    * ``y`` long ``[2, M]``: the true correspondences, row 0 indexes source nodes, row 1 target
+      nodes. A node in no column of ``y`` has no partner;
+    * generated pairs only: ``comp_pos_*`` float ``[C_*, 2]``, positions (in the frame of side
+      ``*``) of the nodes that side lacks, ``comp_index_*`` long ``[C_*]``, the node of the *other*
+      side that each one stands for, and optionally ``comp_x_*`` their clean features;
+    * ``names_*`` (lists of keypoint names) and ``category`` (str) for bookkeeping.
+
+    ``Batch.from_data_list(pairs, follow_batch=["x_s", "x_t"])`` (or PyG's ``DataLoader`` with the
+    same ``follow_batch``) offsets every index field by the right side's node count and adds
+    ``x_s_batch`` / ``x_t_batch``; add ``"comp_pos_s"``, ``"comp_pos_t"`` for completion targets.
+    """
+
+    FOLLOW_BATCH = ["x_s", "x_t", "comp_pos_s", "comp_pos_t"]
+
+    def _num_side_nodes(self, side: str) -> int:
+        pos = getattr(self, f"pos_{side}", None)
+        if pos is not None:
+            return pos.size(0)
+        x = getattr(self, f"x_{side}", None)
+        return 0 if x is None else x.size(0)
+
+    @property
+    def num_nodes_s(self) -> int:
+        return self._num_side_nodes("s")
+
+    @property
+    def num_nodes_t(self) -> int:
+        return self._num_side_nodes("t")
+
+    @property
+    def num_nodes(self) -> int:  # both graphs; PyG uses it for sanity checks only
+        return self.num_nodes_s + self.num_nodes_t
+
+    @num_nodes.setter
+    def num_nodes(self, value: int) -> None:  # pragma: no cover - derived, kept for PyG's API
+        pass
+
+    def __inc__(self, key: str, value: Any, *args, **kwargs) -> Any:
+        if key in _INDEX_SIDE:
+            return self._num_side_nodes(_INDEX_SIDE[key])
+        if key == "y":
+            return torch.tensor([[self.num_nodes_s], [self.num_nodes_t]])
+        return super().__inc__(key, value, *args, **kwargs)
+
+    def __cat_dim__(self, key: str, value: Any, *args, **kwargs) -> Any:
+        if key == "y":
+            return -1
+        return super().__cat_dim__(key, value, *args, **kwargs)

@@ -1,0 +1,97 @@
+"""Random geometric transforms that make the two copies of a generated pair differ."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+import torch
+from torch import Tensor
+
+from ..errors import ConfigError
+from .graph import graph_scale
+
+
+def _uniform(low: float, high: float, generator: Optional[torch.Generator]) -> float:
+    return low + (high - low) * torch.rand((), generator=generator).item()
+
+
+@dataclass
+class GeometricAugmentation:
+    r"""A random planar transform, sampled independently for each side of a generated pair.
+
+    The transform acts about the centroid :math:`c` of the points:
+    :math:`p' = P\big(A (p - c)\big) + c + t`, with :math:`A = R(\theta)\,H(\gamma)\,
+    \mathrm{diag}(s\,a, s/a)`, a rotation, a shear and an (an)isotropic scale, :math:`t` a
+    translation, and :math:`P` an optional mild perspective division. Then each observed point
+    is jittered by Gaussian noise. Every magnitude is relative to the point set's scale, and
+    setting it to 0 (or the range to ``(1, 1)``) switches that part off.
+
+    Args:
+        rotation: maximum rotation angle in degrees (uniform in ``[-rotation, rotation]``).
+        scale: range of the isotropic scale factor.
+        anisotropy: maximum log-ratio of the two axis scales (0 keeps the aspect ratio).
+        shear: maximum shear factor.
+        translation: maximum translation, as a fraction of the point set's scale.
+        perspective: maximum perspective coefficient (relative to the scale); 0 is affine.
+        jitter: standard deviation of the per-point noise, as a fraction of the scale.
+    """
+
+    rotation: float = 30.0
+    scale: Tuple[float, float] = (0.8, 1.2)
+    anisotropy: float = 0.1
+    shear: float = 0.1
+    translation: float = 0.2
+    perspective: float = 0.0
+    jitter: float = 0.02
+
+    def __post_init__(self) -> None:
+        lo, hi = self.scale
+        if not 0 < lo <= hi:
+            raise ConfigError(f"scale must be a range (low, high) with 0 < low <= high, got {self.scale}.")
+        for name in ("rotation", "anisotropy", "shear", "translation", "perspective", "jitter"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0 (0 switches it off), got {getattr(self, name)}.")
+
+    @classmethod
+    def identity(cls) -> "GeometricAugmentation":
+        """An augmentation that changes nothing."""
+        return cls(rotation=0.0, scale=(1.0, 1.0), anisotropy=0.0, shear=0.0, translation=0.0, jitter=0.0)
+
+    def sample(self, pos: Tensor, generator: Optional[torch.Generator] = None) -> "PlanarTransform":
+        """Draw one transform for the point set ``pos`` (its centroid and scale anchor it)."""
+        theta = math.radians(_uniform(-self.rotation, self.rotation, generator))
+        s = _uniform(*self.scale, generator)
+        a = math.exp(_uniform(-self.anisotropy, self.anisotropy, generator) / 2)
+        g = _uniform(-self.shear, self.shear, generator)
+        rot = torch.tensor([[math.cos(theta), -math.sin(theta)], [math.sin(theta), math.cos(theta)]])
+        shear = torch.tensor([[1.0, g], [0.0, 1.0]])
+        matrix = rot @ shear @ torch.diag(torch.tensor([s * a, s / a]))
+        size = graph_scale(pos).item() if pos.numel() else 1.0
+        shift = (torch.rand(2, generator=generator) * 2 - 1) * self.translation * size
+        persp = (torch.rand(2, generator=generator) * 2 - 1) * self.perspective / size
+        center = pos.mean(0) if pos.numel() else torch.zeros(2)
+        return PlanarTransform(matrix.to(pos.dtype), center.to(pos.dtype), shift.to(pos.dtype),
+                               persp.to(pos.dtype), self.jitter * size)
+
+
+@dataclass
+class PlanarTransform:
+    """One sampled transform; :meth:`apply` maps points, :meth:`jitter` adds the per-point noise."""
+
+    matrix: Tensor
+    center: Tensor
+    shift: Tensor
+    perspective: Tensor
+    jitter_std: float
+
+    def apply(self, pos: Tensor) -> Tensor:
+        local = (pos - self.center) @ self.matrix.T
+        # Mild perspective: divide by 1 + <w, p>; clamped so no point crosses the horizon.
+        denom = (1 + local @ self.perspective).clamp(min=0.5).unsqueeze(-1)
+        return local / denom + self.center + self.shift
+
+    def jitter(self, pos: Tensor, generator: Optional[torch.Generator] = None) -> Tensor:
+        if self.jitter_std == 0:
+            return pos
+        return pos + torch.randn(pos.shape, generator=generator, dtype=pos.dtype) * self.jitter_std

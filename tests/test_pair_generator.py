@@ -1,0 +1,148 @@
+"""Property tests of the self-supervised pair generator, real pairs and pair batching."""
+import pytest
+import torch
+from hypothesis import given, settings, strategies as st
+from torch_geometric.data import Batch
+
+from pyg_ssgm.data import (GeometricAugmentation, KeypointInstance, PairData, PairGenerator, delaunay_edges,
+                           make_pair, pair_loader, GeneratedPairs, RealPairs)
+from pyg_ssgm.errors import ConfigError, InvalidInputError
+
+
+def instance(n, feat=4, seed=0, names=None, category="c"):
+    g = torch.Generator().manual_seed(seed)
+    return KeypointInstance(pos=torch.rand(n, 2, generator=g) * 100, x=torch.randn(n, feat, generator=g),
+                            names=names or [f"k{i}" for i in range(n)], category=category, id=f"i{seed}")
+
+
+def original_ids(data, side):
+    return [int(name[1:]) for name in getattr(data, f"names_{side}")]
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(1, 25), drop=st.floats(0.0, 0.9), seed=st.integers(0, 10_000), min_kept=st.integers(1, 5))
+def test_categories_partition_and_maps_are_consistent(n, drop, seed, min_kept):
+    inst = instance(n, seed=seed)
+    data = PairGenerator(drop_rate=drop, min_kept=min_kept)(inst, torch.Generator().manual_seed(seed))
+    ids_s, ids_t = original_ids(data, "s"), original_ids(data, "t")
+    assert len(set(ids_s)) == len(ids_s) and len(set(ids_t)) == len(ids_t)
+    assert len(ids_s) >= min(min_kept, n) and len(ids_t) >= min(min_kept, n)
+    common = set(ids_s) & set(ids_t)
+    comp_s = set(ids_t) - set(ids_s)  # the source lacks these
+    comp_t = set(ids_s) - set(ids_t)
+    hidden = set(range(n)) - set(ids_s) - set(ids_t)
+    # the four sets partition the instance's nodes
+    assert len(common) + len(comp_s) + len(comp_t) + len(hidden) == n
+    assert data.num_hidden == len(hidden)
+    # y pairs exactly the common nodes, each with its own copy
+    assert data.y.size(1) == len(common)
+    assert all(ids_s[i] == ids_t[j] for i, j in data.y.t().tolist())
+    # completion maps point at the node of the other side that each missing node stands for
+    assert sorted(ids_t[j] for j in data.comp_index_s.tolist()) == sorted(comp_s)
+    assert sorted(ids_s[i] for i in data.comp_index_t.tolist()) == sorted(comp_t)
+    assert data.comp_pos_s.shape == (len(comp_s), 2) and data.comp_pos_t.shape == (len(comp_t), 2)
+    assert data.edge_index_s.max().item() < len(ids_s) if data.edge_index_s.numel() else True
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 10_000))
+def test_transform_keeps_correspondences(seed):
+    """Without jitter, each side is an exact planar transform of the instance: the completion
+    targets of a side lie where its transform puts the missing nodes, consistent with the kept ones."""
+    aug = GeometricAugmentation(jitter=0.0, perspective=0.0)
+    inst = instance(15, seed=seed)
+    data = PairGenerator(drop_rate=0.3, augmentation=aug)(inst, torch.Generator().manual_seed(seed))
+    for side in "st":
+        ids = original_ids(data, side)
+        pos = getattr(data, f"pos_{side}")
+        # solve the affine map instance -> side from kept nodes, then check the completion targets
+        src = torch.cat([inst.pos[ids], torch.ones(len(ids), 1)], 1).double()
+        sol = torch.linalg.lstsq(src, pos.double()).solution
+        assert torch.allclose(src @ sol, pos.double(), atol=1e-3)
+        other = "t" if side == "s" else "s"
+        missing = [original_ids(data, other)[j] for j in getattr(data, f"comp_index_{side}").tolist()]
+        if missing:
+            pred = torch.cat([inst.pos[missing], torch.ones(len(missing), 1)], 1).double() @ sol
+            assert torch.allclose(pred, getattr(data, f"comp_pos_{side}").double(), atol=1e-3)
+
+
+def test_deterministic_given_generator():
+    inst, gen = instance(20), PairGenerator(drop_rate=0.3)
+    a = gen(inst, torch.Generator().manual_seed(5))
+    b = gen(inst, torch.Generator().manual_seed(5))
+    c = gen(inst, torch.Generator().manual_seed(6))
+    assert torch.equal(a.pos_s, b.pos_s) and torch.equal(a.y, b.y) and torch.equal(a.x_t, b.x_t)
+    assert not torch.equal(a.pos_s, c.pos_s)
+
+
+@settings(max_examples=25, deadline=None)
+@given(sizes=st.lists(st.integers(1, 12), min_size=2, max_size=4), seed=st.integers(0, 1000))
+def test_batching_offsets_every_index_field(sizes, seed):
+    gen = PairGenerator(drop_rate=0.4, min_kept=1)
+    pairs = [gen(instance(n, seed=seed + k), torch.Generator().manual_seed(seed + k)) for k, n in enumerate(sizes)]
+    batch = Batch.from_data_list(pairs, follow_batch=PairData.FOLLOW_BATCH)
+    off_s = off_t = 0
+    for k, d in enumerate(pairs):
+        back = batch.get_example(k)
+        for key in ("y", "edge_index_s", "edge_index_t", "comp_index_s", "comp_index_t"):
+            assert torch.equal(getattr(back, key), getattr(d, key)), key
+        sel = (batch.y[0] >= off_s) & (batch.y[0] < off_s + d.num_nodes_s)
+        assert torch.equal(batch.y[:, sel] - torch.tensor([[off_s], [off_t]]), d.y)
+        assert (batch.x_s_batch[off_s:off_s + d.num_nodes_s] == k).all()
+        off_s, off_t = off_s + d.num_nodes_s, off_t + d.num_nodes_t
+    assert batch.comp_index_s.numel() == 0 or batch.comp_index_s.max() < batch.x_t.size(0)
+    assert batch.comp_index_t.numel() == 0 or batch.comp_index_t.max() < batch.x_s.size(0)
+
+
+def test_delaunay_fallbacks():
+    assert delaunay_edges(torch.rand(0, 2)).shape == (2, 0)
+    assert delaunay_edges(torch.rand(1, 2)).shape == (2, 0)
+    assert delaunay_edges(torch.rand(2, 2)).tolist() == [[0, 1], [1, 0]]
+    line = torch.stack([torch.tensor([3.0, 0.0, 2.0, 1.0]), torch.tensor([6.0, 0.0, 4.0, 2.0])], 1)
+    chain = delaunay_edges(line)  # collinear: neighbours along the line, nothing else
+    assert sorted(map(tuple, chain.t().tolist())) == sorted([(1, 3), (3, 1), (3, 2), (2, 3), (2, 0), (0, 2)])
+    tri = delaunay_edges(torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]]))
+    assert tri.size(1) == 6
+    dup = delaunay_edges(torch.tensor([[0.0, 0.0], [0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]))
+    assert set(dup.view(-1).tolist()) == set(range(5))  # duplicates stay connected
+
+
+def test_make_pair_no_filtering_and_intersection():
+    a = instance(5, names=["a", "b", "c", "d", None], category="x")
+    b = instance(4, names=["d", "e", "a", None], seed=1, category="x")
+    pair = make_pair(a, b)
+    assert pair.num_nodes_s == 5 and pair.num_nodes_t == 4  # nothing dropped
+    assert sorted(map(tuple, pair.y.t().tolist())) == [(0, 2), (3, 0)]  # unnamed points never match
+    inter = make_pair(a, b, intersection=True)
+    assert inter.num_nodes_s == inter.num_nodes_t == 2 and inter.y.size(1) == 2
+
+
+def test_bad_input_raises_named_errors():
+    with pytest.raises(InvalidInputError):
+        KeypointInstance(pos=torch.tensor([[0.0, float("nan")]]), names=["a"])
+    with pytest.raises(InvalidInputError):
+        KeypointInstance(pos=torch.rand(2, 2), names=["a", "a"])
+    with pytest.raises(InvalidInputError):
+        KeypointInstance(pos=torch.rand(2, 3), names=["a", "b"])
+    with pytest.raises(ConfigError):
+        PairGenerator(drop_rate=1.5)
+    with pytest.raises(ConfigError):
+        GeometricAugmentation(scale=(2.0, 1.0))
+    with pytest.raises(InvalidInputError):
+        make_pair(instance(3, feat=4), instance(3, feat=5))
+    with pytest.raises(InvalidInputError):
+        PairGenerator()(KeypointInstance(pos=torch.zeros(0, 2), names=[]))
+
+
+def test_datasets_and_loader():
+    insts = [instance(8, seed=k, category="ab"[k % 2]) for k in range(6)]
+    gen_ds = GeneratedPairs(insts, seed=3)
+    assert torch.equal(gen_ds[2].pos_s, gen_ds[2].pos_s)
+    gen_ds.set_epoch(1)
+    first = gen_ds[2].pos_s
+    gen_ds.set_epoch(0)
+    assert not torch.equal(first, gen_ds[2].pos_s)  # a new epoch gives new pairs
+    real = RealPairs(insts)
+    assert len(real) == 6  # 3 + 3 pairs within the two categories
+    batch = next(iter(pair_loader(real, batch_size=4)))
+    assert batch.num_graphs == 4 and batch.x_s_batch.max() == 3
