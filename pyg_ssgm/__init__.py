@@ -1,2 +1,11 @@
-"""pyg_ssgm: self-supervised, generative, partial graph matching of keypoint graphs."""
+"""pyg_ssgm: self-supervised, generative, partial graph matching of keypoint graphs.
+
+>>> from pyg_ssgm import SSGM, SSGMConfig, metrics
+>>> from pyg_ssgm.data import KeypointInstance, PairGenerator, make_pair
+"""
+from . import metrics
+from .config import SSGMConfig
+from .model import SSGM, SSGMOutput
+
 __version__ = "0.1.0"
+__all__ = ["SSGM", "SSGMConfig", "SSGMOutput", "metrics", "__version__"]

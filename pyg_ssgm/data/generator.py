@@ -162,3 +162,38 @@ def make_pair(inst_s: KeypointInstance, inst_t: KeypointInstance, intersection: 
         inst_t.pos, _features(inst_t, idx_t), list(inst_t.names),
         y, inst_s.category,
     )
+
+
+def _fit_affine(src: Tensor, dst: Tensor) -> Tensor:
+    """Least-squares affine map ``[3, 2]`` with ``[src, 1] @ A ~ dst`` (translation only for < 3 points)."""
+    if src.size(0) >= 3:
+        design = torch.cat([src, src.new_ones(src.size(0), 1)], 1).double()
+        sol = torch.linalg.lstsq(design, dst.double()).solution
+        if torch.isfinite(sol).all():
+            return sol.to(src.dtype)
+    shift = (dst.mean(0) - src.mean(0)) if src.size(0) else src.new_zeros(2)
+    return torch.cat([torch.eye(2, dtype=src.dtype), shift.view(1, 2)])
+
+
+def add_completion_targets(pair: PairData) -> PairData:
+    r"""Completion targets for a *real* pair, derived from its correspondences ``y``.
+
+    The nodes of one side without a partner are the nodes the other side lacks. Their positions in
+    the other side's frame are estimated by the least-squares affine map fitted on the true
+    correspondences (the two instances are different objects, so no exact position exists). Used by
+    supervised training only: it reads ``y``.
+    """
+    y = pair.y
+    out = pair.clone()
+    for side, other, row_own, row_other in (("s", "t", 0, 1), ("t", "s", 1, 0)):
+        n_other = getattr(pair, f"num_nodes_{other}")
+        lacks = torch.ones(n_other, dtype=torch.bool)
+        lacks[y[row_other]] = False
+        index = lacks.nonzero().view(-1)
+        pos_own, pos_other = getattr(pair, f"pos_{side}"), getattr(pair, f"pos_{other}")
+        affine = _fit_affine(pos_other[y[row_other]], pos_own[y[row_own]])
+        missing = pos_other[index]
+        setattr(out, f"comp_pos_{side}", torch.cat([missing, missing.new_ones(missing.size(0), 1)], 1) @ affine)
+        setattr(out, f"comp_index_{side}", index)
+        setattr(out, f"comp_x_{side}", getattr(pair, f"x_{other}")[index])
+    return out

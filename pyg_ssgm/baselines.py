@@ -1,0 +1,286 @@
+r"""Classical graph matching solvers (pygmtools) as baselines, run on the same ``PairData`` batches.
+
+:class:`ClassicalMatcher` turns a batch of pairs into padded dense tensors, calls *one* pygmtools
+solver for the whole batch and returns one matching (long ``[2, K]``, local node indices) per pair,
+the format :mod:`pyg_ssgm.metrics` and the model use.
+
+Affinities
+----------
+Node descriptors :math:`d_i` are the L2-normalised node features ``x`` or, for feature-less graphs
+(or ``node_affinity="geometry"``), a soft log-polar *shape context* of the keypoints (see
+:func:`shape_context`). The node affinity is the cosine similarity mapped to :math:`[0, 1]`:
+
+.. math::  s_{ij} = \tfrac{1}{2}\,(1 + \langle d_i, d_j \rangle).
+
+Being affine in the cosine, it leaves the linear assignment unchanged, and being non-negative it
+suits the spectral solvers (whose power iterations assume a non-negative affinity matrix). The edge
+affinity of source edge :math:`e` and target edge :math:`f` is a Gaussian of their attributes (the
+scale-normalised relative positions ``edge_attr_*`` of the Delaunay edges),
+:math:`\exp(-\lVert a_e - a_f\rVert^2 / \sigma)` (``pygmtools.utils.gaussian_aff_fn``).
+
+Solvers
+-------
+* ``"hungarian"``: linear assignment, :math:`\max_X \sum_{ij} s_{ij} X_{ij}`;
+* ``"sm"`` (spectral matching), ``"rrwm"`` (reweighted random walks), ``"ipfp"`` (integer projected
+  fixed point): the quadratic assignment :math:`\max_x x^\top K x` with ``K`` from
+  ``pygmtools.utils.build_aff_mat`` (node affinities on the diagonal, times ``node_weight``), the
+  relaxed solution discretised by ``pygmtools.hungarian``.
+
+All of them return *full* matchings (``min(n_s, n_t)`` pairs). That is the **default** and the
+plain classical baseline. Set ``threshold`` (or fit it with :meth:`ClassicalMatcher.calibrate_threshold`
+on a validation set) to drop the pairs whose node affinity is below it: the partial-matching variant,
+for a fair comparison with a method that may leave nodes unmatched.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Iterable, List, Optional, Sequence, Tuple
+
+import numpy as np
+import pygmtools as pygm
+import torch
+from torch import Tensor
+from torch_geometric.utils import to_dense_batch
+
+from .errors import ConfigError, InvalidInputError
+from .metrics import MatchingReport, aggregate, as_pair_batch, batch_counts, batch_targets
+
+SOLVERS = ("hungarian", "sm", "rrwm", "ipfp")
+NODE_AFFINITIES = ("auto", "features", "geometry")
+
+__all__ = ["ClassicalMatcher", "shape_context", "SOLVERS"]
+
+
+def shape_context(pos: Tensor, mask: Tensor, radial_bins: int = 5, angular_bins: int = 8,
+                  r_min: float = 0.125, r_max: float = 2.0, kappa: float = 4.0) -> Tensor:
+    r"""Soft log-polar shape context of every keypoint of a padded batch of point sets.
+
+    Args:
+        pos: ``[B, N, 2]`` positions (padded), ``mask``: ``[B, N]`` true for real nodes.
+
+    Each graph is centred and divided by its RMS radius (translation and scale invariance). For node
+    ``i``, every other node ``j`` at distance :math:`r` and angle :math:`\theta` votes into radial bin
+    :math:`a` (centres :math:`\rho_a` log-spaced in ``[r_min, r_max]``, width :math:`\delta`, the log
+    spacing) and angular bin :math:`b` (centres :math:`\phi_b`) with the weight
+    :math:`\exp(-(\log r - \log\rho_a)^2 / 2\delta^2)\,\exp(\kappa(\cos(\theta - \phi_b) - 1))`.
+    Soft votes make the descriptor continuous, so distinct nodes get distinct descriptors (hard
+    histograms tie easily on small graphs). Not rotation invariant, like the keypoint benchmarks'
+    upright objects. Returns ``[B, N, radial_bins * angular_bins]``, L2-normalised rows (0 if padded
+    or alone).
+    """
+    m = mask.to(pos.dtype).unsqueeze(-1)
+    count = m.sum(1, keepdim=True).clamp(min=1)
+    centred = (pos - (pos * m).sum(1, keepdim=True) / count) * m
+    scale = (centred.pow(2).sum(-1, keepdim=True) * m).sum(1, keepdim=True).div(count).sqrt()
+    p = centred / torch.where(scale > 1e-8, scale, torch.ones_like(scale))
+
+    diff = p.unsqueeze(1) - p.unsqueeze(2)  # [B, i, j, 2]: p_j - p_i
+    log_r = diff.norm(dim=-1).clamp(min=1e-6).log()
+    theta = torch.atan2(diff[..., 1], diff[..., 0])
+    centres_r = torch.linspace(math.log(r_min), math.log(r_max), radial_bins, dtype=pos.dtype, device=pos.device)
+    width = (centres_r[1] - centres_r[0]) if radial_bins > 1 else pos.new_tensor(1.0)
+    centres_a = torch.arange(angular_bins, dtype=pos.dtype, device=pos.device) * (2 * math.pi / angular_bins)
+    w_r = torch.exp(-(log_r.unsqueeze(-1) - centres_r).pow(2) / (2 * width ** 2))  # [B, i, j, R]
+    w_a = torch.exp(kappa * (torch.cos(theta.unsqueeze(-1) - centres_a) - 1))  # [B, i, j, A]
+    eye = torch.eye(pos.size(1), dtype=torch.bool, device=pos.device)
+    pair_mask = (mask.unsqueeze(1) & mask.unsqueeze(2) & ~eye).to(pos.dtype)  # other real nodes only
+    hist = torch.einsum("bijr,bija,bij->bira", w_r, w_a, pair_mask).flatten(2)
+    return torch.nn.functional.normalize(hist, dim=-1) * mask.unsqueeze(-1)
+
+
+def _node_affinity(d1: Tensor, d2: Tensor) -> Tensor:
+    # (1 + cosine) / 2 of normalised descriptors: in [0, 1], same argmax as the cosine.
+    return (1 + torch.bmm(d1, d2.transpose(1, 2))) / 2
+
+
+class ClassicalMatcher:
+    r"""A classical pygmtools solver as a matcher of ``PairData`` batches.
+
+    Args:
+        solver: ``"hungarian"``, ``"sm"``, ``"rrwm"`` or ``"ipfp"`` (see the module docstring).
+        node_affinity: ``"features"`` (cosine of ``x``), ``"geometry"`` (cosine of
+            :func:`shape_context`) or ``"auto"``: features when the pairs have some, else geometry.
+        edge_sigma: :math:`\sigma` of the Gaussian edge affinity (edge attributes are relative
+            positions in units of the graph's RMS radius, so ~0.5 separates them well).
+        node_weight: factor of the node affinities on the diagonal of ``K`` (QAP solvers only; a
+            Delaunay node has ~6 edges, so edge terms otherwise dominate).
+        threshold: ``None`` (default): the plain solver, full matchings. A float: drop the predicted
+            pairs whose node affinity :math:`s_{ij} \in [0, 1]` is below it (partial matching).
+        max_iter: iterations of the QAP solvers.
+        dtype: computation dtype; float64 by default so ties are broken by data, not by rounding.
+        **solver_kwargs: passed to the pygmtools solver (e.g. ``alpha``, ``beta`` of RRWM).
+
+    Calling it on a batch (anything :func:`~pyg_ssgm.metrics.as_pair_batch` accepts, e.g. what
+    :func:`~pyg_ssgm.data.pair_loader` yields) returns a list with one long ``[2, K]`` matching per
+    pair, in local node indices, sorted by source node.
+    """
+
+    def __init__(self, solver: str = "rrwm", node_affinity: str = "auto", edge_sigma: float = 0.5,
+                 node_weight: float = 1.0, threshold: Optional[float] = None, max_iter: int = 50,
+                 dtype: torch.dtype = torch.float64, **solver_kwargs: Any):
+        if solver not in SOLVERS:
+            raise ConfigError(f"solver={solver!r} is invalid: must be one of {list(SOLVERS)}.")
+        if node_affinity not in NODE_AFFINITIES:
+            raise ConfigError(f"node_affinity={node_affinity!r} is invalid: must be one of {list(NODE_AFFINITIES)}.")
+        if not edge_sigma > 0:
+            raise ConfigError(f"edge_sigma must be > 0, got {edge_sigma}.")
+        if not node_weight >= 0:
+            raise ConfigError(f"node_weight must be >= 0, got {node_weight}.")
+        if max_iter < 1:
+            raise ConfigError(f"max_iter must be >= 1, got {max_iter}.")
+        self.solver, self.node_affinity = solver, node_affinity
+        self.edge_sigma, self.node_weight = float(edge_sigma), float(node_weight)
+        self.threshold = threshold
+        self.max_iter, self.dtype, self.solver_kwargs = max_iter, dtype, solver_kwargs
+
+    def __repr__(self) -> str:
+        return (f"ClassicalMatcher(solver={self.solver!r}, node_affinity={self.node_affinity!r}, "
+                f"edge_sigma={self.edge_sigma}, node_weight={self.node_weight}, threshold={self.threshold})")
+
+    # ----------------------------------------------------------------------------------------------
+    def __call__(self, batch: Any) -> List[Tensor]:
+        matchings, affinities = self.predict(batch)
+        if self.threshold is None:
+            return matchings
+        return [m[:, a >= self.threshold] for m, a in zip(matchings, affinities)]
+
+    @torch.no_grad()
+    def predict(self, batch: Any) -> Tuple[List[Tensor], List[Tensor]]:
+        """The solver's full matchings (``threshold`` ignored) and the node affinity of each
+        predicted pair (a float ``[K]`` per pair, aligned with the matching's columns)."""
+        batch = as_pair_batch(batch)
+        dense = self._dense(batch)
+        n1, n2 = dense["n1"], dense["n2"]
+        num_pairs = n1.numel()
+        device = batch.x_s.device
+        out = [torch.empty(2, 0, dtype=torch.long, device=device)] * num_pairs
+        affs = [torch.empty(0, dtype=self.dtype, device=device)] * num_pairs
+        # Pairs with an empty side have nothing to match; keeping them out of the padded solver call
+        # avoids 0/0 in the solvers' normalisations.
+        idx = ((n1 > 0) & (n2 > 0)).nonzero().view(-1)
+        if idx.numel() == 0:
+            return list(out), list(affs)
+        sub = {k: v[idx] for k, v in dense.items()}
+        S = _node_affinity(sub["d1"], sub["d2"]) * (sub["mask1"].unsqueeze(2) & sub["mask2"].unsqueeze(1))
+        perm = self._solve(S, sub)
+        for k, b in enumerate(idx.tolist()):  # unpadding bookkeeping only
+            m = perm[k, : n1[b], : n2[b]].nonzero().t().contiguous()
+            out[b], affs[b] = m, S[k, m[0], m[1]]
+        return list(out), list(affs)
+
+    # ----------------------------------------------------------------------------------------------
+    def _dense(self, batch: Any) -> dict:
+        """Padded per-pair tensors: descriptors, masks, node and edge counts, connectivity, edge attrs."""
+        num_pairs = batch.num_graphs
+        use_features = self.node_affinity == "features" or (
+            self.node_affinity == "auto" and batch.x_s.dim() == 2 and batch.x_s.size(1) > 0)
+        if use_features and (batch.x_s.dim() != 2 or batch.x_s.size(1) == 0):
+            raise InvalidInputError("node_affinity='features' but the pairs have no node features (x_s is empty).")
+        out = {}
+        for side, i in (("s", "1"), ("t", "2")):
+            node_batch = getattr(batch, f"x_{side}_batch")
+            pos, _ = to_dense_batch(getattr(batch, f"pos_{side}").to(self.dtype), node_batch, batch_size=num_pairs)
+            if use_features:
+                x = torch.nn.functional.normalize(getattr(batch, f"x_{side}").to(self.dtype), dim=-1)
+                desc, mask = to_dense_batch(x, node_batch, batch_size=num_pairs)
+            else:
+                _, mask = to_dense_batch(pos.new_zeros(node_batch.numel(), 1), node_batch, batch_size=num_pairs)
+                desc = shape_context(pos, mask)
+            # The Delaunay edges in local indices, padded per pair: pygmtools' sparse connectivity.
+            edge_index = getattr(batch, f"edge_index_{side}")
+            ptr = getattr(batch, f"x_{side}_ptr")
+            edge_batch = node_batch[edge_index[0]]
+            conn, _ = to_dense_batch((edge_index - ptr[edge_batch]).t(), edge_batch, batch_size=num_pairs)
+            attr, _ = to_dense_batch(getattr(batch, f"edge_attr_{side}").to(self.dtype), edge_batch,
+                                     batch_size=num_pairs)
+            out.update({f"d{i}": desc, f"mask{i}": mask, f"n{i}": mask.sum(1),
+                        f"ne{i}": torch.bincount(edge_batch, minlength=num_pairs),
+                        f"conn{i}": conn, f"edge{i}": attr})
+        return out
+
+    def _solve(self, S: Tensor, d: dict) -> Tensor:
+        """One pygmtools call for the whole padded batch; returns 0/1 matrices ``[B, n1max, n2max]``."""
+        n1, n2 = d["n1"], d["n2"]
+        if self.solver == "hungarian":
+            return pygm.hungarian(S, n1, n2, backend="pytorch")
+        K = self._affinity_matrix(d)
+        solve = {"sm": pygm.sm, "rrwm": pygm.rrwm, "ipfp": pygm.ipfp}[self.solver]
+        X = solve(K, n1, n2, max_iter=self.max_iter, backend="pytorch", **self.solver_kwargs)
+        return pygm.hungarian(X, n1, n2, backend="pytorch")
+
+    def _affinity_matrix(self, d: dict) -> Tensor:
+        """``K`` ``[B, n1max*n2max, n1max*n2max]`` (pygmtools' column-major vectorisation)."""
+        n1, n2 = d["n1"], d["n2"]
+        n1max, n2max = d["d1"].size(1), d["d2"].size(1)
+
+        def node_aff(f1: Tensor, f2: Tensor) -> Tensor:
+            return self.node_weight * _node_affinity(f1, f2)
+
+        def edge_aff(e1: Tensor, e2: Tensor) -> Tensor:
+            return pygm.utils.gaussian_aff_fn(e1, e2, sigma=self.edge_sigma, backend="pytorch")
+
+        has_edges = d["conn1"].size(1) > 0 and d["conn2"].size(1) > 0
+        K = pygm.utils.build_aff_mat(
+            d["d1"], d["edge1"] if has_edges else None, d["conn1"] if has_edges else None,
+            d["d2"], d["edge2"] if has_edges else None, d["conn2"] if has_edges else None,
+            n1, d["ne1"], n2, d["ne2"], node_aff_fn=node_aff, edge_aff_fn=edge_aff, backend="pytorch",
+        )
+        # build_aff_mat fills the diagonal for padded nodes too, and SM / IPFP do not mask them:
+        # zero every row and column of an assignment (i, j) with a padded i or j. Index = j*n1max + i.
+        valid = (d["mask2"].unsqueeze(2) & d["mask1"].unsqueeze(1)).reshape(-1, n1max * n2max).to(K.dtype)
+        return K * valid.unsqueeze(2) * valid.unsqueeze(1)
+
+    # ----------------------------------------------------------------------------------------------
+    def calibrate_threshold(self, batches: Iterable[Any], candidates: Optional[Sequence[float]] = None,
+                            average: str = "macro", max_candidates: int = 256) -> Optional[float]:
+        r"""Choose ``threshold`` maximising F1 on validation pairs, set it and return it.
+
+        Runs the solver once per batch, then scores every candidate threshold from the cached
+        affinities. ``candidates`` defaults to up to ``max_candidates`` quantiles of the predicted
+        pairs' affinities plus "no threshold" (``-inf``; include it yourself in explicit ``candidates``
+        to allow it); ``average`` is ``"macro"`` (mean over classes of the
+        per-class mean F1, the reported number) or ``"micro"``. Ties go to the lowest threshold (the
+        closest to the plain solver); when not thresholding is best, ``threshold`` becomes ``None``.
+        """
+        if average not in ("macro", "micro"):
+            raise ConfigError(f"average={average!r} is invalid: must be 'macro' or 'micro'.")
+        pairs: List[Tuple[np.ndarray, np.ndarray, int, Optional[str]]] = []  # affinities, correct, |G|, class
+        for batch in batches:
+            batch = as_pair_batch(batch)
+            matchings, affinities = self.predict(batch)
+            cats = batch.category if hasattr(batch, "category") else None
+            cats = [cats] * batch.num_graphs if cats is None or isinstance(cats, str) else list(cats)
+            for m, a, g, c in zip(matchings, affinities, batch_targets(batch), cats):
+                base = int(max(m[1].max() if m.numel() else 0, g[1].max() if g.numel() else 0)) + 1
+                correct = torch.isin(m[0].cpu() * base + m[1].cpu(), g[0] * base + g[1])
+                pairs.append((a.cpu().double().numpy(), correct.numpy(), g.size(1), c))
+        if not pairs:
+            raise InvalidInputError("calibrate_threshold needs at least one validation pair.")
+        if candidates is None:
+            all_aff = np.concatenate([p[0] for p in pairs])
+            grid = np.unique(np.quantile(all_aff, np.linspace(0, 1, max_candidates))) if all_aff.size else []
+            candidates = [-math.inf] + list(grid)
+        cand = np.asarray(sorted(set(float(c) for c in candidates)), dtype=np.float64)
+
+        kept = np.stack([(p[0][None, :] >= cand[:, None]).sum(1) for p in pairs], 1)  # [C, pairs]
+        tp = np.stack([((p[0][None, :] >= cand[:, None]) & p[1][None, :]).sum(1) for p in pairs], 1)
+        num_gt = np.array([p[2] for p in pairs])[None, :]
+        if average == "micro":
+            den = kept.sum(1) + num_gt.sum()
+            score = np.where(den > 0, 2 * tp.sum(1) / np.maximum(den, 1), 1.0)
+        else:
+            den = kept + num_gt
+            f1 = np.where(den > 0, 2 * tp / np.maximum(den, 1), 1.0)  # per pair, the metrics' convention
+            labels = np.array(["all" if p[3] is None else str(p[3]) for p in pairs])
+            score = np.mean([f1[:, labels == c].mean(1) for c in np.unique(labels)], axis=0)
+        best = float(cand[int(np.argmax(score))])  # argmax takes the first, i.e. lowest, maximiser
+        self.threshold = None if math.isinf(best) else best
+        return self.threshold
+
+    def evaluate(self, batches: Iterable[Any]) -> MatchingReport:
+        """Run on every batch and :func:`~pyg_ssgm.metrics.aggregate` precision / recall / F1."""
+        records = []
+        for batch in batches:
+            batch = as_pair_batch(batch)
+            records.extend(batch_counts(self(batch), batch))
+        return aggregate(records)

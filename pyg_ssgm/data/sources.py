@@ -1,0 +1,50 @@
+"""Datasets by name: the embedded synthetic data or a real benchmark read from a local root."""
+from __future__ import annotations
+
+from typing import Dict, List, Optional
+
+from ..errors import InvalidInputError
+from .instance import KeypointInstance
+from .readers import canonical_name, load_dataset
+from .synthetic import SyntheticConfig, load_synthetic
+
+DATASETS = ("synthetic", "willow", "pascal_voc", "spair71k", "cub")
+
+# Share of a real dataset's training instances held out for validation, when the dataset has
+# no validation split of its own: the last ones of each category, so the choice is fixed.
+VAL_FRACTION = 0.1
+
+
+def _hold_out(instances: List[KeypointInstance], fraction: float) -> Dict[str, List[KeypointInstance]]:
+    by_cat: Dict[str, List[KeypointInstance]] = {}
+    for inst in instances:
+        by_cat.setdefault(inst.category, []).append(inst)
+    train, val = [], []
+    for cat in sorted(by_cat):
+        items = by_cat[cat]
+        n_val = int(round(len(items) * fraction)) if len(items) >= 4 else 0
+        train += items[: len(items) - n_val]
+        val += items[len(items) - n_val:]
+    return {"train": train, "val": val}
+
+
+def load_splits(dataset: str = "synthetic", root: Optional[str] = None,
+                synthetic: Optional[SyntheticConfig] = None, **reader_kwargs) -> Dict[str, List[KeypointInstance]]:
+    """``{"train", "val", "test"}`` lists of instances of ``dataset``.
+
+    The synthetic data has its own three splits (fixed by ``synthetic.seed``). A real benchmark is
+    read from ``root`` with its standard train/test split; its validation split is the last
+    ``VAL_FRACTION`` of each category's training instances (SPair-71k uses its own ``val``).
+    """
+    if dataset == "synthetic":
+        if root is not None:
+            raise InvalidInputError("the synthetic dataset is generated in memory; do not pass a root.")
+        return {split: load_synthetic(split, synthetic) for split in ("train", "val", "test")}
+    if root is None:
+        raise InvalidInputError(f"dataset {dataset!r} is read from disk: pass its root directory (--root).")
+    name = canonical_name(dataset)
+    test = load_dataset(name, root, "test", **reader_kwargs)
+    if name == "spair":
+        return {"train": load_dataset(name, root, "train", **reader_kwargs),
+                "val": load_dataset(name, root, "val", **reader_kwargs), "test": test}
+    return {**_hold_out(load_dataset(name, root, "train", **reader_kwargs), VAL_FRACTION), "test": test}

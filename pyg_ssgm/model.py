@@ -1,0 +1,291 @@
+r"""SSGM: the whole self-supervised, generative, partial graph matching model in one file.
+
+.. code-block:: text
+
+    PairData batch ─┬─ source: NodeFeatures ─ GraphEncoder ─ h_s ─┐
+                    └─ target: NodeFeatures ─ GraphEncoder ─ h_t ─┤
+                       QueryDecoder(h_s | h_t) → queries_s: exist, pos, feat (nodes the source lacks)
+                       QueryDecoder(h_t | h_s) → queries_t
+                       completed graph = kept nodes + queries that exist; GraphRebuilder refines
+                       S = cos(h_s, h_t) / T  →  partial Hungarian  →  real-to-real pairs
+
+A real node matched to a *generated* node of the other side has no partner there: generated
+nodes are the "outlier sinks" that make the matching partial. Pairs whose similarity is below a
+learned threshold stay unmatched as well.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, List, NamedTuple, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch_geometric.utils import to_dense_batch
+
+from .config import SSGMConfig
+from .errors import InvalidInputError
+from .matching import (SetMatcher, blackbox_hungarian, hamming_loss, info_nce, matching_cross_entropy,
+                       partial_hungarian, set_prediction_loss, sinkhorn, threshold_to_unmatch)
+from .nn.diagnostics import mean_pairwise_cosine
+from .nn.encoder import GraphEncoder
+from .nn.features import NodeFeatures, normalize_positions
+from .nn.query_decoder import QueryDecoder, QueryOutput
+from .nn.rebuild import CompletedGraph, GraphRebuilder, complete_graph
+
+
+class EncodedGraph(NamedTuple):
+    h: Tensor  # [N, C] encoder output
+    pos: Tensor  # [N, 2] normalised positions
+    batch: Tensor  # [N]
+    center: Tensor  # [B, 2]
+    scale: Tensor  # [B]
+
+
+@dataclass
+class SSGMOutput:
+    """What :meth:`SSGM.forward` returns for a batch of ``B`` pairs.
+
+    ``pairs[b]`` (long ``[2, K]``, local node indices) is the predicted partial matching of pair
+    ``b``. ``S`` / ``X`` are the affinity and discrete matching over the *completed* graphs
+    (``n1``, ``n2`` nodes; the first ``num_real_s[b]`` / ``num_real_t[b]`` are the real ones).
+    ``losses`` holds the training losses (``"loss"`` is the total) when they were computed.
+    """
+
+    pairs: List[Tensor]
+    S: Tensor
+    X: Tensor
+    n1: Tensor
+    n2: Tensor
+    num_real_s: Tensor
+    num_real_t: Tensor
+    num_generated_s: Tensor
+    num_generated_t: Tensor
+    oversmoothing: Tensor
+    queries_s: Optional[QueryOutput] = None
+    queries_t: Optional[QueryOutput] = None
+    completed_s: Optional[CompletedGraph] = None
+    completed_t: Optional[CompletedGraph] = None
+    encoded_s: Optional[EncodedGraph] = None
+    encoded_t: Optional[EncodedGraph] = None
+    losses: Dict[str, Tensor] = field(default_factory=dict)
+
+
+class SSGM(nn.Module):
+    r"""Self-supervised generative partial graph matching (see the module docstring).
+
+    ``model(batch)`` takes a PyG batch of :class:`~pyg_ssgm.data.PairData` (made with
+    ``follow_batch=PairData.FOLLOW_BATCH``) and returns an :class:`SSGMOutput`; in training mode,
+    or with ``compute_loss=True``, it also computes the losses from the batch's ground truth:
+    ``y`` and, for generated pairs, the completion targets. ``model.predict(batch)`` returns the
+    list of predicted correspondences only.
+    """
+
+    def __init__(self, config: Optional[SSGMConfig] = None, **overrides):
+        super().__init__()
+        config = config or SSGMConfig()
+        if overrides:
+            config = SSGMConfig.from_dict({**config.to_dict(), **overrides})
+        self.config = c = config
+        self.features = NodeFeatures(c.in_channels, c.hidden_channels, c.use_appearance, c.use_geometry)
+        self.encoder = GraphEncoder(c.hidden_channels, c.encoder_layers, c.heads, edge_dim=2, dropout=c.dropout)
+        self.decoder = (QueryDecoder(c.hidden_channels, c.num_queries, c.decoder_layers, c.heads, c.dropout)
+                        if c.completion else None)
+        self.rebuilder = GraphRebuilder(c.hidden_channels, c.structure, c.heads, c.knn_k)
+        self.set_matcher = SetMatcher(c.cost_exist, c.cost_pos, c.cost_feat)
+        # Learned in log space so the temperature stays positive; the threshold is in cosine units.
+        self.log_temperature = nn.Parameter(torch.tensor(float(c.temperature)).log())
+        self.match_threshold = nn.Parameter(torch.tensor(float(c.match_threshold)))
+
+    def reset_parameters(self) -> None:
+        for module in (self.features, self.encoder, self.decoder, self.rebuilder):
+            if module is not None:
+                module.reset_parameters()
+        with torch.no_grad():
+            self.log_temperature.fill_(float(self.config.temperature)).log_()
+            self.match_threshold.fill_(float(self.config.match_threshold))
+
+    @property
+    def temperature(self) -> Tensor:
+        return self.log_temperature.exp()
+
+    # ------------------------------------------------------------------ stages
+    def _check(self, data) -> int:
+        for side in "st":
+            for key in (f"pos_{side}", f"x_{side}", f"edge_index_{side}", f"x_{side}_batch"):
+                if getattr(data, key, None) is None:
+                    raise InvalidInputError(
+                        f"the batch has no '{key}'; build batches with Batch.from_data_list(pairs, "
+                        "follow_batch=PairData.FOLLOW_BATCH) or pyg_ssgm.data.pair_loader."
+                    )
+            pos = getattr(data, f"pos_{side}")
+            if not torch.isfinite(pos).all():
+                raise InvalidInputError(f"pos_{side} contains NaN or infinite coordinates.")
+        B = data.num_graphs
+        for side in "st":
+            counts = torch.bincount(getattr(data, f"x_{side}_batch"), minlength=B)
+            if (counts == 0).any():
+                empty = (counts == 0).nonzero().view(-1).tolist()
+                raise InvalidInputError(f"pairs {empty} have an empty {'source' if side == 's' else 'target'} "
+                                        "graph; every graph needs at least one keypoint.")
+        return B
+
+    def encode(self, data, side: str, num_graphs: int) -> EncodedGraph:
+        pos, x = getattr(data, f"pos_{side}"), getattr(data, f"x_{side}")
+        batch, edge_index = getattr(data, f"x_{side}_batch"), getattr(data, f"edge_index_{side}")
+        pos_norm, center, scale = normalize_positions(pos, batch, num_graphs)
+        # Edge attributes from the normalised positions (the same quantity PairData stores).
+        edge_attr = pos_norm[edge_index[1]] - pos_norm[edge_index[0]]
+        h = self.encoder(self.features(x, pos_norm, edge_index), edge_index, edge_attr)
+        return EncodedGraph(h, pos_norm, batch, center, scale)
+
+    def _completion_targets(self, data, side: str, own: EncodedGraph, other: EncodedGraph):
+        """Normalised positions, features (the embedding of the node they stand for) and graph
+        of the nodes that ``side`` lacks; ``None`` when the batch carries no completion targets."""
+        pos = getattr(data, f"comp_pos_{side}", None)
+        if pos is None:
+            return None
+        batch = getattr(data, f"comp_pos_{side}_batch")
+        index = getattr(data, f"comp_index_{side}")
+        pos = (pos - own.center[batch]) / own.scale[batch].unsqueeze(-1)
+        return pos, other.h[index].detach(), batch, index
+
+    def _complete(self, enc: EncodedGraph, queries: Optional[QueryOutput], force: Optional[Tensor]):
+        if queries is None:
+            empty = enc.h.new_zeros(0, enc.h.size(1))
+            return complete_graph(enc.h, enc.pos, enc.batch, empty, enc.pos.new_zeros(0, 2),
+                                  enc.batch.new_zeros(0)), None
+        include = torch.sigmoid(queries.exist_logit) > self.config.exist_threshold
+        if force is not None:  # training: the queries assigned to a real missing node always take part
+            include = include.clone()
+            include[force] = True
+        graph = complete_graph(enc.h, enc.pos, enc.batch, queries.feat[include], queries.pos[include],
+                               queries.batch[include])
+        return graph, include
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, data, compute_loss: Optional[bool] = None, return_attention: bool = False) -> SSGMOutput:
+        c = self.config
+        B = self._check(data)
+        enc_s, enc_t = self.encode(data, "s", B), self.encode(data, "t", B)
+        compute_loss = self.training if compute_loss is None else compute_loss
+
+        queries_s = queries_t = None
+        assign: Dict[str, tuple] = {}
+        targets: Dict[str, tuple] = {}
+        if self.decoder is not None:
+            queries_s = self.decoder(enc_s.h, enc_s.batch, enc_t.h, enc_t.batch, B)
+            queries_t = self.decoder(enc_t.h, enc_t.batch, enc_s.h, enc_s.batch, B)
+            if compute_loss:
+                for side, q, own, other in (("s", queries_s, enc_s, enc_t), ("t", queries_t, enc_t, enc_s)):
+                    tgt = self._completion_targets(data, side, own, other)
+                    if tgt is not None:
+                        targets[side] = tgt
+                        assign[side] = self.set_matcher(q.exist_logit, q.pos, q.feat, q.batch,
+                                                        tgt[0], tgt[1], tgt[2], B)
+        comp_s, include_s = self._complete(enc_s, queries_s, assign["s"][0] if "s" in assign else None)
+        comp_t, include_t = self._complete(enc_t, queries_t, assign["t"][0] if "t" in assign else None)
+        h_s = self.rebuilder(comp_s, B)[0]
+        h_t = self.rebuilder(comp_t, B)[0]
+
+        H_s, mask_s = to_dense_batch(F.normalize(h_s, dim=-1), comp_s.batch, batch_size=B)
+        H_t, mask_t = to_dense_batch(F.normalize(h_t, dim=-1), comp_t.batch, batch_size=B)
+        n1, n2 = mask_s.sum(1), mask_t.sum(1)
+        S = H_s @ H_t.transpose(1, 2) / self.temperature
+        threshold = self.match_threshold / self.temperature
+        with torch.no_grad():
+            X = partial_hungarian(S.detach(), n1, n2, threshold.detach())
+        num_real_s = torch.bincount(enc_s.batch, minlength=B)
+        num_real_t = torch.bincount(enc_t.batch, minlength=B)
+        # Real nodes come first in each completed graph, so their local indices are unchanged.
+        pairs = [X[b, :num_real_s[b], :num_real_t[b]].nonzero().t() for b in range(B)]
+
+        out = SSGMOutput(
+            pairs=pairs, S=S, X=X, n1=n1, n2=n2, num_real_s=num_real_s, num_real_t=num_real_t,
+            num_generated_s=n1 - num_real_s, num_generated_t=n2 - num_real_t,
+            oversmoothing=0.5 * (mean_pairwise_cosine(enc_s.h, enc_s.batch, B)
+                                 + mean_pairwise_cosine(enc_t.h, enc_t.batch, B)),
+            queries_s=queries_s, queries_t=queries_t, completed_s=comp_s, completed_t=comp_t,
+            encoded_s=enc_s, encoded_t=enc_t,
+        )
+        if compute_loss:
+            out.losses = self._losses(data, out, S, threshold, targets, assign,
+                                      {"s": include_s, "t": include_t}, h_s, h_t)
+        return out
+
+    @torch.no_grad()
+    def predict(self, data) -> List[Tensor]:
+        """The predicted partial matching of each pair: a list of long ``[2, K]`` tensors."""
+        was_training = self.training
+        self.eval()
+        try:
+            return self(data, compute_loss=False).pairs
+        finally:
+            self.train(was_training)
+
+    # ------------------------------------------------------------------ losses
+    def _ground_truth(self, data, out: SSGMOutput, assign, include) -> Tensor:
+        """Binary ``[B, N1, N2]`` truth over the completed graphs: real pairs from ``y``, and each
+        generated node assigned to a missing node paired with the real node it stands for."""
+        B, N1, N2 = out.S.shape
+        X_gt = out.S.new_zeros(B, N1, N2)
+        ptr_s = torch.cat([out.num_real_s.new_zeros(1), out.num_real_s.cumsum(0)])
+        ptr_t = torch.cat([out.num_real_t.new_zeros(1), out.num_real_t.cumsum(0)])
+        y = data.y
+        if y is not None and y.numel():
+            b = out.encoded_s.batch[y[0]]
+            X_gt[b, y[0] - ptr_s[b], y[1] - ptr_t[b]] = 1.0
+        for side in ("s", "t"):
+            if side not in assign:
+                continue
+            q_idx, c_idx = assign[side]
+            partner = getattr(data, f"comp_index_{side}")[c_idx]  # global real index on the other side
+            # local index of the assigned query in its completed graph: after the real nodes,
+            # in the order of the included queries of that graph
+            inc = include[side]
+            queries = out.queries_s if side == "s" else out.queries_t
+            rank = torch.cumsum(inc.long(), 0) - 1
+            first = torch.zeros(B + 1, dtype=torch.long, device=inc.device)
+            first[1:] = torch.bincount(queries.batch[inc], minlength=B).cumsum(0)
+            b = queries.batch[q_idx]
+            real = out.num_real_s if side == "s" else out.num_real_t
+            gen_local = real[b] + rank[q_idx] - first[b]
+            other_ptr = ptr_t if side == "s" else ptr_s
+            if side == "s":
+                X_gt[b, gen_local, partner - other_ptr[b]] = 1.0
+            else:
+                X_gt[b, partner - other_ptr[b], gen_local] = 1.0
+        return X_gt
+
+    def _losses(self, data, out: SSGMOutput, S: Tensor, threshold: Tensor, targets, assign, include,
+                h_s: Tensor, h_t: Tensor) -> Dict[str, Tensor]:
+        c = self.config
+        X_gt = self._ground_truth(data, out, assign, include)
+        u1, u2 = threshold_to_unmatch(threshold, S)
+        if c.matching_loss == "sinkhorn":
+            P = sinkhorn(S, out.n1, out.n2, max_iter=c.sinkhorn_iter, unmatch1=u1, unmatch2=u2)
+            loss_match = matching_cross_entropy(P, X_gt, out.n1, out.n2)
+        else:
+            # The Hamming loss is summed over entries and averaged over pairs, so dL/dX is +-1/B;
+            # scaling lambda by B makes ``bb_lambda`` the perturbation of S in similarity units.
+            B = S.size(0)
+            Xb = blackbox_hungarian(S, out.n1, out.n2, c.bb_lambda * B, u1, u2)
+            loss_match = hamming_loss(Xb, X_gt, out.n1, out.n2, reduction="sum", normalize=False) / B
+        losses = {"match": loss_match}
+        total = c.weight_match * loss_match
+        for side in assign:
+            q = out.queries_s if side == "s" else out.queries_t
+            tgt_pos, tgt_feat, _, _ = targets[side]
+            part = set_prediction_loss(q.exist_logit, q.pos, q.feat, assign[side][0], assign[side][1],
+                                       tgt_pos, tgt_feat, eos_weight=c.eos_weight, weight_exist=c.weight_exist,
+                                       weight_pos=c.weight_pos, weight_feat=c.weight_feat)
+            for key in ("loss_exist", "loss_pos", "loss_feat"):
+                name = key[5:]
+                losses[name] = losses.get(name, 0.0) + part[key] / 2
+            total = total + part["loss"] / 2
+        if c.weight_contrastive > 0 and data.y is not None and data.y.numel():
+            enc_s, enc_t = out.encoded_s, out.encoded_t
+            losses["contrastive"] = info_nce(enc_s.h, enc_t.h, data.y, c.temperature, enc_s.batch, enc_t.batch)
+            total = total + c.weight_contrastive * losses["contrastive"]
+        losses["loss"] = total
+        return losses

@@ -1,0 +1,355 @@
+"""Training loop: self-supervised (generated pairs) or supervised (real labelled pairs).
+
+Reproducible and resumable: every training pair is a pure function of ``(seed, epoch, index)``,
+the batch order of an epoch a pure function of ``(seed, epoch)``, and a checkpoint stores the
+model, the optimiser, the position in the epoch and the torch RNG state, so ``resume`` continues
+exactly where an interrupted run stopped. Under ``torchrun`` the same loop runs data-parallel.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import torch
+import torch.distributed as dist
+from torch.utils.data import Dataset, Sampler
+from torch_geometric.loader import DataLoader
+from tqdm.auto import tqdm
+
+from .checkpoint import load_checkpoint, save_checkpoint
+from .config import SSGMConfig
+from .data import GeometricAugmentation, PairData, PairGenerator
+from .data.generator import add_completion_targets, make_pair
+from .data.instance import KeypointInstance
+from .data.sources import DATASETS, load_splits
+from .data.synthetic import SyntheticConfig
+from .errors import CheckpointError, ConfigError
+from .evaluate import completion_quality, evaluate_matching, format_results, report_to_dict
+from .metrics_log import MetricsLog
+from .model import SSGM
+
+
+@dataclass
+class TrainConfig:
+    """Everything about a training run except the model (see :class:`~pyg_ssgm.SSGMConfig`).
+
+    Data: ``dataset`` (one of ``DATASETS``) and ``root`` for real benchmarks. Pairs: ``drop_rate``,
+    ``feature_noise`` and the geometric augmentation (``rotation`` in degrees, ``jitter``) of the
+    pair generator; ``repeats`` generated pairs per training instance and epoch. Optimisation:
+    ``epochs``, ``batch_size``, ``lr``, ``weight_decay``, ``grad_clip``. ``supervised`` trains on
+    real pairs with their labels instead (the upper bound). Evaluation: at most
+    ``val_pairs_per_category`` / ``test_pairs_per_category`` real pairs per class (``None``: all).
+    """
+
+    dataset: str = "synthetic"
+    root: Optional[str] = None
+    supervised: bool = False
+    epochs: int = 30
+    batch_size: int = 16
+    lr: float = 2e-3
+    weight_decay: float = 0.0
+    grad_clip: float = 5.0
+    drop_rate: float = 0.25
+    feature_noise: float = 0.5
+    rotation: float = 20.0
+    jitter: float = 0.02
+    repeats: int = 1
+    seed: int = 0
+    device: str = "cpu"
+    output_dir: str = "runs/ssgm"
+    val_pairs_per_category: Optional[int] = 60
+    test_pairs_per_category: Optional[int] = None
+    eval_every: int = 1
+    num_workers: int = 0
+
+    def __post_init__(self) -> None:
+        if self.dataset not in DATASETS:
+            raise ConfigError(f"dataset must be one of {DATASETS}, got {self.dataset!r}.")
+        for name in ("epochs", "batch_size", "repeats", "eval_every"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}.")
+        if self.lr <= 0:
+            raise ConfigError(f"lr must be > 0, got {self.lr}.")
+
+    def pair_generator(self) -> PairGenerator:
+        return PairGenerator(drop_rate=self.drop_rate, feature_noise=self.feature_noise,
+                             augmentation=GeometricAugmentation(rotation=self.rotation, jitter=self.jitter))
+
+
+def split_config(values: Dict[str, Any]) -> Dict[str, Dict[str, Any]]:
+    """Sort a flat or sectioned dict of settings into ``train`` / ``model`` / ``synthetic`` sections."""
+    sections = {"train": {}, "model": {}, "synthetic": {}}
+    owners = {"train": {f.name for f in fields(TrainConfig)}, "model": {f.name for f in fields(SSGMConfig)},
+              "synthetic": {f.name for f in fields(SyntheticConfig)}}
+    for key, value in values.items():
+        if key in sections and isinstance(value, dict):
+            for sub, v in value.items():
+                if sub not in owners[key]:
+                    raise ConfigError(f"unknown {key} setting {sub!r}; known: {sorted(owners[key])}.")
+                sections[key][sub] = v
+            continue
+        owner = [name for name, keys in owners.items() if key in keys]
+        if not owner:
+            raise ConfigError(f"unknown setting {key!r}; see `python -m pyg_ssgm.train --help`.")
+        sections[owner[0]][key] = value
+    return sections
+
+
+# ---------------------------------------------------------------------------------------------
+# data
+# ---------------------------------------------------------------------------------------------
+class LabelledPairs(Dataset):
+    """Supervised training pairs: instance ``i`` with a random other instance of its category,
+    drawn afresh each epoch from ``(seed, epoch, i)``; completion targets derived from ``y``."""
+
+    def __init__(self, instances: List[KeypointInstance], seed: int = 0, repeats: int = 1):
+        self.instances, self.seed, self.repeats, self.epoch = list(instances), seed, repeats, 0
+        by_cat: Dict[str, List[int]] = {}
+        for k, inst in enumerate(self.instances):
+            by_cat.setdefault(inst.category, []).append(k)
+        self.partners = {k: [j for j in by_cat[inst.category] if j != k] for k, inst in enumerate(self.instances)}
+        if not any(self.partners.values()):
+            raise ConfigError("supervised training needs two instances of at least one category.")
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.instances) * self.repeats
+
+    def __getitem__(self, i: int) -> PairData:
+        k = i % len(self.instances)
+        partners = self.partners[k] or [k]
+        rng = torch.Generator().manual_seed((self.seed * 1_000_003 + self.epoch) * 10_000_019 + i)
+        j = partners[int(torch.randint(len(partners), (1,), generator=rng))]
+        return add_completion_targets(make_pair(self.instances[k], self.instances[j]))
+
+
+class EpochSampler(Sampler):
+    """Shuffles with a generator seeded by ``(seed, epoch)``; under distributed training each of the
+    ``world_size`` processes takes every ``world_size``-th index (padded to equal length)."""
+
+    def __init__(self, size: int, seed: int, rank: int = 0, world_size: int = 1):
+        self.size, self.seed, self.rank, self.world_size, self.epoch = size, seed, rank, world_size, 0
+        self.per_rank = -(-size // world_size)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        order = torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed * 7919 + self.epoch))
+        order = torch.cat([order, order[: self.per_rank * self.world_size - self.size]])
+        return iter(order[self.rank::self.world_size].tolist())
+
+    def __len__(self) -> int:
+        return self.per_rank
+
+
+# ---------------------------------------------------------------------------------------------
+# distributed helpers
+# ---------------------------------------------------------------------------------------------
+def _distributed() -> bool:
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def _setup_distributed(device: torch.device) -> tuple:
+    if not _distributed():
+        return 0, 1
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return dist.get_rank(), dist.get_world_size()
+
+
+def _resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError("device 'cuda' was asked for but no CUDA GPU is available; use --device cpu.")
+        if _distributed():
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    return device
+
+
+# ---------------------------------------------------------------------------------------------
+# the loop
+# ---------------------------------------------------------------------------------------------
+class Trainer:
+    """Builds data, model and optimiser from the configs and runs :meth:`fit`."""
+
+    def __init__(self, train: TrainConfig, model: Optional[SSGMConfig] = None,
+                 synthetic: Optional[SyntheticConfig] = None, progress: bool = True):
+        self.cfg, self.synthetic = train, synthetic
+        self.device = _resolve_device(train.device)
+        self.rank, self.world_size = _setup_distributed(self.device)
+        self.is_main = self.rank == 0
+        self.progress = progress and self.is_main
+        self.out_dir = Path(train.output_dir)
+        self.splits = load_splits(train.dataset, train.root, synthetic)
+        feat_dim = next((i.x.size(1) for i in self.splits["train"] if i.x is not None), 0)
+        model_cfg = model or SSGMConfig()
+        if model_cfg.in_channels != feat_dim:
+            model_cfg = SSGMConfig.from_dict({**model_cfg.to_dict(), "in_channels": feat_dim})
+        self.model_cfg = model_cfg
+        torch.manual_seed(train.seed)  # model initialisation (and dropout) follow the run's seed
+        self.model = SSGM(model_cfg).to(self.device)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
+        self.dataset = (LabelledPairs(self.splits["train"], train.seed, train.repeats) if train.supervised else
+                        self._generated(self.splits["train"], train.seed))
+        self.sampler = EpochSampler(len(self.dataset), train.seed, self.rank, self.world_size)
+        self.loader = DataLoader(self.dataset, batch_size=train.batch_size, sampler=self.sampler,
+                                 follow_batch=PairData.FOLLOW_BATCH, num_workers=train.num_workers)
+        self.net = self.model
+        if self.world_size > 1:
+            self.net = torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                find_unused_parameters=True)
+        self.epoch, self.step = 0, 0
+
+    def _generated(self, instances, seed):
+        from .data import GeneratedPairs
+
+        return GeneratedPairs(instances, self.cfg.pair_generator(), seed=seed, repeats=self.cfg.repeats)
+
+    # ----------------------------------------------------------------------- checkpoints
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.out_dir / "checkpoint.pt"
+
+    def state(self) -> Dict[str, Any]:
+        return {
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "model_config": self.model_cfg.to_dict(), "train_config": asdict(self.cfg),
+            "synthetic_config": asdict(self.synthetic) if self.synthetic is not None else None,
+            "epoch": self.epoch, "step": self.step, "rng_state": torch.get_rng_state(),
+        }
+
+    def save(self) -> Optional[Path]:
+        return save_checkpoint(self.state(), self.checkpoint_path) if self.is_main else None
+
+    def load(self, path: Optional[Path] = None) -> None:
+        state = load_checkpoint(path or self.checkpoint_path, map_location=self.device)
+        if state.get("model_config") != self.model_cfg.to_dict():
+            raise CheckpointError("the checkpoint was trained with another model config; resume with the same "
+                                  "settings (or start a new --output-dir).")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.epoch, self.step = int(state["epoch"]), int(state["step"])
+        torch.set_rng_state(state["rng_state"].cpu())
+
+    # ----------------------------------------------------------------------- evaluation
+    def predict(self, batch):
+        return self.model.predict(batch)
+
+    def validate(self) -> Dict[str, float]:
+        """Validation numbers logged per epoch: F1 on real val pairs, completion count accuracy
+        on generated val pairs (no labels involved)."""
+        val = self.splits["val"]
+        row: Dict[str, float] = {}
+        if len(val) >= 2:
+            report = evaluate_matching(self.predict, val, max_pairs_per_category=self.cfg.val_pairs_per_category,
+                                       device=self.device)
+            row.update(val_f1=report["unfiltered"].mean.f1, val_precision=report["unfiltered"].mean.precision,
+                       val_recall=report["unfiltered"].mean.recall,
+                       val_intersection_acc=report["intersection"].mean.recall)
+            if self.model_cfg.completion:
+                comp = completion_quality(self.model, val, self.cfg.pair_generator(), device=self.device)
+                row.update(val_count_acc=comp["count_accuracy"], val_position_error=comp["position_error"])
+        return row
+
+    def test(self) -> Dict[str, Any]:
+        test = self.splits["test"]
+        results: Dict[str, Any] = evaluate_matching(
+            self.predict, test, max_pairs_per_category=self.cfg.test_pairs_per_category, device=self.device,
+            desc="test pairs" if self.progress else None)
+        if self.model_cfg.completion:
+            results["completion"] = completion_quality(self.model, test, self.cfg.pair_generator(),
+                                                       device=self.device)
+        return results
+
+    # ----------------------------------------------------------------------- fit
+    def fit(self, resume: bool = False) -> Dict[str, Any]:
+        if resume:
+            if not self.checkpoint_path.exists():
+                raise CheckpointError(f"--resume: no checkpoint at {self.checkpoint_path}; run without --resume.")
+            self.load()
+        log = MetricsLog(self.out_dir, resume=resume) if self.is_main else None
+        if self.is_main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            (self.out_dir / "config.json").write_text(json.dumps(
+                {"train": asdict(self.cfg), "model": self.model_cfg.to_dict(),
+                 "synthetic": asdict(self.synthetic) if self.synthetic else None}, indent=2))
+        try:
+            while self.epoch < self.cfg.epochs:
+                self._train_epoch(log)
+        except KeyboardInterrupt:
+            path = self.save()
+            if self.is_main:
+                print(f"\nInterrupted: checkpoint saved to {path} (epoch {self.epoch}, step {self.step}); "
+                      "continue with --resume.")
+            raise
+        finally:
+            if log is not None:
+                log.close()
+        results = self.test() if self.is_main else {}
+        if self.is_main:
+            (self.out_dir / "test_results.json").write_text(json.dumps(report_to_dict(results), indent=2))
+        return results
+
+    def _train_epoch(self, log: Optional[MetricsLog]) -> None:
+        epoch = self.epoch
+        self.dataset.set_epoch(epoch)
+        self.sampler.set_epoch(epoch)
+        self.model.train()
+        sums: Dict[str, float] = {}
+        count, pairs, start = 0, 0, time.perf_counter()
+        bar = tqdm(total=len(self.loader), desc=f"epoch {epoch + 1}/{self.cfg.epochs}", disable=not self.progress,
+                   initial=self.step, leave=False)
+        for step, batch in enumerate(self.loader):
+            if step < self.step:  # resumed mid-epoch: these batches were trained on already
+                continue
+            batch = batch.to(self.device)
+            out = self.net(batch, compute_loss=True)
+            loss = out.losses["loss"]
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if self.cfg.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+            self.optimizer.step()
+            self.step = step + 1
+            for key, value in out.losses.items():
+                sums[key] = sums.get(key, 0.0) + float(value)
+            sums["oversmoothing"] = sums.get("oversmoothing", 0.0) + float(out.oversmoothing)
+            count += 1
+            pairs += batch.num_graphs
+            bar.set_postfix(loss=f"{float(loss):.3f}", pairs_per_s=f"{pairs / (time.perf_counter() - start):.0f}")
+            bar.update(1)
+        bar.close()
+        self.epoch, self.step = epoch + 1, 0
+        row: Dict[str, float] = {"epoch": epoch + 1, **{f"train_{k}": v / max(count, 1) for k, v in sums.items()}}
+        row["pairs_per_s"] = pairs / max(time.perf_counter() - start, 1e-9)
+        if self.is_main and ((epoch + 1) % self.cfg.eval_every == 0 or epoch + 1 == self.cfg.epochs):
+            row.update(self.validate())
+        if log is not None:
+            log.log(row)
+            self.save()
+            if self.progress:
+                shown = {k: round(v, 4) for k, v in row.items() if k in ("train_loss", "train_oversmoothing",
+                                                                          "val_f1", "val_count_acc")}
+                tqdm.write(f"epoch {epoch + 1}: {shown}")
+        if self.world_size > 1:
+            dist.barrier()
+
+
+def train(train_cfg: Optional[TrainConfig] = None, model_cfg: Optional[SSGMConfig] = None,
+          synthetic_cfg: Optional[SyntheticConfig] = None, resume: bool = False, progress: bool = True):
+    """Train, test and return ``(trainer, test_results)``: the Python entry of ``pyg_ssgm.train``."""
+    trainer = Trainer(train_cfg or TrainConfig(), model_cfg, synthetic_cfg, progress=progress)
+    results = trainer.fit(resume=resume)
+    return trainer, results
