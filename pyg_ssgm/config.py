@@ -28,6 +28,8 @@ class SSGMConfig:
     Matching:
         temperature: initial temperature of the cosine affinity (learned).
         match_threshold: initial cosine similarity under which a pair stays unmatched (learned).
+        geometric_weight: initial weight of the squared distance between aligned nodes in the
+            affinity (learned; 0 switches the geometric term off).
         matching_loss: "sinkhorn" (cross-entropy on the soft matching) or "hamming" (on the
             Hungarian matching, through blackbox differentiation with constant ``bb_lambda``).
         sinkhorn_iter: Sinkhorn iterations.
@@ -52,6 +54,7 @@ class SSGMConfig:
     exist_threshold: float = 0.5
     temperature: float = 0.1
     match_threshold: float = 0.5
+    geometric_weight: float = 10.0
     matching_loss: str = "sinkhorn"
     bb_lambda: float = 10.0
     sinkhorn_iter: int = 20

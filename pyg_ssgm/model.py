@@ -27,6 +27,7 @@ from .config import SSGMConfig
 from .errors import InvalidInputError
 from .matching import (SetMatcher, blackbox_hungarian, hamming_loss, info_nce, matching_cross_entropy,
                        partial_hungarian, set_prediction_loss, sinkhorn, threshold_to_unmatch)
+from .nn.alignment import apply_affine, dual_softmax, fit_affine, squared_distances
 from .nn.diagnostics import mean_pairwise_cosine
 from .nn.encoder import GraphEncoder
 from .nn.features import NodeFeatures, normalize_positions
@@ -40,6 +41,13 @@ class EncodedGraph(NamedTuple):
     batch: Tensor  # [N]
     center: Tensor  # [B, 2]
     scale: Tensor  # [B]
+
+
+class Consensus(NamedTuple):
+    A_ts: Tensor  # [B, 3, 2] affine map from target to source (normalised) coordinates
+    A_st: Tensor  # [B, 3, 2] from source to target
+    match_s: Tensor  # [N_s, 3] best / second-best cosine to the target, distance to it once aligned
+    match_t: Tensor  # [N_t, 3]
 
 
 @dataclass
@@ -91,19 +99,30 @@ class SSGM(nn.Module):
         self.encoder = GraphEncoder(c.hidden_channels, c.encoder_layers, c.heads, edge_dim=2, dropout=c.dropout)
         self.decoder = (QueryDecoder(c.hidden_channels, c.num_queries, c.decoder_layers, c.heads, c.dropout)
                         if c.completion else None)
+        # How well each node is matched on the other side (best and second-best cosine): lets
+        # the decoder's queries find the nodes that have no partner, i.e. how many are missing.
+        self.matchability = nn.Linear(3, c.hidden_channels) if c.completion else None
+        # Query selection (two-stage DETR): each graph's queries start from the nodes of the other
+        # graph that are least similar to anything in it, the likeliest to be missing from it.
+        self.query_select = nn.Linear(c.hidden_channels, c.hidden_channels) if c.completion else None
         self.rebuilder = GraphRebuilder(c.hidden_channels, c.structure, c.heads, c.knn_k)
         self.set_matcher = SetMatcher(c.cost_exist, c.cost_pos, c.cost_feat)
         # Learned in log space so the temperature stays positive; the threshold is in cosine units.
         self.log_temperature = nn.Parameter(torch.tensor(float(c.temperature)).log())
         self.match_threshold = nn.Parameter(torch.tensor(float(c.match_threshold)))
+        # Weight of the geometric term of the affinity (squared distance after alignment), log space.
+        self.log_geometric_weight = nn.Parameter(torch.tensor(float(c.geometric_weight)).clamp(min=1e-6).log(),
+                                                 requires_grad=c.geometric_weight > 0)
 
     def reset_parameters(self) -> None:
-        for module in (self.features, self.encoder, self.decoder, self.rebuilder):
+        for module in (self.features, self.encoder, self.decoder, self.matchability, self.query_select,
+                       self.rebuilder):
             if module is not None:
                 module.reset_parameters()
         with torch.no_grad():
             self.log_temperature.fill_(float(self.config.temperature)).log_()
             self.match_threshold.fill_(float(self.config.match_threshold))
+            self.log_geometric_weight.fill_(max(float(self.config.geometric_weight), 1e-6)).log_()
 
     @property
     def temperature(self) -> Tensor:
@@ -139,6 +158,74 @@ class SSGM(nn.Module):
         h = self.encoder(self.features(x, pos_norm, edge_index), edge_index, edge_attr)
         return EncodedGraph(h, pos_norm, batch, center, scale)
 
+    def _consensus(self, enc_s: EncodedGraph, enc_t: EncodedGraph, num_graphs: int) -> Consensus:
+        """Soft matching of the encoder embeddings, the affine maps it implies between the two
+        frames, and per node its matchability: best and second-best cosine similarity to the other
+        graph, and the distance to the nearest node of the other graph once aligned."""
+        H_s, mask_s = to_dense_batch(F.normalize(enc_s.h, dim=-1), enc_s.batch, batch_size=num_graphs)
+        H_t, mask_t = to_dense_batch(F.normalize(enc_t.h, dim=-1), enc_t.batch, batch_size=num_graphs)
+        P_s, _ = to_dense_batch(enc_s.pos, enc_s.batch, batch_size=num_graphs)
+        P_t, _ = to_dense_batch(enc_t.pos, enc_t.batch, batch_size=num_graphs)
+        mask = mask_s.unsqueeze(2) & mask_t.unsqueeze(1)
+        cos = H_s @ H_t.transpose(1, 2)
+        P = dual_softmax(cos / self.temperature, mask)
+        A_ts, A_st = fit_affine(P, P_s, P_t), fit_affine(P.transpose(1, 2), P_t, P_s)
+        dist = squared_distances(P_s, apply_affine(A_ts, P_t)).detach().sqrt().masked_fill(~mask, float("inf"))
+        cos = cos.detach().masked_fill(~mask, -1.0)
+
+        def features(sim: Tensor, d: Tensor, dim: int, node_mask: Tensor) -> Tensor:
+            k = min(2, sim.size(dim))
+            top = sim.topk(k, dim=dim).values if k else sim.new_full(sim.shape[:dim] + (0,) + sim.shape[dim + 1:], -1.0)
+            if k < 2:
+                top = torch.cat([top] + [torch.full_like(sim.narrow(dim, 0, 1), -1.0)] * (2 - k), dim=dim)
+            nearest = d.detach().amin(dim=dim, keepdim=True).clamp(max=4.0)
+            return torch.cat([top, nearest], dim=dim).movedim(dim, -1)[node_mask]
+
+        return Consensus(A_ts, A_st, features(cos, dist, 2, mask_s), features(cos, dist, 1, mask_t))
+
+    def _query_init(self, ctx_other: Tensor, best_other: Tensor, batch_other: Tensor, num_graphs: int):
+        """Query selection. Returns ``init [B * Q, C]`` (query ``k`` of graph ``b`` starts from the
+        ``k``-th least matched node of the other graph of pair ``b``; zeros when that graph has
+        fewer than ``Q`` nodes) and ``seed [B * Q]``, the global index of that node (-1: none)."""
+        Q, C = self.config.num_queries, ctx_other.size(1)
+        H, mask = to_dense_batch(ctx_other, batch_other, batch_size=num_graphs)
+        score, _ = to_dense_batch(best_other[:, 0], batch_other, batch_size=num_graphs, fill_value=float("inf"))
+        k = min(Q, H.size(1))
+        init = H.new_zeros(num_graphs, Q, C)
+        seed = torch.full((num_graphs, Q), -1, dtype=torch.long, device=H.device)
+        if k > 0:
+            order = score.topk(k, dim=1, largest=False).indices
+            picked = torch.gather(H, 1, order.unsqueeze(-1).expand(-1, -1, C))
+            valid = torch.gather(mask, 1, order)
+            init[:, :k] = self.query_select(picked) * valid.unsqueeze(-1)
+            ptr = torch.cat([batch_other.new_zeros(1), torch.bincount(batch_other, minlength=num_graphs).cumsum(0)])
+            seed[:, :k] = torch.where(valid, order + ptr[:-1].unsqueeze(1), seed[:, :k])
+        return init.view(num_graphs * Q, C), seed.view(-1)
+
+    def _assign(self, q: QueryOutput, seed: Tensor, tgt, num_graphs: int):
+        """Queries for completion targets: a target goes to the query seeded from the node it stands
+        for (an anchor, as in DINO's query selection); targets whose node was not selected go to the
+        remaining queries by the DETR Hungarian matcher (existence + position + feature cost)."""
+        tgt_pos, tgt_feat, tgt_batch, partner = tgt
+        anchored_q = seed.unsqueeze(1) == partner.unsqueeze(0)  # [Q_total, C_total]
+        q_idx, c_idx = anchored_q.nonzero(as_tuple=True)
+        free_q = ~anchored_q.any(1)
+        free_c = ~anchored_q.any(0)
+        if free_q.any() and free_c.any():
+            fq, fc = free_q.nonzero().view(-1), free_c.nonzero().view(-1)
+            sub_q, sub_c = self.set_matcher(q.exist_logit[fq], q.pos[fq], q.feat[fq], q.batch[fq],
+                                            tgt_pos[fc], tgt_feat[fc], tgt_batch[fc], num_graphs)
+            q_idx, c_idx = torch.cat([q_idx, fq[sub_q]]), torch.cat([c_idx, fc[sub_c]])
+        return q_idx, c_idx
+
+    def _anchor_pos(self, seed: Tensor, other: EncodedGraph, A: Tensor) -> Tensor:
+        """Position in the own frame of each query's seed node (0 for unseeded queries)."""
+        valid = seed >= 0
+        index = seed.clamp(min=0)
+        graph = other.batch[index]
+        mapped = other.pos[index].unsqueeze(1) @ A[graph, :2] + A[graph, 2:3]
+        return mapped.squeeze(1) * valid.unsqueeze(-1)
+
     def _completion_targets(self, data, side: str, own: EncodedGraph, other: EncodedGraph):
         """Normalised positions, features (the embedding of the node they stand for) and graph
         of the nodes that ``side`` lacks; ``None`` when the batch carries no completion targets."""
@@ -171,18 +258,27 @@ class SSGM(nn.Module):
         compute_loss = self.training if compute_loss is None else compute_loss
 
         queries_s = queries_t = None
+        consensus = self._consensus(enc_s, enc_t, B)
         assign: Dict[str, tuple] = {}
         targets: Dict[str, tuple] = {}
         if self.decoder is not None:
-            queries_s = self.decoder(enc_s.h, enc_s.batch, enc_t.h, enc_t.batch, B)
-            queries_t = self.decoder(enc_t.h, enc_t.batch, enc_s.h, enc_s.batch, B)
+            ctx_s = enc_s.h + self.matchability(consensus.match_s)
+            ctx_t = enc_t.h + self.matchability(consensus.match_t)
+            init_s, seed_s = self._query_init(ctx_t, consensus.match_t, enc_t.batch, B)
+            init_t, seed_t = self._query_init(ctx_s, consensus.match_s, enc_s.batch, B)
+            queries_s = self.decoder(ctx_s, enc_s.batch, ctx_t, enc_t.batch, B, query_init=init_s)
+            queries_t = self.decoder(ctx_t, enc_t.batch, ctx_s, enc_s.batch, B, query_init=init_t)
+            # A query seeded from a node of the other graph predicts its position as that node's
+            # position mapped into its own frame, plus the residual of the position head.
+            queries_s = queries_s._replace(pos=queries_s.pos + self._anchor_pos(seed_s, enc_t, consensus.A_ts))
+            queries_t = queries_t._replace(pos=queries_t.pos + self._anchor_pos(seed_t, enc_s, consensus.A_st))
             if compute_loss:
-                for side, q, own, other in (("s", queries_s, enc_s, enc_t), ("t", queries_t, enc_t, enc_s)):
+                for side, q, seed, own, other in (("s", queries_s, seed_s, enc_s, enc_t),
+                                                  ("t", queries_t, seed_t, enc_t, enc_s)):
                     tgt = self._completion_targets(data, side, own, other)
                     if tgt is not None:
                         targets[side] = tgt
-                        assign[side] = self.set_matcher(q.exist_logit, q.pos, q.feat, q.batch,
-                                                        tgt[0], tgt[1], tgt[2], B)
+                        assign[side] = self._assign(q, seed, tgt, B)
         comp_s, include_s = self._complete(enc_s, queries_s, assign["s"][0] if "s" in assign else None)
         comp_t, include_t = self._complete(enc_t, queries_t, assign["t"][0] if "t" in assign else None)
         h_s = self.rebuilder(comp_s, B)[0]
@@ -190,8 +286,13 @@ class SSGM(nn.Module):
 
         H_s, mask_s = to_dense_batch(F.normalize(h_s, dim=-1), comp_s.batch, batch_size=B)
         H_t, mask_t = to_dense_batch(F.normalize(h_t, dim=-1), comp_t.batch, batch_size=B)
+        P_s, _ = to_dense_batch(comp_s.pos, comp_s.batch, batch_size=B)
+        P_t, _ = to_dense_batch(comp_t.pos, comp_t.batch, batch_size=B)
         n1, n2 = mask_s.sum(1), mask_t.sum(1)
-        S = H_s @ H_t.transpose(1, 2) / self.temperature
+        # Appearance and geometric consensus: cosine similarity minus the squared distance between
+        # the nodes once the target is aligned on the source (second-order consistency, cheaply).
+        geometric = squared_distances(P_s, apply_affine(consensus.A_ts, P_t))
+        S = H_s @ H_t.transpose(1, 2) / self.temperature - self.log_geometric_weight.exp() * geometric
         threshold = self.match_threshold / self.temperature
         with torch.no_grad():
             X = partial_hungarian(S.detach(), n1, n2, threshold.detach())

@@ -324,11 +324,11 @@ class Trainer:
             self.optimizer.step()
             self.step = step + 1
             for key, value in out.losses.items():
-                sums[key] = sums.get(key, 0.0) + float(value)
+                sums[key] = sums.get(key, 0.0) + float(value.detach())
             sums["oversmoothing"] = sums.get("oversmoothing", 0.0) + float(out.oversmoothing)
             count += 1
             pairs += batch.num_graphs
-            bar.set_postfix(loss=f"{float(loss):.3f}", pairs_per_s=f"{pairs / (time.perf_counter() - start):.0f}")
+            bar.set_postfix(loss=f"{loss.item():.3f}", pairs_per_s=f"{pairs / (time.perf_counter() - start):.0f}")
             bar.update(1)
         bar.close()
         self.epoch, self.step = epoch + 1, 0

@@ -346,6 +346,7 @@ class QueryDecoder(nn.Module):
         num_graphs: int,
         return_attention: bool = False,
         return_aux: bool = False,
+        query_init: Optional[Tensor] = None,
     ) -> QueryOutput:
         r"""Decode ``num_queries`` queries for each of the ``num_graphs`` own graphs.
 
@@ -357,6 +358,9 @@ class QueryDecoder(nn.Module):
             num_graphs (int): number of pairs ``G`` (graphs may have no node on either side).
             return_attention (bool, optional): fill ``QueryOutput.attention`` (last layer).
             return_aux (bool, optional): fill ``QueryOutput.aux`` (earlier layers' predictions).
+            query_init (Tensor, optional): ``[G * Q, C]`` added to the learned query contents, for
+                queries initialised from selected nodes (two-stage "query selection" as in
+                Deformable DETR / DINO). (default: ``None``)
         """
         C, Q = self.channels, self.num_queries
         if isinstance(num_graphs, Tensor):
@@ -372,6 +376,11 @@ class QueryDecoder(nn.Module):
 
         device = h_own.device
         q = self.query_content.repeat(num_graphs, 1)
+        if query_init is not None:
+            if query_init.shape != q.shape:
+                raise InvalidInputError(f"query_init must have shape [G*Q, C] = {list(q.shape)}, "
+                                        f"got {list(query_init.shape)}.")
+            q = q + query_init
         query_pos = self.query_pos.repeat(num_graphs, 1)
         q_batch = torch.arange(num_graphs, device=device).repeat_interleave(Q)
         edges = {
