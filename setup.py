@@ -25,7 +25,7 @@ setup(
         "test": ["pytest>=7", "hypothesis>=6"],
         "scatter": ["torch-scatter"],
         "viz": ["matplotlib>=3.5"],
-        "images": ["torchvision", "Pillow"],
+        "images": ["Pillow"],
         "tensorboard": ["tensorboard"],
     },
     entry_points={

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Iterable, Optional, Tuple
 
 import click
 
@@ -23,12 +23,15 @@ def read_config_file(path: Optional[str]) -> Dict[str, Any]:
     if path is None:
         return {}
     text = Path(path).read_text()
-    if path.endswith((".yaml", ".yml")):
-        import yaml
+    try:
+        if path.endswith((".yaml", ".yml")):
+            import yaml
 
-        values = yaml.safe_load(text) or {}
-    else:
-        values = json.loads(text)
+            values = yaml.safe_load(text) or {}
+        else:
+            values = json.loads(text)
+    except Exception as e:  # json.JSONDecodeError, yaml.YAMLError
+        raise ConfigError(f"{path}: cannot parse the config file: {e}") from e
     if not isinstance(values, dict):
         raise ConfigError(f"{path}: the config file must hold a mapping of settings.")
     return values
@@ -41,6 +44,23 @@ def _merge(base: Dict[str, Any], extra: Dict[str, Any]) -> Dict[str, Any]:
             out[key].update(value)
         else:
             out[key] = value
+    return out
+
+
+def apply_overrides(values: Dict[str, Any], items: Iterable[str]) -> Dict[str, Any]:
+    """``values`` (settings in ``train`` / ``model`` / ``synthetic`` sections) updated by ``--set``
+    items ``KEY=VALUE``: the value is read as JSON, else kept as a string; ``KEY`` is a setting name or
+    ``section.name``. Returns a new dict; raises ConfigError on a malformed item or an unknown setting."""
+    from .trainer import split_config
+
+    out = _merge({}, values)
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--set takes KEY=VALUE, got {item!r}.")
+        section, _, name = key.rpartition(".")
+        value = _parse_value(text)
+        out = _merge(out, split_config({section: {name: value}} if section else {name: value}))
     return out
 
 
@@ -68,7 +88,7 @@ _TRAIN_FLAGS = {
 @click.option("--root", type=click.Path(), help="Local root of a real dataset (not used for synthetic).")
 @click.option("--supervised/--self-supervised", default=None,
               help="Train with the real correspondence labels (the upper bound) instead of generated pairs.")
-@click.option("--epochs", type=int, help="Passes over the training instances. Default: 30.")
+@click.option("--epochs", type=int, help="Passes over the training instances. Default: 100.")
 @click.option("--batch-size", type=int, help="Pairs per batch. Default: 16.")
 @click.option("--lr", type=float, help="Adam learning rate. Default: 2e-3.")
 @click.option("--drop-rate", type=float, help="Probability to drop a node from one copy of a generated pair.")
@@ -112,14 +132,7 @@ def train_command(config_file, overrides, resume, no_progress, **flags):
     from .trainer import TrainConfig, split_config, train
 
     try:
-        values = split_config(read_config_file(config_file))
-        for item in overrides:
-            if "=" not in item:
-                raise ConfigError(f"--set takes KEY=VALUE, got {item!r}.")
-            key, text = item.split("=", 1)
-            section, _, name = key.rpartition(".")
-            update = split_config({section: {name: _parse_value(text)}} if section else {name: _parse_value(text)})
-            values = _merge(values, update)
+        values = apply_overrides(split_config(read_config_file(config_file)), overrides)
         for name, value in flags.items():
             if value is not None:
                 values[_TRAIN_FLAGS[name]][name] = value

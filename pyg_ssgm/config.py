@@ -8,6 +8,27 @@ from .errors import ConfigError
 
 MATCHING_LOSSES = ("sinkhorn", "hamming")
 
+# Accepted Python types for the annotation strings used by the config dataclasses.
+_TYPES = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,)}
+
+
+def check_field_types(config: Any) -> None:
+    """Raise :class:`ConfigError` when a field of a config dataclass has the wrong type (a value
+    from a config file or ``--set`` that is a string where a number belongs, say)."""
+    for f in fields(config):
+        annotation = str(f.type).replace("typing.", "")
+        optional = annotation.startswith("Optional[")
+        name = annotation[len("Optional["):-1] if optional else annotation
+        if name not in _TYPES:
+            continue
+        value = getattr(config, f.name)
+        if value is None and optional:
+            continue
+        ok = isinstance(value, _TYPES[name]) and not (name in ("int", "float") and isinstance(value, bool))
+        if not ok:
+            raise ConfigError(f"{type(config).__name__}.{f.name} must be {'an' if name == 'int' else 'a'} {name}"
+                              f"{' or null' if optional else ''}, got {value!r}.")
+
 
 @dataclass
 class SSGMConfig:
@@ -30,13 +51,17 @@ class SSGMConfig:
         match_threshold: initial cosine similarity under which a pair stays unmatched (learned).
         geometric_weight: initial weight of the squared distance between aligned nodes in the
             affinity (learned; 0 switches the geometric term off).
+        consensus_iterations: rounds of (soft matching, affine fit) that align the two graphs.
         matching_loss: "sinkhorn" (cross-entropy on the soft matching) or "hamming" (on the
             Hungarian matching, through blackbox differentiation with constant ``bb_lambda``).
         sinkhorn_iter: Sinkhorn iterations.
 
     Losses (weights of the total loss) and the completion matcher's costs:
         weight_match, weight_exist, weight_pos, weight_feat, weight_contrastive, eos_weight
-        (down-weight of "no object" queries, as DETR's eos_coef); cost_exist, cost_pos, cost_feat.
+        (weight of "no object" queries in the existence loss, DETR's eos_coef; 1 here, not DETR's
+        0.1, because each query is seeded from one candidate node, so existence is a balanced
+        per-candidate decision and down-weighting "no object" biases every query towards
+        existing); cost_exist, cost_pos, cost_feat.
     """
 
     in_channels: int = 0
@@ -55,6 +80,7 @@ class SSGMConfig:
     temperature: float = 0.1
     match_threshold: float = 0.5
     geometric_weight: float = 10.0
+    consensus_iterations: int = 2
     matching_loss: str = "sinkhorn"
     bb_lambda: float = 10.0
     sinkhorn_iter: int = 20
@@ -63,12 +89,15 @@ class SSGMConfig:
     weight_pos: float = 1.0
     weight_feat: float = 1.0
     weight_contrastive: float = 0.0
-    eos_weight: float = 0.1
+    eos_weight: float = 1.0
     cost_exist: float = 1.0
     cost_pos: float = 1.0
     cost_feat: float = 1.0
 
     def __post_init__(self) -> None:
+        check_field_types(self)
+        if self.heads < 1:
+            raise ConfigError(f"heads must be >= 1, got {self.heads}.")
         if self.hidden_channels <= 0 or self.hidden_channels % self.heads != 0:
             raise ConfigError(
                 f"hidden_channels ({self.hidden_channels}) must be positive and divisible by heads ({self.heads})."
@@ -79,8 +108,26 @@ class SSGMConfig:
             raise ConfigError(f"exist_threshold must be in (0, 1), got {self.exist_threshold}.")
         if self.temperature <= 0:
             raise ConfigError(f"temperature must be > 0, got {self.temperature}.")
-        if self.in_channels < 0 or self.num_queries < 0 or self.encoder_layers < 0:
-            raise ConfigError("in_channels, num_queries and encoder_layers must be >= 0.")
+        if self.consensus_iterations < 1:
+            raise ConfigError(f"consensus_iterations must be >= 1, got {self.consensus_iterations}.")
+        if self.in_channels < 0 or self.encoder_layers < 0:
+            raise ConfigError("in_channels and encoder_layers must be >= 0.")
+        if self.completion and (self.num_queries < 1 or self.decoder_layers < 1):
+            raise ConfigError("with completion on, num_queries and decoder_layers must be >= 1 "
+                              "(use completion=False for the model without completion).")
+        for name in ("sinkhorn_iter", "knn_k"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}.")
+        for name in ("bb_lambda",):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}.")
+        for name in ("dropout",):
+            if not 0 <= getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be in [0, 1), got {getattr(self, name)}.")
+        for name in ("geometric_weight", "weight_match", "weight_exist", "weight_pos", "weight_feat",
+                     "weight_contrastive", "eos_weight", "cost_exist", "cost_pos", "cost_feat"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}.")
         if not (self.use_appearance and self.in_channels > 0) and not self.use_geometry:
             raise ConfigError("the model needs node features: enable use_geometry or give appearance features.")
 

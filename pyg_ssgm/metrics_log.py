@@ -6,6 +6,13 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 
+def _parse(row: Dict[str, str]) -> Dict[str, float]:
+    values = {k: float(v) for k, v in row.items() if v != ""}
+    if "epoch" in values:
+        values["epoch"] = int(values["epoch"])
+    return values
+
+
 class MetricsLog:
     """Appends one row per epoch to ``<dir>/metrics.csv`` (columns grow as new keys appear)."""
 
@@ -14,7 +21,7 @@ class MetricsLog:
         self.rows: List[Dict[str, float]] = []
         if resume and self.path.exists():
             with open(self.path, newline="") as f:
-                self.rows = [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(f)]
+                self.rows = [_parse(row) for row in csv.DictReader(f)]
         self.writer = None
         if tensorboard:
             try:
@@ -55,4 +62,4 @@ def read_metrics(path: Path) -> Optional[List[Dict[str, float]]]:
     if not path.exists():
         return None
     with open(path, newline="") as f:
-        return [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(f)]
+        return [_parse(row) for row in csv.DictReader(f)]

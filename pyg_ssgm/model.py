@@ -168,8 +168,16 @@ class SSGM(nn.Module):
         P_t, _ = to_dense_batch(enc_t.pos, enc_t.batch, batch_size=num_graphs)
         mask = mask_s.unsqueeze(2) & mask_t.unsqueeze(1)
         cos = H_s @ H_t.transpose(1, 2)
-        P = dual_softmax(cos / self.temperature, mask)
-        A_ts, A_st = fit_affine(P, P_s, P_t), fit_affine(P.transpose(1, 2), P_t, P_s)
+        logits = cos / self.temperature
+        P = dual_softmax(logits, mask)
+        A_ts = fit_affine(P, P_s, P_t)
+        for _ in range(self.config.consensus_iterations - 1):
+            # Re-weigh the soft matching by the current alignment, then re-fit: correspondences
+            # that disagree with the geometry lose their say (a soft, differentiable RANSAC).
+            P = dual_softmax(logits - self.log_geometric_weight.exp() * squared_distances(P_s, apply_affine(A_ts, P_t)),
+                             mask)
+            A_ts = fit_affine(P, P_s, P_t)
+        A_st = fit_affine(P.transpose(1, 2), P_t, P_s)
         dist = squared_distances(P_s, apply_affine(A_ts, P_t)).detach().sqrt().masked_fill(~mask, float("inf"))
         cos = cos.detach().masked_fill(~mask, -1.0)
 
@@ -266,8 +274,10 @@ class SSGM(nn.Module):
             ctx_t = enc_t.h + self.matchability(consensus.match_t)
             init_s, seed_s = self._query_init(ctx_t, consensus.match_t, enc_t.batch, B)
             init_t, seed_t = self._query_init(ctx_s, consensus.match_s, enc_s.batch, B)
-            queries_s = self.decoder(ctx_s, enc_s.batch, ctx_t, enc_t.batch, B, query_init=init_s)
-            queries_t = self.decoder(ctx_t, enc_t.batch, ctx_s, enc_s.batch, B, query_init=init_t)
+            queries_s = self.decoder(ctx_s, enc_s.batch, ctx_t, enc_t.batch, B, query_init=init_s,
+                                     return_attention=return_attention)
+            queries_t = self.decoder(ctx_t, enc_t.batch, ctx_s, enc_s.batch, B, query_init=init_t,
+                                     return_attention=return_attention)
             # A query seeded from a node of the other graph predicts its position as that node's
             # position mapped into its own frame, plus the residual of the position head.
             queries_s = queries_s._replace(pos=queries_s.pos + self._anchor_pos(seed_s, enc_t, consensus.A_ts))

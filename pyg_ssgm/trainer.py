@@ -8,6 +8,7 @@ exactly where an interrupted run stopped. Under ``torchrun`` the same loop runs 
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -21,7 +22,7 @@ from torch_geometric.loader import DataLoader
 from tqdm.auto import tqdm
 
 from .checkpoint import load_checkpoint, save_checkpoint
-from .config import SSGMConfig
+from .config import SSGMConfig, check_field_types
 from .data import GeometricAugmentation, PairData, PairGenerator
 from .data.generator import add_completion_targets, make_pair
 from .data.instance import KeypointInstance
@@ -40,7 +41,8 @@ class TrainConfig:
     Data: ``dataset`` (one of ``DATASETS``) and ``root`` for real benchmarks. Pairs: ``drop_rate``,
     ``feature_noise`` and the geometric augmentation (``rotation`` in degrees, ``jitter``) of the
     pair generator; ``repeats`` generated pairs per training instance and epoch. Optimisation:
-    ``epochs``, ``batch_size``, ``lr``, ``weight_decay``, ``grad_clip``. ``supervised`` trains on
+    ``epochs``, ``batch_size``, ``lr`` (decayed to 0 along a cosine over the epochs unless
+    ``lr_schedule="constant"``), ``weight_decay``, ``grad_clip``. ``supervised`` trains on
     real pairs with their labels instead (the upper bound). Evaluation: at most
     ``val_pairs_per_category`` / ``test_pairs_per_category`` real pairs per class (``None``: all).
     """
@@ -48,15 +50,16 @@ class TrainConfig:
     dataset: str = "synthetic"
     root: Optional[str] = None
     supervised: bool = False
-    epochs: int = 30
+    epochs: int = 100
     batch_size: int = 16
     lr: float = 2e-3
+    lr_schedule: str = "cosine"
     weight_decay: float = 0.0
     grad_clip: float = 5.0
     drop_rate: float = 0.25
-    feature_noise: float = 0.5
+    feature_noise: float = 1.2
     rotation: float = 20.0
-    jitter: float = 0.02
+    jitter: float = 0.05
     repeats: int = 1
     seed: int = 0
     device: str = "cpu"
@@ -67,6 +70,7 @@ class TrainConfig:
     num_workers: int = 0
 
     def __post_init__(self) -> None:
+        check_field_types(self)
         if self.dataset not in DATASETS:
             raise ConfigError(f"dataset must be one of {DATASETS}, got {self.dataset!r}.")
         for name in ("epochs", "batch_size", "repeats", "eval_every"):
@@ -74,6 +78,13 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}.")
         if self.lr <= 0:
             raise ConfigError(f"lr must be > 0, got {self.lr}.")
+        if self.lr_schedule not in ("cosine", "constant"):
+            raise ConfigError(f"lr_schedule must be 'cosine' or 'constant', got {self.lr_schedule!r}.")
+        if self.num_workers < 0:
+            raise ConfigError(f"num_workers must be >= 0, got {self.num_workers}.")
+        for name in ("val_pairs_per_category", "test_pairs_per_category"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1 or null (all pairs), got {getattr(self, name)}.")
 
     def pair_generator(self) -> PairGenerator:
         return PairGenerator(drop_rate=self.drop_rate, feature_noise=self.feature_noise,
@@ -203,19 +214,28 @@ class Trainer:
         self.dataset = (LabelledPairs(self.splits["train"], train.seed, train.repeats) if train.supervised else
                         self._generated(self.splits["train"], train.seed))
         self.sampler = EpochSampler(len(self.dataset), train.seed, self.rank, self.world_size)
+        # The loader's own generator: starting an epoch must not draw from the global RNG, whose
+        # state the checkpoint restores (dropout masks would differ after a resume otherwise).
         self.loader = DataLoader(self.dataset, batch_size=train.batch_size, sampler=self.sampler,
-                                 follow_batch=PairData.FOLLOW_BATCH, num_workers=train.num_workers)
+                                 follow_batch=PairData.FOLLOW_BATCH, num_workers=train.num_workers,
+                                 generator=torch.Generator().manual_seed(train.seed))
         self.net = self.model
         if self.world_size > 1:
             self.net = torch.nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
                 find_unused_parameters=True)
         self.epoch, self.step = 0, 0
+        self.running: Dict[str, float] = {}  # loss sums of the epoch in progress (kept across a resume)
 
     def _generated(self, instances, seed):
         from .data import GeneratedPairs
 
         return GeneratedPairs(instances, self.cfg.pair_generator(), seed=seed, repeats=self.cfg.repeats)
+
+    def learning_rate(self, epoch: int) -> float:
+        if self.cfg.lr_schedule == "constant":
+            return self.cfg.lr
+        return 0.5 * self.cfg.lr * (1 + math.cos(math.pi * epoch / self.cfg.epochs))
 
     # ----------------------------------------------------------------------- checkpoints
     @property
@@ -228,6 +248,7 @@ class Trainer:
             "model_config": self.model_cfg.to_dict(), "train_config": asdict(self.cfg),
             "synthetic_config": asdict(self.synthetic) if self.synthetic is not None else None,
             "epoch": self.epoch, "step": self.step, "rng_state": torch.get_rng_state(),
+            "running": dict(self.running),
         }
 
     def save(self) -> Optional[Path]:
@@ -241,6 +262,7 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.epoch, self.step = int(state["epoch"]), int(state["step"])
+        self.running = {k: float(v) for k, v in state.get("running", {}).items()}
         torch.set_rng_state(state["rng_state"].cpu())
 
     # ----------------------------------------------------------------------- evaluation
@@ -306,9 +328,13 @@ class Trainer:
         epoch = self.epoch
         self.dataset.set_epoch(epoch)
         self.sampler.set_epoch(epoch)
+        for group in self.optimizer.param_groups:  # a pure function of the epoch: resumes exactly
+            group["lr"] = self.learning_rate(epoch)
         self.model.train()
-        sums: Dict[str, float] = {}
-        count, pairs, start = 0, 0, time.perf_counter()
+        if self.step == 0:
+            self.running = {}
+        sums = self.running  # sums of losses (and the counts of batches and pairs) of this epoch
+        start = time.perf_counter() - sums.get("seconds", 0.0)
         bar = tqdm(total=len(self.loader), desc=f"epoch {epoch + 1}/{self.cfg.epochs}", disable=not self.progress,
                    initial=self.step, leave=False)
         for step, batch in enumerate(self.loader):
@@ -326,14 +352,18 @@ class Trainer:
             for key, value in out.losses.items():
                 sums[key] = sums.get(key, 0.0) + float(value.detach())
             sums["oversmoothing"] = sums.get("oversmoothing", 0.0) + float(out.oversmoothing)
-            count += 1
-            pairs += batch.num_graphs
-            bar.set_postfix(loss=f"{loss.item():.3f}", pairs_per_s=f"{pairs / (time.perf_counter() - start):.0f}")
+            sums["batches"] = sums.get("batches", 0.0) + 1
+            sums["pairs"] = sums.get("pairs", 0.0) + batch.num_graphs
+            sums["seconds"] = time.perf_counter() - start
+            bar.set_postfix(loss=f"{loss.item():.3f}", pairs_per_s=f"{sums['pairs'] / sums['seconds']:.0f}")
             bar.update(1)
         bar.close()
         self.epoch, self.step = epoch + 1, 0
-        row: Dict[str, float] = {"epoch": epoch + 1, **{f"train_{k}": v / max(count, 1) for k, v in sums.items()}}
-        row["pairs_per_s"] = pairs / max(time.perf_counter() - start, 1e-9)
+        count = max(sums.pop("batches", 0.0), 1.0)
+        pairs, seconds = sums.pop("pairs", 0.0), sums.pop("seconds", 0.0)
+        row: Dict[str, float] = {"epoch": epoch + 1, **{f"train_{k}": v / count for k, v in sums.items()}}
+        row["pairs_per_s"] = pairs / max(seconds, 1e-9)
+        self.running = {}
         if self.is_main and ((epoch + 1) % self.cfg.eval_every == 0 or epoch + 1 == self.cfg.epochs):
             row.update(self.validate())
         if log is not None:

@@ -1,13 +1,18 @@
 """Data model, pair generation and dataset readers of pyg_ssgm."""
 from .datasets import GeneratedPairs, RealPairs, cross_instance_pairs, pair_loader
-from .generator import PairGenerator, make_pair
+from .generator import PairGenerator, add_completion_targets, make_pair
 from .graph import delaunay_edges, edge_attributes, graph_scale, knn_edges
 from .instance import KeypointInstance
 from .pair_data import PairData
+from .readers import READERS, load_dataset
+from .sources import DATASETS, load_splits
+from .synthetic import SyntheticConfig, SyntheticKeypoints, load_synthetic
 from .transforms import GeometricAugmentation
 
 __all__ = [
-    "KeypointInstance", "PairData", "PairGenerator", "make_pair", "GeometricAugmentation",
+    "KeypointInstance", "PairData", "PairGenerator", "make_pair", "add_completion_targets",
+    "GeometricAugmentation", "SyntheticConfig", "SyntheticKeypoints", "load_synthetic",
+    "READERS", "load_dataset", "DATASETS", "load_splits",
     "GeneratedPairs", "RealPairs", "cross_instance_pairs", "pair_loader",
     "delaunay_edges", "knn_edges", "edge_attributes", "graph_scale",
 ]

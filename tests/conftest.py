@@ -1,0 +1,87 @@
+"""Small shared fixtures for the model, trainer and CLI tests.
+
+Everything here is tiny on purpose (the test machine has few cores): two categories of 6-8
+keypoints, 8-dimensional appearance features and a 16-wide model. ``tests/`` has no
+``__init__.py``; helper modules such as ``fixtures_native`` are imported as plain modules.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Dict, List
+
+import pytest
+import torch
+from torch_geometric.data import Batch
+
+from pyg_ssgm import SSGM, SSGMConfig
+from pyg_ssgm.data import PairData, PairGenerator, make_pair
+from pyg_ssgm.data.synthetic import SyntheticConfig, SyntheticKeypoints
+
+FEATURE_DIM = 8
+
+#: The smallest synthetic dataset that still has real cross-instance pairs in every split.
+TINY_SYNTHETIC = dict(num_categories=2, num_train=6, num_val=2, num_test=3, min_keypoints=6,
+                      max_keypoints=8, feature_dim=FEATURE_DIM)
+
+#: A small model: wide enough to learn something, small enough to run in milliseconds.
+TINY_MODEL = dict(hidden_channels=16, heads=2, encoder_layers=2, num_queries=4, decoder_layers=1)
+
+
+def tiny_synthetic_config(**overrides) -> SyntheticConfig:
+    return SyntheticConfig(**{**TINY_SYNTHETIC, **overrides})
+
+
+def tiny_model_config(**overrides) -> SSGMConfig:
+    return SSGMConfig(**{"in_channels": FEATURE_DIM, **TINY_MODEL, **overrides})
+
+
+def tiny_model(seed: int = 0, **overrides) -> SSGM:
+    torch.manual_seed(seed)
+    return SSGM(tiny_model_config(**overrides))
+
+
+def to_batch(pairs: List[PairData]) -> Batch:
+    return Batch.from_data_list(pairs, follow_batch=PairData.FOLLOW_BATCH)
+
+
+def tiny_settings(output_dir, **train_overrides) -> Dict[str, dict]:
+    """Sectioned settings (as in a ``--config`` file) for a training run of a few seconds."""
+    train = dict(epochs=1, batch_size=4, output_dir=str(output_dir), val_pairs_per_category=2,
+                 test_pairs_per_category=2, seed=0)
+    train.update(train_overrides)
+    return {"train": train, "model": dict(TINY_MODEL),
+            "synthetic": {k: v for k, v in asdict(tiny_synthetic_config()).items() if k in TINY_SYNTHETIC}}
+
+
+@pytest.fixture(scope="session")
+def tiny_data() -> SyntheticKeypoints:
+    return SyntheticKeypoints(tiny_synthetic_config())
+
+
+@pytest.fixture(scope="session")
+def generated_pairs(tiny_data) -> List[PairData]:
+    """Six self-supervised pairs (with completion targets) of training instances, seeded."""
+    gen = PairGenerator(drop_rate=0.3)
+    return [gen(inst, torch.Generator().manual_seed(i)) for i, inst in enumerate(tiny_data.train[:6])]
+
+
+@pytest.fixture(scope="session")
+def real_pairs(tiny_data) -> List[PairData]:
+    """Real cross-instance test pairs (ground truth from names, nothing filtered), both categories."""
+    by_cat: Dict[str, list] = {}
+    for inst in tiny_data.test:
+        by_cat.setdefault(inst.category, []).append(inst)
+    pairs = []
+    for insts in by_cat.values():
+        pairs += [make_pair(insts[0], insts[1]), make_pair(insts[1], insts[2]), make_pair(insts[2], insts[0])]
+    return pairs
+
+
+@pytest.fixture
+def generated_batch(generated_pairs) -> Batch:
+    return to_batch(generated_pairs[:4])
+
+
+@pytest.fixture
+def real_batch(real_pairs) -> Batch:
+    return to_batch(real_pairs)

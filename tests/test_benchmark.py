@@ -1,0 +1,243 @@
+"""The benchmark's helpers (fits, tables, timing, memory, call counting) and tiny end-to-end runs."""
+import json
+import math
+import time
+import types
+
+import numpy as np
+import pytest
+import torch
+
+import pyg_ssgm.model as model_module
+from pyg_ssgm import SSGM, SSGMConfig
+from pyg_ssgm import benchmark as bm
+from pyg_ssgm.data import RealPairs, pair_loader
+from pyg_ssgm.errors import ConfigError, InvalidInputError
+
+
+# ------------------------------------------------------------------------------------ exponent fit
+@pytest.mark.parametrize("exponent", [0.5, 1.0, 1.7, 2.0, 3.0])
+def test_fit_recovers_a_known_exponent(exponent):
+    n = np.array([10, 20, 50, 100, 200])
+    fit = bm.fit_exponent(n, 3e-4 * n ** exponent)
+    assert fit.exponent == pytest.approx(exponent, abs=1e-9)
+    assert fit.coefficient == pytest.approx(3e-4, rel=1e-9)
+    assert fit.r2 == pytest.approx(1.0) and fit.num_points == 5
+
+
+def test_fit_is_robust_to_multiplicative_noise():
+    rng = np.random.default_rng(0)
+    n = np.array([10, 20, 50, 100, 200, 400])
+    t = 2e-3 * n ** 1.5 * np.exp(rng.normal(0, 0.05, n.size))
+    fit = bm.fit_exponent(n.tolist(), t.tolist())
+    assert abs(fit.exponent - 1.5) < 0.1 and fit.r2 > 0.98
+
+
+@pytest.mark.parametrize("sizes, costs", [([10], [1.0]), ([10, 10], [1.0, 2.0]), ([10, 20], [1.0, -1.0]),
+                                          ([10, 20], [1.0, math.nan]), ([10, 20], [1.0])])
+def test_fit_rejects_bad_input(sizes, costs):
+    with pytest.raises(InvalidInputError):
+        bm.fit_exponent(sizes, costs)
+
+
+# ------------------------------------------------------------------------------------ tables
+def test_format_table_is_aligned_markdown():
+    text = bm.format_table(["method", "F1", "ms"], [["RRWM", "0.750", None], ["SSGM", "0.9", 12]])
+    lines = text.splitlines()
+    assert lines[0].startswith("| method") and lines[1] == "|:-------|------:|----:|"
+    assert len({len(line) for line in lines}) == 1  # padded to equal width
+    assert "n/a" in lines[2] and lines[3].endswith("|  12 |")
+    assert bm.format_table(["a", "b"], [[1, 2]], align="rl").splitlines()[1] == "|----:|:----|"
+
+
+def test_format_table_rejects_ragged_rows_and_bad_alignment():
+    with pytest.raises(InvalidInputError):
+        bm.format_table(["a", "b"], [[1]])
+    with pytest.raises(InvalidInputError):
+        bm.format_table(["a", "b"], [[1, 2]], align="lx")
+
+
+# ------------------------------------------------------------------------------------ timing, memory
+def test_time_call_takes_the_median_after_warmup():
+    calls = []
+    durations = iter([0.0, 0.03, 0.01, 0.02])
+
+    def fn():
+        calls.append(1)
+        time.sleep(next(durations))
+        return len(calls)
+
+    median, times, out = bm.time_call(fn, repeats=3, warmup=1)
+    assert len(calls) == 4 and len(times) == 3 and out == 4
+    assert median == sorted(times)[1] and 0.015 < median < 0.05
+
+
+def test_time_call_counts_a_long_warmup_as_the_measurement():
+    median, times, _ = bm.time_call(lambda: time.sleep(0.02), repeats=5, warmup=1, long_call_s=0.005)
+    assert len(times) == 1 and median >= 0.02
+
+
+def test_peak_memory_sees_a_large_temporary_tensor():
+    pytest.importorskip("psutil")
+
+    def fn():
+        x = torch.ones(10_000_000)  # 40 MB, held for a while
+        time.sleep(0.05)
+        return x.sum()
+
+    peak, method = bm.measure_peak_memory(fn, torch.device("cpu"))
+    assert "RSS" in method and 30 * 2 ** 20 < peak < 400 * 2 ** 20
+
+
+def test_machine_info_describes_cpu_and_torch():
+    info = bm.machine_info()
+    assert info["cpu_model"] and info["logical_cores"] >= 1 and info["torch"] == torch.__version__
+    assert info["torch_threads"] == torch.get_num_threads() and info["device"] == "cpu"
+
+
+# ------------------------------------------------------------------------------------ call counting
+def test_call_counter_counts_times_and_restores():
+    owner = types.SimpleNamespace(f=lambda x: x + 1)
+    original = owner.f
+    with bm.CallCounter({"f": (owner, "f"), "gone": (owner, "missing")}) as counter:
+        assert owner.f(1) == 2 and owner.f(2) == 3
+    assert counter.counts["f"] == 2 and counter.seconds["f"] >= 0 and counter.missing == ["gone"]
+    assert owner.f is original
+    with pytest.raises(RuntimeError), bm.CallCounter({"f": (owner, "f")}):
+        raise RuntimeError
+    assert owner.f is original
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.manual_seed(0)
+    instances = bm.speed_instances(8, num_instances=4, feature_dim=8)
+    batch = next(iter(pair_loader(RealPairs(instances), batch_size=5)))
+    model = SSGM(SSGMConfig(in_channels=8, hidden_channels=16, heads=2, num_queries=4)).eval()
+    return model, batch
+
+
+def test_speed_instances_have_the_requested_size():
+    full = bm.speed_instances(12, num_instances=3, feature_dim=4)
+    assert all(i.num_nodes == 12 and i.x.shape == (12, 4) for i in full)
+    partial = bm.speed_instances(40, missing=0.5, num_instances=3, feature_dim=0)
+    assert all(3 <= i.num_nodes < 40 and i.x is None for i in partial)
+
+
+def test_stage_timer_counts_one_solver_call_per_batch(tiny):
+    model, batch = tiny
+    original = model_module.partial_hungarian
+    with torch.no_grad(), bm.StageTimer(model, torch.device("cpu")) as st:
+        for _ in range(3):
+            out = st.run(lambda: model(batch, compute_loss=False))
+        assert model_module.partial_hungarian is not original
+    assert model_module.partial_hungarian is original  # only patched inside the block
+    assert len(out.pairs) == batch.num_graphs == 5
+    assert st.calls_per_forward() == {"partial_hungarian": 1.0, "pygmtools.hungarian": 1.0}
+    shares = st.shares()
+    assert set(shares) == set(bm.StageTimer.STAGES)
+    measured = {k: v for k, v in shares.items() if v is not None}
+    assert sum(measured.values()) == pytest.approx(1.0) and all(0 <= v <= 1 for v in measured.values())
+    assert shares["solver"] > 0 and shares["encoder"] > 0 and shares["decoder"] > 0
+    assert not model.encoder._forward_hooks and not model.encoder._forward_pre_hooks
+    assert "_consensus" not in vars(model)  # a wrapped method is restored too
+
+
+def test_stage_timer_marks_missing_stages():
+    model = SSGM(SSGMConfig(in_channels=8, hidden_channels=16, heads=2, completion=False)).eval()
+    batch = next(iter(pair_loader(RealPairs(bm.speed_instances(8, num_instances=3, feature_dim=8)), 3)))
+    with torch.no_grad(), bm.StageTimer(model, torch.device("cpu")) as st:
+        st.run(lambda: model(batch, compute_loss=False))
+    assert st.shares()["decoder"] is None and st.shares()["solver"] > 0
+
+
+def test_training_step_solver_calls_do_not_grow_with_the_batch(tiny):
+    model, _ = tiny
+    from pyg_ssgm.data import GeneratedPairs, PairGenerator
+
+    instances = bm.speed_instances(8, num_instances=4, feature_dim=8)
+    counts = []
+    for b in (1, 4):
+        batch = next(iter(pair_loader(GeneratedPairs(instances, PairGenerator(drop_rate=0.3)), batch_size=b)))
+        step = bm._train_step_fn(model.train(), batch)
+        with bm.CallCounter(bm._training_solver_targets()) as counter:
+            step()
+        counts.append({k: v for k, v in counter.counts.items() if not k.startswith("set_matcher")})
+    model.eval()
+    assert counts[0] == counts[1] and counts[0]["pygmtools.hungarian"] >= 1
+
+
+# ------------------------------------------------------------------------------------ config and CLI
+def test_config_validation_and_names():
+    assert bm.BenchmarkConfig.quick_preset().name == "synthetic_quick"
+    assert bm.BenchmarkConfig(skip_speed=True).name == "synthetic_full_accuracy"
+    assert bm.BenchmarkConfig.quick_preset(repeats=4).repeats == 4
+    for bad in (dict(sizes=(2, 10)), dict(batch_sizes=(0,)), dict(drop_rates=(1.0,)), dict(epochs=0),
+                dict(skip_accuracy=True, skip_speed=True), dict(dataset="willow"), dict(root="/tmp"),
+                dict(dataset="nope"), dict(device="tpu"), dict(synthetic={"no_such_field": 1})):
+        with pytest.raises(ConfigError):
+            bm.BenchmarkConfig(**bad)
+
+
+def test_cli_reports_bad_input_as_a_named_error(capsys):
+    with pytest.raises(SystemExit) as exc:
+        bm.main(["--skip-accuracy", "--skip-speed"])
+    assert exc.value.code == 2 and "nothing to run" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        bm.main(["--sizes", "ten"])
+    assert exc.value.code == 2 and "--sizes" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------ end to end
+def test_speed_part_end_to_end_on_two_small_sizes(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:  # click's standalone mode exits 0 on success
+        bm.main(["--skip-accuracy", "--sizes", "6,10", "--batch-sizes", "1,2", "--repeats", "1", "--drop-rates",
+                 "0.3", "--drop-size", "8", "--output-dir", str(tmp_path), "--no-progress"])
+    assert exc.value.code == 0
+    printed = capsys.readouterr().out
+    for title in ("SSGM throughput", "Where SSGM inference time goes", "Classical solvers", "missing keypoints",
+                  "Fitted exponent"):
+        assert title in printed
+    assert "PASS  Hungarian/Sinkhorn calls batched" in printed
+    result = json.loads((tmp_path / "synthetic_full_speed.json").read_text())
+    assert (tmp_path / "synthetic_full_speed.md").read_text().startswith("# pyg_ssgm benchmark")
+    speed = result["speed"]
+    assert [(r["nodes"], r["batch_size"]) for r in speed["rows"]] == [(6, 1), (6, 2), (10, 1), (10, 2)]
+    assert result["machine"]["cpu_model"] and result["accuracy"] is None and not speed["trained_model"]
+    for r in speed["rows"]:
+        assert r["infer_s"] > 0 and r["train_step_s"] > 0 and r["pairs_per_s"] > 0
+        assert r["solver_calls_per_batch"] == {"partial_hungarian": 1.0, "pygmtools.hungarian": 1.0}
+        assert set(r["classical"]) == set(bm.CLASSICAL) and all("ms_per_pair" in c for c in r["classical"].values())
+        assert 0 <= r["f1_ssgm"] <= 1 and r["infer_peak_bytes"] >= 0
+    assert [r["infer_rel"] for r in speed["rows"] if r["nodes"] == 6] == [1.0, 1.0]
+    assert "exponent" in speed["fits"]["SSGM inference | batch 2"]
+    assert {t["status"] for t in result["targets"]} <= {"PASS", "FAIL", "SKIP"}
+    assert len(result["targets"]) == 4
+
+
+def test_affinity_budget_skips_the_quadratic_solvers():
+    cfg = bm.BenchmarkConfig(sizes=(6,), batch_sizes=(2,), drop_rates=(), repeats=1, warmup=0, skip_accuracy=True,
+                             max_affinity_gib=1e-9, progress=False)
+    speed = bm.run_speed(cfg, classical=("hungarian", "rrwm"))
+    row = speed["rows"][0]
+    assert "skipped" in row["classical"]["rrwm"] and "ms_per_pair" in row["classical"]["hungarian"]
+    assert row["rrwm_over_ssgm"] is None and "skip" in bm.format_speed(speed)
+
+
+def test_accuracy_part_on_a_tiny_dataset(tmp_path):
+    cfg = bm.BenchmarkConfig(quick=True, epochs=1, skip_speed=True, test_pairs_per_category=3,
+                             val_pairs_per_category=3, progress=False, output_dir=str(tmp_path),
+                             synthetic=dict(num_categories=2, num_train=6, num_val=3, num_test=3,
+                                            min_keypoints=6, max_keypoints=8))
+    result = bm.run_benchmark(cfg, echo=lambda s: None)
+    acc = result["accuracy"]
+    keys = [m["key"] for m in acc["methods"]]
+    assert keys == ["hungarian", "hungarian_calibrated", "sm", "sm_calibrated", "rrwm", "rrwm_calibrated", "ipfp",
+                    "ipfp_calibrated", "ssgm", "ssgm_supervised", "ssgm_no_completion"]
+    assert acc["num_test_pairs"] == 6
+    for m in acc["methods"]:
+        assert m["unfiltered"]["mean"]["num_pairs"] == 6 and m["intersection"]["mean"]["num_pairs"] == 6
+        assert 0 <= m["f1"] <= 1 and m["ms_per_pair"] > 0
+    text = (tmp_path / "synthetic_quick_accuracy.md").read_text()
+    assert "SSGM supervised" in text and "pretrained" in text and "## Machine" in text
+    assert [t["status"] for t in result["targets"]] == ["SKIP"]

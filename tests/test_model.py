@@ -1,0 +1,374 @@
+"""Tests of the whole model, :class:`pyg_ssgm.SSGM`: gradients, symmetries, partial matching,
+configuration variants, input validation and a short training run on the embedded data."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch_geometric.data import Batch
+
+import pyg_ssgm.model as model_module
+from conftest import FEATURE_DIM, tiny_model, to_batch
+from pyg_ssgm import SSGM, SSGMOutput
+from pyg_ssgm.data import GeneratedPairs, PairData, PairGenerator, make_pair, pair_loader
+from pyg_ssgm.errors import InvalidInputError, SSGMError
+from pyg_ssgm.matching import hamming_loss, hungarian
+
+# Parameter groups that must all learn from the total loss (prefixes of named_parameters()).
+PARAMETER_GROUPS = ("features.", "encoder.", "decoder.exist_head.", "decoder.pos_head.", "decoder.feat_head.",
+                    "decoder.query_content", "decoder.query_pos", "decoder.layers.", "rebuilder.",
+                    "log_temperature", "match_threshold")
+
+
+def assert_valid_matching(pairs, n_s: int, n_t: int) -> None:
+    assert isinstance(pairs, torch.Tensor) and pairs.dtype == torch.long
+    assert pairs.dim() == 2 and pairs.size(0) == 2
+    if pairs.numel():
+        assert int(pairs[0].min()) >= 0 and int(pairs[0].max()) < n_s
+        assert int(pairs[1].min()) >= 0 and int(pairs[1].max()) < n_t
+    # one-to-one: no node in two pairs
+    assert pairs[0].unique().numel() == pairs.size(1)
+    assert pairs[1].unique().numel() == pairs.size(1)
+    assert pairs.size(1) <= min(n_s, n_t)
+
+
+def as_set(pairs: torch.Tensor) -> set:
+    return {tuple(p) for p in pairs.t().tolist()}
+
+
+# --------------------------------------------------------------------------- gradients
+
+
+@pytest.mark.parametrize("matching_loss", ["sinkhorn", "hamming"])
+def test_gradients_reach_every_parameter_group(generated_batch, matching_loss):
+    model = tiny_model(matching_loss=matching_loss)
+    model.train()
+    out = model(generated_batch)
+    loss = out.losses["loss"]
+    assert loss.dim() == 0 and torch.isfinite(loss)
+    for key in ("match", "exist", "pos", "feat"):
+        assert key in out.losses and torch.isfinite(torch.as_tensor(out.losses[key]))
+    loss.backward()
+
+    names = [n for n, _ in model.named_parameters()]
+    for group in PARAMETER_GROUPS:
+        assert any(n.startswith(group) for n in names), f"no parameter named {group}*"
+    for name, p in model.named_parameters():
+        if not p.requires_grad:  # frozen on purpose (e.g. a switched-off term)
+            continue
+        assert p.grad is not None, f"{name} got no gradient ({matching_loss})"
+        assert torch.isfinite(p.grad).all(), f"{name} has a non-finite gradient"
+    for group in PARAMETER_GROUPS:
+        total = sum(float(p.grad.abs().sum()) for n, p in model.named_parameters() if n.startswith(group))
+        assert total > 0, f"parameter group {group} got an all-zero gradient ({matching_loss})"
+
+
+def test_hamming_blackbox_gradient_points_downhill(generated_batch, monkeypatch):
+    """Through the model's own loss path: the gradient of the Hamming loss w.r.t. the affinity
+    ``S`` (from the blackbox backward) is a descent direction: a step along ``-grad`` gives a
+    Hungarian matching with a lower Hamming loss against the same ground truth."""
+    captured = {}
+    real_bb, real_hamming = model_module.blackbox_hungarian, model_module.hamming_loss
+
+    def spy_bb(S, n1, n2, lam, u1, u2):
+        captured.update(S=S, n1=n1, n2=n2, lam=lam, u1=u1.detach(), u2=u2.detach())
+        S.retain_grad()
+        return real_bb(S, n1, n2, lam, u1, u2)
+
+    def spy_hamming(X, X_gt, n1, n2, **kwargs):
+        captured.update(X=X.detach(), X_gt=X_gt.detach())
+        return real_hamming(X, X_gt, n1, n2, **kwargs)
+
+    monkeypatch.setattr(model_module, "blackbox_hungarian", spy_bb)
+    monkeypatch.setattr(model_module, "hamming_loss", spy_hamming)
+
+    model = tiny_model(seed=3, matching_loss="hamming", match_threshold=0.0)
+    out = model(generated_batch, compute_loss=True)
+    out.losses["match"].backward()
+    S, X_gt, n1, n2 = captured["S"], captured["X_gt"], captured["n1"], captured["n2"]
+    u1, u2 = captured["u1"], captured["u2"]
+    grad = S.grad
+    assert grad is not None and grad.abs().sum() > 0, "the blackbox gave no gradient on a wrong matching"
+
+    def loss_at(S_value):
+        X = hungarian(S_value.detach(), n1, n2, u1, u2)
+        return float(hamming_loss(X, X_gt, n1, n2, reduction="sum", normalize=False))
+
+    before = loss_at(S)
+    assert before == pytest.approx(float(hamming_loss(captured["X"], X_gt, n1, n2, reduction="sum",
+                                                      normalize=False)))
+    assert before > 0
+    # The blackbox gradient is (X - X') / lambda: a step of lambda along -grad moves S towards the
+    # "better" matching X' (which cannot be worse: see pyg_ssgm.matching.blackbox). Any large
+    # enough step along -grad must therefore lower the loss, and the gradient is never uphill.
+    for scale in (1.0, 10.0, 100.0):
+        after = loss_at(S - scale * captured["lam"] * grad)
+        assert after <= before
+    assert loss_at(S - 100.0 * captured["lam"] * grad) < before
+    assert loss_at(S + 100.0 * captured["lam"] * grad) >= before
+
+
+# --------------------------------------------------------------------------- symmetries
+
+
+def _pair_of(tiny_data, category="cat0", i=0, j=1):
+    insts = [inst for inst in tiny_data.test if inst.category == category]
+    return insts[i], insts[j]
+
+
+@pytest.mark.parametrize("threshold", [0.5, -1.0])
+def test_predictions_are_equivariant_to_source_node_permutation(tiny_data, threshold):
+    inst_s, inst_t = _pair_of(tiny_data)
+    model = tiny_model(seed=1).eval()
+    with torch.no_grad():
+        model.match_threshold.fill_(threshold)
+    perm = torch.randperm(inst_s.num_nodes, generator=torch.Generator().manual_seed(0))
+    assert not torch.equal(perm, torch.arange(inst_s.num_nodes))
+    pair = make_pair(inst_s, inst_t)
+    pair_p = make_pair(inst_s.subset(perm), inst_t)  # new source node k is old node perm[k]
+    with torch.no_grad():
+        out = model(to_batch([pair]))
+        out_p = model(to_batch([pair_p]))
+    n_s = inst_s.num_nodes
+    # The affinities of real source nodes are permuted rows; everything else is unchanged.
+    torch.testing.assert_close(out_p.S[0, :n_s], out.S[0, :n_s][perm], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(out_p.S[0, n_s:], out.S[0, n_s:], atol=1e-4, rtol=1e-4)
+    assert torch.equal(out_p.n1, out.n1) and torch.equal(out_p.n2, out.n2)
+    # Predicted pairs map through the permutation: (k, j) in the permuted pair <=> (perm[k], j).
+    expected = {(int(perm[k]), j) for k, j in as_set(out_p.pairs[0])}
+    assert expected == as_set(out.pairs[0])
+    if threshold < 0:
+        assert out.pairs[0].size(1) > 0
+
+
+def test_batched_predictions_equal_one_pair_at_a_time(real_pairs):
+    model = tiny_model(seed=2).eval()
+    with torch.no_grad():
+        model.match_threshold.fill_(0.0)  # more pairs: a stronger check
+    batched = model.predict(to_batch(real_pairs))
+    assert len(batched) == len(real_pairs)
+    total = 0
+    for pair, pred in zip(real_pairs, batched):
+        single = model.predict(to_batch([pair]))
+        assert len(single) == 1
+        assert torch.equal(single[0], pred), f"batched {pred.tolist()} != single {single[0].tolist()}"
+        total += pred.size(1)
+    assert total > 0
+
+
+# --------------------------------------------------------------------------- partial matching
+
+
+def test_match_threshold_controls_partial_matching(real_batch):
+    model = tiny_model(seed=4).eval()
+    B = real_batch.num_graphs
+    n_s = torch.bincount(real_batch.x_s_batch, minlength=B)
+    n_t = torch.bincount(real_batch.x_t_batch, minlength=B)
+
+    with torch.no_grad():
+        model.match_threshold.fill_(1e3)  # above every cosine similarity: nothing is worth matching
+    preds = model.predict(real_batch)
+    assert all(p.shape == (2, 0) and p.dtype == torch.long for p in preds)
+
+    with torch.no_grad():
+        model.match_threshold.fill_(-1e3)  # below every similarity: a maximal matching
+        out = model(real_batch, compute_loss=False)
+    X = out.X
+    for b in range(B):
+        n1, n2 = int(out.n1[b]), int(out.n2[b])
+        assert int(X[b].sum()) == min(n1, n2)  # complete over the completed graphs
+        pairs = out.pairs[b]
+        assert_valid_matching(pairs, int(n_s[b]), int(n_t[b]))
+        # real-to-real pairs: all but those taken by generated nodes (the outlier sinks)
+        k = pairs.size(1)
+        gen = int(out.num_generated_s[b]) + int(out.num_generated_t[b])
+        assert min(n1, n2) - gen <= k <= min(int(n_s[b]), int(n_t[b]))
+        real_to_gen = int(X[b, :n_s[b], n_t[b]:n2].sum()) + int(X[b, n_s[b]:n1, :n_t[b]].sum())
+        assert k == min(n1, n2) - real_to_gen - int(X[b, n_s[b]:n1, n_t[b]:n2].sum())
+
+
+def test_without_completion_a_low_threshold_gives_a_full_matching(real_batch):
+    model = tiny_model(seed=4, completion=False).eval()
+    with torch.no_grad():
+        model.match_threshold.fill_(-1e3)
+    out = model(real_batch, compute_loss=False)
+    assert int(out.num_generated_s.sum()) == 0 and int(out.num_generated_t.sum()) == 0
+    for b, pairs in enumerate(out.pairs):
+        assert pairs.size(1) == min(int(out.num_real_s[b]), int(out.num_real_t[b]))
+
+
+def test_unmatched_nodes_have_affinity_below_the_threshold(real_batch):
+    """At an intermediate threshold the matching is partial, every pair made is worth more than
+    the threshold, and no two unmatched nodes could have been matched profitably."""
+    model = tiny_model(seed=5).eval()
+    with torch.no_grad():
+        out0 = model(real_batch, compute_loss=False)
+        real = out0.S[0, :int(out0.num_real_s[0]), :int(out0.num_real_t[0])]
+        # the threshold parameter is divided by the temperature, like the appearance part of S
+        model.match_threshold.fill_(float(real.quantile(0.8) * model.temperature))
+        out = model(real_batch, compute_loss=False)
+        torch.testing.assert_close(out.S, out0.S)  # the threshold does not change the affinity
+    t = float(model.match_threshold.detach() / model.temperature.detach())
+    some_unmatched = False
+    for b in range(real_batch.num_graphs):
+        n1, n2 = int(out.n1[b]), int(out.n2[b])
+        S, X = out.S[b, :n1, :n2], out.X[b, :n1, :n2].bool()
+        assert (S[X] >= t - 1e-5).all()
+        free_rows, free_cols = ~X.any(1), ~X.any(0)
+        if free_rows.any() and free_cols.any():
+            some_unmatched = True
+            assert (S[free_rows][:, free_cols] <= t + 1e-5).all()
+        pairs = out.pairs[b]
+        if pairs.numel():
+            assert (S[pairs[0], pairs[1]] >= t - 1e-5).all()
+    assert some_unmatched  # the "no profitable pair left" check did run
+    assert any(p.numel() for p in out.pairs)
+
+
+# --------------------------------------------------------------------------- variants
+
+
+@pytest.mark.parametrize("options", [
+    dict(structure="delaunay"), dict(structure="knn", knn_k=3), dict(structure="learned"),
+    dict(completion=False), dict(completion=False, matching_loss="hamming"),
+    dict(use_appearance=False), dict(weight_contrastive=0.5),
+], ids=["delaunay", "knn", "learned", "no-completion", "no-completion-hamming", "geometry-only",
+        "contrastive"])
+def test_structure_and_ablation_options_run_forward_and_backward(generated_batch, options):
+    model = tiny_model(**options).train()
+    out = model(generated_batch)
+    assert isinstance(out, SSGMOutput)
+    assert torch.isfinite(out.losses["loss"])
+    out.losses["loss"].backward()
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads)
+    assert sum(float(g.abs().sum()) for g in grads) > 0
+    if options.get("completion") is False:
+        assert model.decoder is None and out.queries_s is None
+        assert int(out.num_generated_s.sum()) == 0
+    if "weight_contrastive" in options:
+        assert "contrastive" in out.losses
+    for pairs, n_s, n_t in zip(out.pairs, out.num_real_s, out.num_real_t):
+        assert_valid_matching(pairs, int(n_s), int(n_t))
+
+
+@pytest.mark.parametrize("num_nodes", [1, 2, 3])
+@pytest.mark.parametrize("options", [{}, dict(structure="knn"), dict(completion=False, matching_loss="hamming")],
+                         ids=["default", "knn", "no-completion-hamming"])
+def test_tiny_graphs_run(tiny_data, num_nodes, options):
+    """Graphs too small for a triangulation (1-3 keypoints) go through training and prediction."""
+    a, b = [inst for inst in tiny_data.test if inst.category == "cat0"][:2]
+    small = a.subset(list(range(num_nodes)))
+    model = tiny_model(**options)
+    gen = PairGenerator(drop_rate=0.3, min_kept=1)
+    out = model.train()(to_batch([gen(small, torch.Generator().manual_seed(k)) for k in range(2)]))
+    assert torch.isfinite(out.losses["loss"])
+    out.losses["loss"].backward()
+    preds = model.predict(to_batch([make_pair(small, b), make_pair(b, small)]))
+    assert_valid_matching(preds[0], num_nodes, b.num_nodes)
+    assert_valid_matching(preds[1], b.num_nodes, num_nodes)
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+def _empty_source_pair(like: PairData) -> PairData:
+    return PairData(x_s=torch.zeros(0, FEATURE_DIM), pos_s=torch.zeros(0, 2),
+                    edge_index_s=torch.zeros(2, 0, dtype=torch.long), edge_attr_s=torch.zeros(0, 2),
+                    x_t=like.x_t, pos_t=like.pos_t, edge_index_t=like.edge_index_t, edge_attr_t=like.edge_attr_t,
+                    y=torch.zeros(2, 0, dtype=torch.long), names_s=[], names_t=list(like.names_t),
+                    category=like.category)
+
+
+def test_empty_graph_raises_invalid_input(real_pairs):
+    model = tiny_model().eval()
+    with pytest.raises(InvalidInputError, match="empty"):
+        model(to_batch([real_pairs[0], _empty_source_pair(real_pairs[1])]))
+    with pytest.raises(InvalidInputError, match="empty"):
+        model.predict(to_batch([_empty_source_pair(real_pairs[1])]))
+
+
+def test_nan_positions_raise_invalid_input(real_pairs):
+    model = tiny_model().eval()
+    for field in ("pos_s", "pos_t"):
+        batch = to_batch(real_pairs[:2])
+        getattr(batch, field)[3, 1] = float("nan")
+        with pytest.raises(InvalidInputError, match="NaN"):
+            model(batch)
+    batch = to_batch(real_pairs[:2])
+    batch.pos_t[0, 0] = float("inf")
+    with pytest.raises(InvalidInputError):
+        model.predict(batch)
+
+
+def test_mismatched_feature_sizes_raise_invalid_input(real_pairs):
+    model = tiny_model().eval()
+    pair = real_pairs[0]
+    narrow = pair.clone()
+    narrow.x_s, narrow.x_t = pair.x_s[:, :5], pair.x_t[:, :5]  # the model expects FEATURE_DIM
+    with pytest.raises(InvalidInputError, match="features"):
+        model(to_batch([narrow]))
+    one_side = pair.clone()
+    one_side.x_t = torch.cat([pair.x_t, pair.x_t], 1)  # target wider than source and model
+    with pytest.raises(InvalidInputError, match="features"):
+        model(to_batch([one_side]))
+
+
+def test_batch_without_follow_batch_raises_invalid_input(real_pairs):
+    model = tiny_model().eval()
+    batch = Batch.from_data_list(real_pairs[:2])  # no follow_batch: no x_s_batch / x_t_batch
+    with pytest.raises(InvalidInputError, match="follow_batch"):
+        model(batch)
+    with pytest.raises(SSGMError):
+        model.predict(batch)
+
+
+def test_predict_restores_the_training_flag(real_batch, real_pairs):
+    model = tiny_model()
+    model.train()
+    preds = model.predict(real_batch)
+    assert model.training
+    assert all(m.training for m in model.modules())
+    model.eval()
+    assert model.predict(real_batch)[0].tolist() == preds[0].tolist()
+    assert not model.training and not any(m.training for m in model.modules())
+    # ... also when the prediction fails
+    model.train()
+    with pytest.raises(InvalidInputError):
+        model.predict(Batch.from_data_list(real_pairs[:1]))
+    assert model.training
+    # and it computes no loss, builds no graph
+    assert not any(p.requires_grad for p in preds)
+
+
+# --------------------------------------------------------------------------- a short training run
+
+
+def test_ssgm_learns_on_generated_pairs_and_predicts_partial_matchings(tiny_data, real_batch, real_pairs):
+    torch.manual_seed(0)
+    model = tiny_model(seed=0)
+    optimizer = torch.optim.Adam(model.parameters(), lr=5e-3)
+    dataset = GeneratedPairs(tiny_data.train, PairGenerator(drop_rate=0.25), seed=0)  # 12 instances
+    losses = []
+    model.train()
+    for epoch in range(10):  # 10 epochs x 3 steps of 4 pairs
+        dataset.set_epoch(epoch)
+        for batch in pair_loader(dataset, batch_size=4, shuffle=True, seed=epoch):
+            out = model(batch)
+            optimizer.zero_grad()
+            out.losses["loss"].backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            optimizer.step()
+            losses.append(float(out.losses["loss"].detach()))
+    assert all(math.isfinite(v) for v in losses)
+    first, last = sum(losses[:5]) / 5, sum(losses[-5:]) / 5
+    assert last < first, f"loss did not go down: first 5 {losses[:5]}, last 5 {losses[-5:]}"
+
+    assert model.training
+    preds = model.predict(real_batch)
+    assert model.training
+    assert isinstance(preds, list) and len(preds) == len(real_pairs)
+    for pred, pair in zip(preds, real_pairs):
+        assert_valid_matching(pred, pair.num_nodes_s, pair.num_nodes_t)
+    assert sum(p.size(1) for p in preds) > 0
