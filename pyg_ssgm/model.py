@@ -99,11 +99,12 @@ class SSGM(nn.Module):
         self.encoder = GraphEncoder(c.hidden_channels, c.encoder_layers, c.heads, edge_dim=2, dropout=c.dropout)
         self.decoder = (QueryDecoder(c.hidden_channels, c.num_queries, c.decoder_layers, c.heads, c.dropout)
                         if c.completion else None)
-        # How well each node is matched on the other side (best and second-best cosine): lets
-        # the decoder's queries find the nodes that have no partner, i.e. how many are missing.
+        # How well each node is matched on the other side (best and second-best cosine, distance
+        # to the nearest aligned node): lets the decoder find the nodes that have no partner,
+        # i.e. how many are missing.
         self.matchability = nn.Linear(3, c.hidden_channels) if c.completion else None
         # Query selection (two-stage DETR): each graph's queries start from the nodes of the other
-        # graph that are least similar to anything in it, the likeliest to be missing from it.
+        # graph whose best cosine similarity to it is lowest, the likeliest to be missing from it.
         self.query_select = nn.Linear(c.hidden_channels, c.hidden_channels) if c.completion else None
         self.rebuilder = GraphRebuilder(c.hidden_channels, c.structure, c.heads, c.knn_k)
         self.set_matcher = SetMatcher(c.cost_exist, c.cost_pos, c.cost_feat)
