@@ -157,7 +157,9 @@ def train_command(config_file, overrides, resume, no_progress, **flags):
               help="Default: the checkpoint's dataset (synthetic for --solver).")
 @click.option("--root", type=click.Path(), help="Local root of a real dataset.")
 @click.option("--split", type=click.Choice(["val", "test"]), default="test", show_default=True)
-@click.option("--max-pairs-per-category", type=int, help="Evaluate a fixed random subset of pairs per class.")
+@click.option("--max-pairs-per-category", type=int,
+              help="Evaluate a fixed random subset of pairs per class. Default: the checkpoint's own "
+                   "setting for that split (so its training numbers are reproduced), else all pairs.")
 @click.option("--batch-size", type=int, default=32, show_default=True)
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--output", type=click.Path(), help="Write the results as JSON to this file.")
@@ -169,8 +171,6 @@ def evaluate_command(checkpoint, solver, dataset, root, split, max_pairs_per_cat
     the unfiltered setting (all annotated keypoints), accuracy in the intersection setting, and,
     for a model, the completion quality on generated pairs of the same split.
     """
-    import torch
-
     from .evaluate import completion_quality, evaluate_matching, format_results, load_model, report_to_dict
 
     try:
@@ -187,6 +187,8 @@ def evaluate_command(checkpoint, solver, dataset, root, split, max_pairs_per_cat
             synth = state.get("synthetic_config")
             splits = load_splits(dataset, root, SyntheticConfig(**synth) if synth and dataset == "synthetic" else None)
             predict = model.predict
+            if max_pairs_per_category is None:
+                max_pairs_per_category = train_cfg.get(f"{split}_pairs_per_category")
         else:
             from .baselines import ClassicalMatcher
 

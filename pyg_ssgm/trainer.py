@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import SSGMConfig, check_field_types
-from .data import GeometricAugmentation, PairData, PairGenerator
+from .data import GeneratedPairs, GeometricAugmentation, PairData, PairGenerator
 from .data.generator import add_completion_targets, make_pair
 from .data.instance import KeypointInstance
 from .data.sources import DATASETS, load_splits
@@ -212,7 +212,8 @@ class Trainer:
         self.model = SSGM(model_cfg).to(self.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
         self.dataset = (LabelledPairs(self.splits["train"], train.seed, train.repeats) if train.supervised else
-                        self._generated(self.splits["train"], train.seed))
+                        GeneratedPairs(self.splits["train"], train.pair_generator(), seed=train.seed,
+                                       repeats=train.repeats))
         self.sampler = EpochSampler(len(self.dataset), train.seed, self.rank, self.world_size)
         # The loader's own generator: starting an epoch must not draw from the global RNG, whose
         # state the checkpoint restores (dropout masks would differ after a resume otherwise).
@@ -227,10 +228,6 @@ class Trainer:
         self.epoch, self.step = 0, 0
         self.running: Dict[str, float] = {}  # loss sums of the epoch in progress (kept across a resume)
 
-    def _generated(self, instances, seed):
-        from .data import GeneratedPairs
-
-        return GeneratedPairs(instances, self.cfg.pair_generator(), seed=seed, repeats=self.cfg.repeats)
 
     def learning_rate(self, epoch: int) -> float:
         if self.cfg.lr_schedule == "constant":
@@ -266,16 +263,14 @@ class Trainer:
         torch.set_rng_state(state["rng_state"].cpu())
 
     # ----------------------------------------------------------------------- evaluation
-    def predict(self, batch):
-        return self.model.predict(batch)
-
     def validate(self) -> Dict[str, float]:
-        """Validation numbers logged per epoch: F1 on real val pairs, completion count accuracy
-        on generated val pairs (no labels involved)."""
+        """Validation numbers logged per epoch: precision / recall / F1 on real val pairs (their
+        labels are read for this report only, never by training) and the completion quality on
+        generated val pairs."""
         val = self.splits["val"]
         row: Dict[str, float] = {}
         if len(val) >= 2:
-            report = evaluate_matching(self.predict, val, max_pairs_per_category=self.cfg.val_pairs_per_category,
+            report = evaluate_matching(self.model.predict, val, max_pairs_per_category=self.cfg.val_pairs_per_category,
                                        device=self.device)
             row.update(val_f1=report["unfiltered"].mean.f1, val_precision=report["unfiltered"].mean.precision,
                        val_recall=report["unfiltered"].mean.recall,
@@ -288,7 +283,7 @@ class Trainer:
     def test(self) -> Dict[str, Any]:
         test = self.splits["test"]
         results: Dict[str, Any] = evaluate_matching(
-            self.predict, test, max_pairs_per_category=self.cfg.test_pairs_per_category, device=self.device,
+            self.model.predict, test, max_pairs_per_category=self.cfg.test_pairs_per_category, device=self.device,
             desc="test pairs" if self.progress else None)
         if self.model_cfg.completion:
             results["completion"] = completion_quality(self.model, test, self.cfg.pair_generator(),

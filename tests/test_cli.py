@@ -181,9 +181,8 @@ def test_evaluate_checkpoint_reproduces_training_test_results(runner, tmp_path, 
     trained = run_ok(runner, train_command, ["--config", config, "--no-progress"])
     train_results = json.loads((tmp_path / "run" / "test_results.json").read_text())
 
+    # no --max-pairs-per-category: evaluate takes the checkpoint's own test_pairs_per_category
     args = ["--checkpoint", str(tmp_path / "run" / "checkpoint.pt"), "--output", str(tmp_path / "eval.json")]
-    if test_pairs is not None:
-        args += ["--max-pairs-per-category", str(test_pairs)]
     evaluated = run_ok(runner, evaluate_command, args)
     eval_results = json.loads((tmp_path / "eval.json").read_text())
 
