@@ -215,6 +215,14 @@ def test_speed_part_end_to_end_on_two_small_sizes(tmp_path, capsys):
     assert len(result["targets"]) == 4
 
 
+def test_speed_part_with_single_pair_batches_only():
+    """Batch size 1 alone makes only 2 instances per size; the warm-up must still find 2 pairs."""
+    cfg = bm.BenchmarkConfig(sizes=(6,), batch_sizes=(1,), drop_rates=(), repeats=1, warmup=0, skip_accuracy=True,
+                             progress=False)
+    speed = bm.run_speed(cfg, classical=("hungarian",))
+    assert [(r["nodes"], r["batch_size"]) for r in speed["rows"]] == [(6, 1)]
+
+
 def test_affinity_budget_skips_the_quadratic_solvers():
     cfg = bm.BenchmarkConfig(sizes=(6,), batch_sizes=(2,), drop_rates=(), repeats=1, warmup=0, skip_accuracy=True,
                              max_affinity_gib=1e-9, progress=False)

@@ -1,0 +1,149 @@
+"""The accuracy table (:func:`run_accuracy`): every method on the same real test batches, scored by
+the same metric code (see :mod:`pyg_ssgm.benchmark`)."""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import torch
+
+from ..errors import InvalidInputError
+from .config import CLASSICAL, BenchmarkConfig
+from .timing import _sync_fn
+
+__all__ = ["run_accuracy"]
+
+
+def _device_batches(batches: Sequence, device: torch.device) -> List:
+    return list(batches) if device.type == "cpu" else [b.clone().to(device) for b in batches]
+
+
+def _score(predict: Callable, batches: Sequence, dev_batches: Sequence, sync: Callable) -> Tuple[Any, float]:
+    """Predict on every batch; return the aggregated report and the wall time of the predictions."""
+    from ..metrics import aggregate, batch_counts
+
+    records, elapsed = [], 0.0
+    for batch, dev in zip(batches, dev_batches):
+        sync()
+        start = time.perf_counter()
+        preds = predict(dev)
+        sync()
+        elapsed += time.perf_counter() - start
+        records += batch_counts([p.cpu() for p in preds], batch)
+    return aggregate(records), elapsed
+
+
+def _ssgm_variants() -> List[Tuple[str, str, bool, Dict[str, Any], str]]:
+    # key, label, supervised, model overrides, labels used
+    return [
+        ("ssgm", "SSGM self-supervised", False, {}, "none"),
+        ("ssgm_supervised", "SSGM supervised", True, {}, "correspondences"),
+        ("ssgm_no_completion", "SSGM w/o completion (ablation)", False, {"completion": False}, "none"),
+    ]
+
+
+def run_accuracy(cfg: BenchmarkConfig, progress: Optional[bool] = None) -> Dict[str, Any]:
+    """The accuracy table: every method on the same test batches (see the module docstring).
+
+    Returns a JSON-friendly dict (``"methods"``: one entry per row) plus, under the non-JSON key
+    ``"_models"``, the trained SSGM models by key (the speed part times the self-supervised one).
+    """
+    from tqdm.auto import tqdm
+
+    from ..baselines import ClassicalMatcher
+    from ..config import SSGMConfig
+    from ..data import RealPairs, pair_loader
+    from ..data.sources import load_splits
+    from ..trainer import TrainConfig, train
+
+    progress = cfg.progress if progress is None else progress
+    device = cfg.resolved_device()
+    sync = _sync_fn(device)
+    synthetic = cfg.synthetic_config()
+    splits = load_splits(cfg.dataset, cfg.root, synthetic)
+    if len(splits["test"]) < 2:
+        raise InvalidInputError("the test split needs at least two instances of one category.")
+
+    def batches_of(instances, max_pairs, intersection):
+        pairs = RealPairs(instances, max_pairs, seed=cfg.seed, intersection=intersection)
+        return pairs, list(pair_loader(pairs, cfg.batch_size))
+
+    test_pairs, test_unf = batches_of(splits["test"], cfg.test_pairs_per_category, False)
+    test_int_pairs, test_int = batches_of(splits["test"], cfg.test_pairs_per_category, True)
+    assert test_pairs.index == test_int_pairs.index  # both settings score the same pairs
+    fingerprint = hashlib.sha1(json.dumps(test_pairs.index).encode()).hexdigest()
+    val_batches = None
+    if len(splits["val"]) >= 2:
+        val_batches = batches_of(splits["val"], cfg.val_pairs_per_category, False)[1]
+    dev_unf, dev_int = _device_batches(test_unf, device), _device_batches(test_int, device)
+
+    steps = len(CLASSICAL) * 2 + len(_ssgm_variants()) * 2
+    bar = tqdm(total=steps, desc="accuracy", disable=not progress)
+    methods: List[Dict[str, Any]] = []
+
+    def add(key, label, mode, labels, predict, **extra):
+        bar.set_postfix_str(f"evaluating {key}")
+        predict(dev_unf[0])  # warm-up, untimed: lazy initialisation is not charged to the first method
+        unf, elapsed = _score(predict, test_unf, dev_unf, sync)
+        inter, _ = _score(predict, test_int, dev_int, sync)
+        methods.append({"key": key, "label": label, "mode": mode, "labels": labels,
+                        "unfiltered": unf.to_dict(), "intersection": inter.to_dict(),
+                        "f1": unf.mean.f1, "precision": unf.mean.precision, "recall": unf.mean.recall,
+                        "intersection_accuracy": inter.mean.recall,
+                        "ms_per_pair": 1e3 * elapsed / len(test_pairs), **extra})
+        bar.update(1)
+
+    for key, (solver, label) in CLASSICAL.items():
+        matcher = ClassicalMatcher(solver)
+        add(key, label, "full", "none", matcher)
+        calibrated = ClassicalMatcher(solver)
+        threshold = None
+        if val_batches is not None:
+            bar.set_postfix_str(f"calibrating {key}")
+            # on CPU: calibration is not timed, and the metric code reads the batches on the host
+            threshold = calibrated.calibrate_threshold(val_batches)
+        mode = (f"partial, threshold {threshold:.3f} (val)" if threshold is not None
+                else "partial: no threshold beat full (val)" if val_batches is not None
+                else "partial: no val split, = full")
+        add(f"{key}_calibrated", label, mode, "none", calibrated, threshold=threshold)
+
+    models: Dict[str, Any] = {}
+    train_dir = Path(tempfile.mkdtemp(prefix="ssgm_benchmark_"))
+    try:
+        for key, label, supervised, overrides, labels in _ssgm_variants():
+            bar.set_postfix_str(f"training {key}")
+            base = TrainConfig()
+            epochs = cfg.epochs or base.epochs
+            train_cfg = replace(
+                base, dataset=cfg.dataset, root=cfg.root, supervised=supervised, epochs=epochs, seed=cfg.seed,
+                device=str(device), output_dir=str(train_dir / key), eval_every=epochs,
+                val_pairs_per_category=(min(5, cfg.val_pairs_per_category or 5) if cfg.quick
+                                        else base.val_pairs_per_category),
+                test_pairs_per_category=1)  # its own test pass: cheap, we score on our pairs below
+            model_cfg = SSGMConfig(**overrides)
+            start = time.perf_counter()
+            trainer, results = train(train_cfg, model_cfg, synthetic, progress=False)
+            train_s = time.perf_counter() - start
+            model = trainer.model.eval()
+            models[key] = model
+            bar.update(1)
+            extra = {"train_s": train_s, "epochs": epochs, "train_config": asdict(train_cfg),
+                     "model_config": trainer.model_cfg.to_dict()}
+            if "completion" in results:
+                extra["completion_generated_pairs"] = results["completion"]
+            add(key, label, "partial (learned threshold)", labels, model.predict, **extra)
+    finally:
+        shutil.rmtree(train_dir, ignore_errors=True)
+    bar.close()
+    return {
+        "dataset": cfg.dataset, "root": cfg.root, "seed": cfg.seed,
+        "num_test_pairs": len(test_pairs), "test_pairs_per_category": cfg.test_pairs_per_category,
+        "num_val_pairs": sum(b.num_graphs for b in val_batches) if val_batches else 0,
+        "pairs_sha1": fingerprint, "methods": methods, "_models": models,
+    }

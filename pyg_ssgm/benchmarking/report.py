@@ -1,0 +1,157 @@
+"""The report: the accuracy and speed tables as markdown with their footnotes, the whole document
+(:func:`format_report`) and the ``.json`` / ``.md`` files of a run (:func:`write_report`)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Dict, List
+
+import numpy as np
+from torch import Tensor
+
+from ..errors import ConfigError
+from .instrument import StageTimer
+from .tables import _f, _mib, _ms, _pct, _ratio, format_table
+from .targets import Target
+
+__all__ = ["NEURAL_SOLVERS_NOTE", "format_accuracy", "format_speed", "format_report", "write_report"]
+
+
+NEURAL_SOLVERS_NOTE = (
+    "pygmtools' neural solvers (PCA-GM, IPCA-GM, CIE, NGM) are not in the table: they need pretrained "
+    "weights that pygmtools downloads from the internet on first use, and this benchmark runs offline "
+    "(nothing is downloaded at run time). Training them from scratch here would be a different baseline "
+    "from the published one.")
+
+
+def format_accuracy(acc: Dict[str, Any]) -> str:
+    """The accuracy table (markdown) with its footnotes."""
+    rows = []
+    for m in acc["methods"]:
+        rows.append([m["label"], m["mode"], m["labels"], _f(m["precision"]), _f(m["recall"]), _f(m["f1"]),
+                     _f(m["intersection_accuracy"]), _ms(m["ms_per_pair"] / 1e3),
+                     None if m.get("train_s") is None else f"{m['train_s']:.0f}"])
+    table = format_table(["method", "matching", "labels", "P", "R", "F1", "intersection acc.", "ms/pair",
+                          "train s"], rows, "lllrrrrrr")
+    notes = [
+        f"{acc['num_test_pairs']} real test pairs of `{acc['dataset']}` (seed {acc['seed']}, at most "
+        f"{acc['test_pairs_per_category'] or 'all'} per class, pairs sha1 `{acc['pairs_sha1'][:12]}`), the same "
+        "batches for every row. P / R / F1: unfiltered setting, all annotated keypoints, mean over pairs then "
+        "over classes (macro). Intersection acc.: only keypoints named in both images (literature protocol), "
+        "accuracy = recall.",
+        "full: the solver's maximal one-to-one matching. partial, threshold t (val): pairs whose node affinity "
+        f"is below t are dropped, t chosen to maximise macro F1 on {acc['num_val_pairs']} validation pairs. "
+        "SSGM: partial by construction (generated nodes and a learned similarity threshold).",
+        "ms/pair: wall time of the predictions on these pairs divided by their number (batches of the "
+        "evaluation batch size, same process, after one untimed warm-up batch). train s: training wall time.",
+        NEURAL_SOLVERS_NOTE,
+    ]
+    return table + "\n\n" + "\n".join(f"{i + 1}. {n}" for i, n in enumerate(notes))
+
+
+def format_speed(speed: Dict[str, Any]) -> str:
+    """The speed tables (markdown) and the fitted exponents."""
+    out = []
+    rows = speed["rows"]
+    model_note = "trained (the accuracy table's self-supervised model)" if speed["trained_model"] else "untrained"
+    out.append(f"**SSGM throughput and cost** (device {speed['device']}, model {model_note}; median of "
+               f"{speed['repeats']} repeats after {speed['warmup']} warm-up; x: relative to the smallest size, "
+               "same batch size)\n")
+    out.append(format_table(
+        ["nodes", "batch", "infer ms/pair", "pairs/s", "infer x", "train ms/step", "train x", "infer peak MiB",
+         "train peak MiB", "F1 (these pairs)"],
+        [[r["nodes"], r["batch_size"], _ms(r["infer_ms_per_pair"] / 1e3), f"{r['pairs_per_s']:.0f}",
+          _ratio(r["infer_rel"]), _ms(r["train_step_s"]), _ratio(r["train_rel"]), _mib(r["infer_peak_bytes"]),
+          _mib(r["train_peak_bytes"]), _f(r["f1_ssgm"])] for r in rows]))
+    out.append("\n**Where SSGM inference time goes** (share of the forward pass; solver = "
+               "`partial_hungarian` -> `pygmtools.hungarian`; calls per batch counted by wrapping both)\n")
+    out.append(format_table(
+        ["nodes", "batch", *StageTimer.STAGES, "partial_hungarian calls/batch", "pygmtools.hungarian calls/batch"],
+        [[r["nodes"], r["batch_size"], *(_pct(r["stages"].get(k)) for k in StageTimer.STAGES),
+          _f(r["solver_calls_per_batch"].get("partial_hungarian"), 1),
+          _f(r["solver_calls_per_batch"].get("pygmtools.hungarian"), 1)] for r in rows]))
+    solvers = list(rows[0]["classical"]) if rows else []
+    out.append("\n**Classical solvers on the same batches** (ms per pair; RRWM/SSGM: per-pair time ratio; "
+               "F1 on these pairs, full matchings)\n")
+
+    def cell(r, s):
+        c = r["classical"][s]
+        return "skip" if "skipped" in c else _ms(c["ms_per_pair"] / 1e3)
+
+    def f1cell(r, s):
+        c = r["classical"].get(s, {})
+        return _f(c.get("f1"))
+
+    out.append(format_table(
+        ["nodes", "batch", "SSGM", *solvers, "RRWM/SSGM", "F1 SSGM", "F1 hungarian", "F1 rrwm"],
+        [[r["nodes"], r["batch_size"], _ms(r["infer_ms_per_pair"] / 1e3), *(cell(r, s) for s in solvers),
+          _ratio(r["rrwm_over_ssgm"]), _f(r["f1_ssgm"]), f1cell(r, "hungarian"), f1cell(r, "rrwm")]
+         for r in rows]))
+    skipped = sorted({c["skipped"].split(" > ")[1] for r in rows + speed["drop_rows"]
+                      for c in r["classical"].values() if "skipped" in c})
+    if skipped:
+        out.append(f"\nskip: SM / RRWM / IPFP build a dense affinity matrix of (n1 n2)^2 float64 entries per pair; "
+                   f"skipped where a batch's would exceed {skipped[0]}.")
+    if speed["drop_rows"]:
+        d0 = speed["drop_rows"][0]
+        out.append(f"\n**Rising share of missing keypoints** ({d0['nodes']}-keypoint templates, batch "
+                   f"{d0['batch_size']}; each keypoint missing with the given probability in each image; training "
+                   "pairs generated with that drop rate; x: relative to the first row)\n")
+        out.append(format_table(
+            ["missing", "nodes/graph", "generated/graph", "infer ms/pair", "infer x", "train ms/step", "solver",
+             "RRWM ms/pair", "RRWM/SSGM", "F1 SSGM", "F1 RRWM"],
+            [[f"{r['drop_rate']:.1f}", f"{r['nodes_per_graph']:.1f}", f"{r['generated_nodes_per_graph']:.1f}",
+              _ms(r["infer_ms_per_pair"] / 1e3), _ratio(r["infer_rel"]), _ms(r["train_step_s"]),
+              _pct(r["stages"]["solver"]), cell(r, "rrwm") if "rrwm" in r["classical"] else None,
+              _ratio(r["rrwm_over_ssgm"]), _f(r["f1_ssgm"]), f1cell(r, "rrwm")] for r in speed["drop_rows"]]))
+    out.append("\n**Fitted exponent k of cost ~ n^k** (least squares on log time vs log nodes over the sizes "
+               "measured; tail: slope between the two largest sizes)\n")
+    out.append(format_table(
+        ["cost", "batch", "sizes", "k", "r2", "tail k"],
+        [[label.split(" | ")[0], e["batch_size"], ",".join(map(str, e["sizes"])), _f(e.get("exponent"), 2),
+          _f(e.get("r2"), 3), _f(e.get("tail_exponent"), 2)] for label, e in speed["fits"].items()], "lrlrrr"))
+    out.append(f"\nPeak memory: {speed['memory_method']} during one call (see benchmarks/README.md). Times "
+               "exclude data loading and collation (each batch is built once, then timed).")
+    return "\n".join(out)
+
+
+def format_machine(info: Dict[str, Any]) -> str:
+    keys = ["cpu_model", "logical_cores", "usable_cores", "physical_cores", "memory_gib", "torch_threads",
+            "OMP_NUM_THREADS", "load_average_1m_at_start", "device", "gpu", "cuda", "torch", "torch_geometric",
+            "pygmtools", "numpy", "scipy", "python", "platform"]
+    return "\n".join(f"- {k}: {info[k]}" for k in keys if k in info)
+
+
+def format_report(result: Dict[str, Any]) -> str:
+    """The markdown document written to ``<name>.md`` and printed to the terminal."""
+    parts = [f"# pyg_ssgm benchmark: {result['name']}", "",
+             f"Command: `{result['command']}`  ", f"Started {result['started']}, wall time {result['wall_s']:.0f} s.",
+             "", "## Machine", "", format_machine(result["machine"]), ""]
+    if result.get("accuracy"):
+        parts += ["## Accuracy", "", format_accuracy(result["accuracy"]), ""]
+    if result.get("speed"):
+        parts += ["## Speed", "", format_speed(result["speed"]), ""]
+    parts += ["## Targets", "", "```"] + [Target(**t).line() for t in result["targets"]] + ["```", ""]
+    return "\n".join(parts)
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, (np.floating, np.integer)):
+        return obj.item()
+    if isinstance(obj, Tensor):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    return str(obj)
+
+
+def write_report(result: Dict[str, Any], output_dir: str, name: str) -> List[str]:
+    """Write ``result`` to ``<output_dir>/<name>.json`` and :func:`format_report` of it to ``<name>.md``;
+    returns both paths."""
+    out = Path(output_dir)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--output-dir {out} exists and is not a directory.")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps(result, indent=2, default=_json_default))
+    (out / f"{name}.md").write_text(format_report(result))
+    return [str(out / f"{name}.json"), str(out / f"{name}.md")]
