@@ -629,22 +629,13 @@ def save(fig, path: PathLike, dpi: int = 100) -> Path:
 
 
 # ------------------------------------------------------------------------------- running the model
-def _with_attention(module, args, kwargs):
-    """Forward pre-hook on the query decoder: ask it for its attention weights."""
-    if len(args) > 5:  # return_attention given positionally (6th argument)
-        return args[:5] + (True,) + tuple(args[6:]), kwargs
-    return args, {**kwargs, "return_attention": True}
-
-
 @torch.no_grad()
 def run_model(model, pairs: Union[Any, Sequence[Any]], device: Union[str, torch.device, None] = None):
     r"""Run ``model`` (eval mode, no gradients) on one pair or a list of pairs, with decoder attention.
 
     Returns ``(batch, output)``: the PyG batch and the :class:`~pyg_ssgm.SSGMOutput`, whose
-    ``queries_s.attention`` / ``queries_t.attention`` hold the query decoder's last-layer attention.
-    The attention is requested from the decoder by a forward pre-hook for the duration of the call,
-    so it is exactly the attention of the model's own forward pass, whatever inputs it gives the
-    decoder.
+    ``queries_s.attention`` / ``queries_t.attention`` hold the query decoder's last-layer attention
+    (``SSGM.forward(..., return_attention=True)``).
     """
     from torch_geometric.data import Batch
 
@@ -655,16 +646,12 @@ def run_model(model, pairs: Union[Any, Sequence[Any]], device: Union[str, torch.
         raise InvalidInputError("run_model needs at least one pair.")
     device = device or next(model.parameters()).device
     batch = Batch.from_data_list(pairs, follow_batch=PairData.FOLLOW_BATCH).to(device)
-    decoder = getattr(model, "decoder", None)
-    handle = decoder.register_forward_pre_hook(_with_attention, with_kwargs=True) if decoder is not None else None
     was_training = model.training
     model.eval()
     try:
-        out = model(batch, compute_loss=False)
+        out = model(batch, compute_loss=False, return_attention=True)
     finally:
         model.train(was_training)
-        if handle is not None:
-            handle.remove()
     return batch, out
 
 

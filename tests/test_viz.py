@@ -157,7 +157,7 @@ def test_plot_matrices_with_attention(tmp_path, real_run):
 
 def test_run_model_asks_for_attention_without_changing_the_output(model, real_pairs, real_run):
     batch, out = real_run
-    assert len(model.decoder._forward_pre_hooks) == 0  # the hook is gone after the call
+    assert len(model.decoder._forward_pre_hooks) == 0  # run_model leaves no hook behind
     with torch.no_grad():
         plain = model(batch, compute_loss=False)
     assert plain.queries_s.attention is None
