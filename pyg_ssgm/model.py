@@ -261,7 +261,6 @@ class SSGM(nn.Module):
 
     # ------------------------------------------------------------------ forward
     def forward(self, data, compute_loss: Optional[bool] = None, return_attention: bool = False) -> SSGMOutput:
-        c = self.config
         B = self._check(data)
         enc_s, enc_t = self.encode(data, "s", B), self.encode(data, "t", B)
         compute_loss = self.training if compute_loss is None else compute_loss

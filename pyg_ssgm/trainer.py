@@ -11,25 +11,23 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Optional
 
 import torch
 import torch.distributed as dist
-from torch.utils.data import Dataset, Sampler
 from torch_geometric.loader import DataLoader
 from tqdm.auto import tqdm
 
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import SSGMConfig, check_field_types
 from .data import GeneratedPairs, GeometricAugmentation, PairData, PairGenerator
-from .data.generator import add_completion_targets, make_pair
-from .data.instance import KeypointInstance
+from .data.datasets import EpochSampler, LabelledPairs
 from .data.sources import DATASETS, load_splits
 from .data.synthetic import SyntheticConfig
 from .errors import CheckpointError, ConfigError
-from .evaluate import completion_quality, evaluate_matching, format_results, report_to_dict
+from .evaluate import completion_quality, evaluate_matching, report_to_dict
 from .metrics_log import MetricsLog
 from .model import SSGM
 
@@ -108,56 +106,6 @@ def split_config(values: Dict[str, Any]) -> Dict[str, Dict[str, Any]]:
             raise ConfigError(f"unknown setting {key!r}; see `python -m pyg_ssgm.train --help`.")
         sections[owner[0]][key] = value
     return sections
-
-
-# ---------------------------------------------------------------------------------------------
-# data
-# ---------------------------------------------------------------------------------------------
-class LabelledPairs(Dataset):
-    """Supervised training pairs: instance ``i`` with a random other instance of its category,
-    drawn afresh each epoch from ``(seed, epoch, i)``; completion targets derived from ``y``."""
-
-    def __init__(self, instances: List[KeypointInstance], seed: int = 0, repeats: int = 1):
-        self.instances, self.seed, self.repeats, self.epoch = list(instances), seed, repeats, 0
-        by_cat: Dict[str, List[int]] = {}
-        for k, inst in enumerate(self.instances):
-            by_cat.setdefault(inst.category, []).append(k)
-        self.partners = {k: [j for j in by_cat[inst.category] if j != k] for k, inst in enumerate(self.instances)}
-        if not any(self.partners.values()):
-            raise ConfigError("supervised training needs two instances of at least one category.")
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return len(self.instances) * self.repeats
-
-    def __getitem__(self, i: int) -> PairData:
-        k = i % len(self.instances)
-        partners = self.partners[k] or [k]
-        rng = torch.Generator().manual_seed((self.seed * 1_000_003 + self.epoch) * 10_000_019 + i)
-        j = partners[int(torch.randint(len(partners), (1,), generator=rng))]
-        return add_completion_targets(make_pair(self.instances[k], self.instances[j]))
-
-
-class EpochSampler(Sampler):
-    """Shuffles with a generator seeded by ``(seed, epoch)``; under distributed training each of the
-    ``world_size`` processes takes every ``world_size``-th index (padded to equal length)."""
-
-    def __init__(self, size: int, seed: int, rank: int = 0, world_size: int = 1):
-        self.size, self.seed, self.rank, self.world_size, self.epoch = size, seed, rank, world_size, 0
-        self.per_rank = -(-size // world_size)
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __iter__(self):
-        order = torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed * 7919 + self.epoch))
-        order = torch.cat([order, order[: self.per_rank * self.world_size - self.size]])
-        return iter(order[self.rank::self.world_size].tolist())
-
-    def __len__(self) -> int:
-        return self.per_rank
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,5 +1,4 @@
 """Metrics of partial matchings: hand-made pairs with known answers, aggregation, pygmtools agreement."""
-import math
 
 import numpy as np
 import pytest

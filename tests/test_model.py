@@ -10,7 +10,7 @@ from torch_geometric.data import Batch
 
 import pyg_ssgm.model as model_module
 from conftest import FEATURE_DIM, tiny_model, to_batch
-from pyg_ssgm import SSGM, SSGMOutput
+from pyg_ssgm import SSGMOutput
 from pyg_ssgm.data import GeneratedPairs, PairData, PairGenerator, make_pair, pair_loader
 from pyg_ssgm.errors import InvalidInputError, SSGMError
 from pyg_ssgm.matching import hamming_loss, hungarian

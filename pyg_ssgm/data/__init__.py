@@ -1,5 +1,5 @@
 """Data model, pair generation and dataset readers of pyg_ssgm."""
-from .datasets import GeneratedPairs, RealPairs, cross_instance_pairs, pair_loader
+from .datasets import EpochSampler, GeneratedPairs, LabelledPairs, RealPairs, cross_instance_pairs, pair_loader
 from .generator import PairGenerator, add_completion_targets, make_pair
 from .graph import delaunay_edges, edge_attributes, graph_scale, knn_edges
 from .instance import KeypointInstance
@@ -13,6 +13,6 @@ __all__ = [
     "KeypointInstance", "PairData", "PairGenerator", "make_pair", "add_completion_targets",
     "GeometricAugmentation", "SyntheticConfig", "SyntheticKeypoints", "load_synthetic",
     "READERS", "load_dataset", "DATASETS", "load_splits",
-    "GeneratedPairs", "RealPairs", "cross_instance_pairs", "pair_loader",
+    "GeneratedPairs", "RealPairs", "LabelledPairs", "EpochSampler", "cross_instance_pairs", "pair_loader",
     "delaunay_edges", "knn_edges", "edge_attributes", "graph_scale",
 ]

@@ -6,13 +6,20 @@ from collections import defaultdict
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Sampler
 from torch_geometric.loader import DataLoader
 
-from ..errors import InvalidInputError
-from .generator import PairGenerator, make_pair
+from ..errors import ConfigError, InvalidInputError
+from .generator import PairGenerator, add_completion_targets, make_pair
 from .instance import KeypointInstance
 from .pair_data import PairData
+
+
+def item_generator(seed: int, epoch: int, index: int) -> torch.Generator:
+    """The random generator of item ``index`` of epoch ``epoch``: a pure function of the three, so
+    an item is the same whichever process, worker or resumed run draws it."""
+    key = ((seed * 1_000_003 + epoch) * 10_000_019 + index) % (2 ** 63)
+    return torch.Generator().manual_seed(key)
 
 
 class GeneratedPairs(Dataset):
@@ -34,8 +41,7 @@ class GeneratedPairs(Dataset):
         return len(self.instances) * self.repeats
 
     def __getitem__(self, i: int) -> PairData:
-        rng = torch.Generator().manual_seed((self.seed * 1_000_003 + self.epoch) * 10_000_019 + i)
-        return self.generator(self.instances[i % len(self.instances)], rng)
+        return self.generator(self.instances[i % len(self.instances)], item_generator(self.seed, self.epoch, i))
 
 
 def cross_instance_pairs(instances: Sequence[KeypointInstance], max_pairs_per_category: Optional[int] = None,
@@ -74,6 +80,53 @@ class RealPairs(Dataset):
     def __getitem__(self, k: int) -> PairData:
         i, j = self.index[k]
         return make_pair(self.instances[i], self.instances[j], intersection=self.intersection)
+
+
+class LabelledPairs(Dataset):
+    """Supervised training pairs: instance ``i`` with a random other instance of its category,
+    drawn afresh each epoch from ``(seed, epoch, i)``; completion targets derived from ``y``."""
+
+    def __init__(self, instances: List[KeypointInstance], seed: int = 0, repeats: int = 1):
+        self.instances, self.seed, self.repeats, self.epoch = list(instances), seed, repeats, 0
+        by_cat: Dict[str, List[int]] = {}
+        for k, inst in enumerate(self.instances):
+            by_cat.setdefault(inst.category, []).append(k)
+        self.partners = {k: [j for j in by_cat[inst.category] if j != k] for k, inst in enumerate(self.instances)}
+        if not any(self.partners.values()):
+            raise ConfigError("supervised training needs two instances of at least one category.")
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.instances) * self.repeats
+
+    def __getitem__(self, i: int) -> PairData:
+        k = i % len(self.instances)
+        partners = self.partners[k] or [k]
+        rng = item_generator(self.seed, self.epoch, i)
+        j = partners[int(torch.randint(len(partners), (1,), generator=rng))]
+        return add_completion_targets(make_pair(self.instances[k], self.instances[j]))
+
+
+class EpochSampler(Sampler):
+    """Shuffles with a generator seeded by ``(seed, epoch)``; under distributed training each of the
+    ``world_size`` processes takes every ``world_size``-th index (padded to equal length)."""
+
+    def __init__(self, size: int, seed: int, rank: int = 0, world_size: int = 1):
+        self.size, self.seed, self.rank, self.world_size, self.epoch = size, seed, rank, world_size, 0
+        self.per_rank = -(-size // world_size)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        order = torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed * 7919 + self.epoch))
+        order = torch.cat([order, order[: self.per_rank * self.world_size - self.size]])
+        return iter(order[self.rank::self.world_size].tolist())
+
+    def __len__(self) -> int:
+        return self.per_rank
 
 
 def pair_loader(dataset: Dataset, batch_size: int = 16, shuffle: bool = False, seed: int = 0,
