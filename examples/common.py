@@ -36,6 +36,11 @@ def build_parser(doc: str, dataset: str, *, epochs: int, root: Optional[str] = N
     return parser
 
 
+# --tiny for the real datasets: a narrow model and few evaluation pairs (a smoke test in seconds)
+REAL_DATA_TINY: Presets = {"train": {"batch_size": 4, "val_pairs_per_category": 2, "test_pairs_per_category": 4},
+                           "model": {"hidden_channels": 16, "num_queries": 4}}
+
+
 def settings(args: argparse.Namespace, defaults: Presets, tiny: Presets) -> Presets:
     """The example's defaults, then its --tiny preset if asked, then the --set KEY=VALUE options."""
     values = {section: {**defaults.get(section, {}), **(tiny.get(section, {}) if args.tiny else {})}
@@ -43,8 +48,8 @@ def settings(args: argparse.Namespace, defaults: Presets, tiny: Presets) -> Pres
     return apply_overrides(values, args.set)
 
 
-def run(args: argparse.Namespace, dataset: str, *, tiny: Presets, defaults: Optional[Presets] = None,
-        name: Optional[str] = None, script: str = "") -> int:
+def run(args: argparse.Namespace, dataset: str, *, tiny: Presets = REAL_DATA_TINY,
+        defaults: Optional[Presets] = None, name: Optional[str] = None, script: str = "") -> int:
     """Train self-supervised, evaluate on the test split (unfiltered and intersection settings),
     print the results and save pictures under <output-dir>/pictures. ``name`` and ``script`` (the
     example's file) make the message shown when a real dataset is not found under ``args.root``."""

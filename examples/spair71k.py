@@ -30,14 +30,11 @@ ROOT = "data/SPair-71k"  # default data folder
 EPOCHS = 10
 # the test split has many pairs per category: score a fixed random subset of them
 DEFAULTS = {"train": {"test_pairs_per_category": 200}}
-# --tiny: a narrow model and few evaluation pairs
-TINY = {"train": {"batch_size": 4, "val_pairs_per_category": 2, "test_pairs_per_category": 4},
-        "model": {"hidden_channels": 16, "num_queries": 4}}
 
 
 def main(argv=None):
     args = build_parser(__doc__, DATASET, epochs=EPOCHS, root=ROOT).parse_args(argv)
-    return run(args, DATASET, tiny=TINY, defaults=DEFAULTS, name=NAME, script=__file__)
+    return run(args, DATASET, defaults=DEFAULTS, name=NAME, script=__file__)
 
 
 if __name__ == "__main__":

@@ -28,14 +28,11 @@ DATASET = "willow"
 NAME = "Willow ObjectClass"
 ROOT = "data/WillowObject"  # default data folder
 EPOCHS = 30
-# --tiny: a narrow model and few evaluation pairs
-TINY = {"train": {"batch_size": 4, "val_pairs_per_category": 2, "test_pairs_per_category": 4},
-        "model": {"hidden_channels": 16, "num_queries": 4}}
 
 
 def main(argv=None):
     args = build_parser(__doc__, DATASET, epochs=EPOCHS, root=ROOT).parse_args(argv)
-    return run(args, DATASET, tiny=TINY, name=NAME, script=__file__)
+    return run(args, DATASET, name=NAME, script=__file__)
 
 
 if __name__ == "__main__":
