@@ -143,7 +143,8 @@ def test_sample_at_cell_centres():
 def test_backbone_samples_feature_maps_and_permutes(random_vgg):
     torch.manual_seed(2)
     images = torch.rand(2, 3, 32, 32)
-    f4, f5 = random_vgg.feature_maps(images)
+    maps = random_vgg.feature_maps(images)
+    f4, f5 = maps["relu4_2"], maps["relu5_1"]
     assert f4.shape == (2, 512, 4, 4) and f5.shape == (2, 512, 2, 2)
     # Cell (i, j) of a map with c-px cells is centred at (c j + c/2, c i + c/2): (24, 8) is the centre
     # of relu5_1 cell (0, 1) and the corner shared by relu4_2 cells (0..1, 2..3); (20, 12) is the

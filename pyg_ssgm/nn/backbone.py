@@ -10,9 +10,13 @@ indices* as ``torchvision.models.vgg16().features``, so torchvision's checkpoint
 ``vgg16-397923af.pth`` loads key for key. Nothing is ever downloaded: the weights file must be
 on disk (see :data:`VGG16_URL`).
 
-Any module with the signature ``backbone(images, pos, batch) -> Tensor [sum N, F]`` and an
-``out_channels`` attribute can replace :class:`VGG16Features` in
-:class:`pyg_ssgm.data.image_features.ImageFeatureExtractor`.
+:class:`ImageBackbone` is the small public interface every backbone follows (the default one,
+:class:`~pyg_ssgm.nn.efficientnet.EfficientNetLite0Features`, too): images in ``[0, 1]`` go in
+(the backbone normalises them itself), feature maps come out *by stage name*, the chosen stages
+are sampled at the keypoints, L2-normalised each and concatenated, and ``out_channels`` says
+how wide the result is. A new backbone only implements :meth:`ImageBackbone.stage_maps`. Any
+module with the signature ``backbone(images, pos, batch) -> Tensor [sum N, F]`` and an
+``out_channels`` attribute can also serve :class:`pyg_ssgm.data.image_features.ImageFeatureExtractor`.
 
 Coordinate convention (used by :func:`sample_at_keypoints` and every backbone here): ``pos`` is
 ``(x, y)`` in continuous pixel coordinates of the image tensor given to ``forward``, where pixel
@@ -24,13 +28,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..errors import CheckpointError, InvalidInputError
+from ..errors import CheckpointError, ConfigError, InvalidInputError
 
 #: Where torchvision's ImageNet VGG16 weights (``IMAGENET1K_V1``) are published.
 VGG16_URL = "https://download.pytorch.org/models/vgg16-397923af.pth"
@@ -145,7 +149,90 @@ def _as_pos_batch(keypoints: Union[Tensor, Sequence[Tensor]], batch: Optional[Te
     return pos.to(device), batch.to(device)
 
 
-class VGG16Features(nn.Module):
+class ImageBackbone(nn.Module):
+    r"""A frozen image network whose named stages are sampled at keypoints.
+
+    Subclasses set ``STAGES`` (stage name -> channels, in network order), ``MEAN`` / ``STD`` (the
+    input normalisation the weights were trained with) and ``MIN_SIZE``, and implement
+    :meth:`stage_maps`. The descriptor of a keypoint is
+
+    .. math::  d_i = \big[\, f^{(1)}(p_i) / \lVert f^{(1)}(p_i)\rVert \;|\; \dots \;|\;
+               f^{(k)}(p_i) / \lVert f^{(k)}(p_i)\rVert \,\big]
+
+    with :math:`f^{(s)}(p_i)` stage ``s``'s map bilinearly sampled at the keypoint
+    (:func:`sample_at_keypoints`), so ``out_channels`` is the sum of the chosen stages' channels
+    and every stage weighs the same whatever its scale.
+
+    Args:
+        stages: names of the stages to sample (a subset of ``STAGES``; default ``DEFAULT_STAGES``).
+        normalize: L2-normalise each stage's sampled vector (see above).
+    """
+
+    STAGES: Dict[str, int] = {}
+    DEFAULT_STAGES: Tuple[str, ...] = ()
+    MEAN: Tuple[float, float, float] = IMAGENET_MEAN
+    STD: Tuple[float, float, float] = IMAGENET_STD
+    MIN_SIZE: int = 32
+    name: str = "backbone"
+
+    def __init__(self, stages: Optional[Sequence[str]] = None, normalize: bool = True):
+        super().__init__()
+        stages = tuple(self.DEFAULT_STAGES if stages is None else stages)
+        unknown = [s for s in stages if s not in self.STAGES]
+        if not stages or unknown:
+            raise ConfigError(f"{type(self).__name__} stages must be a non-empty subset of {list(self.STAGES)}, "
+                              f"got {list(stages)}.")
+        self.stages = tuple(s for s in self.STAGES if s in stages)  # network order
+        self.normalize = normalize
+        self.register_buffer("mean", torch.tensor(self.MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(self.STD).view(1, 3, 1, 1), persistent=False)
+
+    @property
+    def out_channels(self) -> int:
+        return sum(self.STAGES[s] for s in self.stages)
+
+    def stage_maps(self, images: Tensor) -> Dict[str, Tensor]:
+        r"""Feature maps ``[B, C_s, h_s, w_s]`` of the *normalised* images, for every name in
+        ``self.stages`` (a subclass may stop the network after the last one)."""
+        raise NotImplementedError
+
+    def feature_maps(self, images: Tensor) -> Dict[str, Tensor]:
+        r"""The chosen stages' maps of images ``[B, 3, H, W]`` in ``[0, 1]`` (normalised here)."""
+        if images.dim() != 4 or images.size(1) != 3:
+            raise InvalidInputError(f"images must have shape [B, 3, H, W], got {tuple(images.shape)}.")
+        if min(images.shape[-2:]) < self.MIN_SIZE:
+            raise InvalidInputError(f"images must be at least {self.MIN_SIZE}x{self.MIN_SIZE} pixels for "
+                                    f"{type(self).__name__}, got {tuple(images.shape[-2:])}.")
+        return self.stage_maps((images - self.mean) / self.std)
+
+    def forward(self, images: Tensor, pos: Union[Tensor, Sequence[Tensor]], batch: Optional[Tensor] = None) -> Tensor:
+        r"""Descriptors of keypoints, PyG-style.
+
+        Args:
+            images: ``[B, 3, H, W]`` float RGB in ``[0, 1]`` (the backbone's own normalisation is
+                done here). ``H`` and ``W`` should be multiples of the deepest stage's stride so
+                the maps cover the image exactly.
+            pos: ``[N, 2]`` keypoints ``(x, y)`` in pixels of ``images`` (all images concatenated),
+                or a list of ``B`` per-image ``[N_b, 2]`` tensors (concatenated in order).
+            batch: ``[N]`` image index of each row of ``pos`` (PyG's ``batch`` vector); needed
+                when ``pos`` is one tensor and ``B > 1``; must be ``None`` with a list.
+
+        Returns:
+            ``[N, out_channels]``: the chosen stages at each keypoint, row ``i`` for ``pos[i]``.
+        """
+        pos, batch = _as_pos_batch(pos, batch, images.size(0), images.device)
+        maps = self.feature_maps(images)
+        size = (images.size(-2), images.size(-1))
+        parts = [sample_at_keypoints(maps[s], pos, batch, size) for s in self.stages]
+        if self.normalize:
+            parts = [F.normalize(p, dim=-1) for p in parts]
+        return torch.cat(parts, dim=-1)
+
+    def __repr__(self) -> str:  # the layers are a fixed, pretrained network: name what is chosen
+        return f"{type(self).__name__}(stages={list(self.stages)}, out_channels={self.out_channels})"
+
+
+class VGG16Features(ImageBackbone):
     r"""VGG16 ``relu4_2`` + ``relu5_1`` descriptors sampled at keypoints (DGMC / BB-GM).
 
     Args:
@@ -158,19 +245,22 @@ class VGG16Features(nn.Module):
         normalize: L2-normalise the sampled vector of each map separately, so each 512-d half
             has unit norm (BB-GM normalises each map over channels; here it is done after
             sampling, so the halves are exactly unit length).
+        stages: any of ``"relu4_2"``, ``"relu5_1"`` (default both, 1024 values).
 
     ``self.features`` has exactly torchvision's module indices ``0..25`` (``vgg16().features``
     truncated after ``relu5_1``), so ``features.N.*`` keys load as they are.
     """
 
-    out_channels = 1024
+    STAGES = {"relu4_2": 512, "relu5_1": 512}
+    DEFAULT_STAGES = ("relu4_2", "relu5_1")
+    MIN_SIZE = 16
+    name = "vgg16"
+    _INDEX = {"relu4_2": RELU4_2, "relu5_1": RELU5_1}
 
-    def __init__(self, weights: Union[str, Path, None] = None, freeze: bool = True, normalize: bool = True):
-        super().__init__()
+    def __init__(self, weights: Union[str, Path, None] = None, freeze: bool = True, normalize: bool = True,
+                 stages: Optional[Sequence[str]] = None):
+        super().__init__(stages, normalize)
         self.features = vgg16_layers(RELU5_1 + 1)
-        self.normalize = normalize
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         if isinstance(weights, str) and weights == "random":
             self.weights_path: Optional[Path] = None
         else:
@@ -218,44 +308,18 @@ class VGG16Features(nn.Module):
             loaded[key] = value.to(param.dtype)
         self.features.load_state_dict(loaded)
 
-    def feature_maps(self, images: Tensor) -> Tuple[Tensor, Tensor]:
-        r"""``(relu4_2 [B, 512, H/8, W/8], relu5_1 [B, 512, H/16, W/16])`` of images ``[B, 3, H, W]`` in ``[0, 1]``."""
-        if images.dim() != 4 or images.size(1) != 3:
-            raise InvalidInputError(f"images must have shape [B, 3, H, W], got {tuple(images.shape)}.")
-        if min(images.shape[-2:]) < 16:
-            raise InvalidInputError(f"images must be at least 16x16 pixels for VGG16, got {tuple(images.shape[-2:])}.")
-        h = (images - self.mean) / self.std
-        out = []
-        for i, layer in enumerate(self.features):
+    def stage_maps(self, images: Tensor) -> Dict[str, Tensor]:
+        wanted = {self._INDEX[s]: s for s in self.stages}
+        out: Dict[str, Tensor] = {}
+        h = images
+        for i, layer in enumerate(self.features[: max(wanted) + 1]):
             h = layer(h)
-            if i in (RELU4_2, RELU5_1):
-                out.append(h)
-        return out[0], out[1]
-
-    def forward(self, images: Tensor, pos: Union[Tensor, Sequence[Tensor]], batch: Optional[Tensor] = None) -> Tensor:
-        r"""Descriptors of keypoints, PyG-style.
-
-        Args:
-            images: ``[B, 3, H, W]`` float RGB in ``[0, 1]`` (ImageNet normalisation is done here).
-                ``H`` and ``W`` should be multiples of 16 so the maps cover the image exactly.
-            pos: ``[N, 2]`` keypoints ``(x, y)`` in pixels of ``images`` (all images concatenated),
-                or a list of ``B`` per-image ``[N_b, 2]`` tensors (concatenated in order).
-            batch: ``[N]`` image index of each row of ``pos`` (PyG's ``batch`` vector); needed
-                when ``pos`` is one tensor and ``B > 1``; must be ``None`` with a list.
-
-        Returns:
-            ``[N, 1024]``: ``[relu4_2 | relu5_1]`` at each keypoint, row ``i`` for ``pos[i]``.
-        """
-        pos, batch = _as_pos_batch(pos, batch, images.size(0), images.device)
-        f4, f5 = self.feature_maps(images)
-        size = (images.size(-2), images.size(-1))
-        parts = [sample_at_keypoints(f, pos, batch, size) for f in (f4, f5)]
-        if self.normalize:
-            parts = [F.normalize(p, dim=-1) for p in parts]
-        return torch.cat(parts, dim=-1)
+            if i in wanted:
+                out[wanted[i]] = h
+        return out
 
 
 __all__ = [
-    "VGG16Features", "sample_at_keypoints", "vgg16_layers", "default_vgg16_path",
+    "ImageBackbone", "VGG16Features", "sample_at_keypoints", "vgg16_layers", "default_vgg16_path",
     "VGG16_URL", "VGG16_FILENAME", "VGG16_CFG", "RELU4_2", "RELU5_1",
 ]
