@@ -7,6 +7,7 @@ from typing import Any, Dict
 from .errors import ConfigError
 
 MATCHING_LOSSES = ("sinkhorn", "hamming")
+SOLVERS = ("hungarian", "rrwm")
 
 # Accepted Python types for the annotation strings used by the config dataclasses.
 _TYPES = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,)}
@@ -39,6 +40,8 @@ class SSGMConfig:
         hidden_channels, heads: model width and attention heads (width divisible by heads).
         encoder_layers: depth of the graph encoder (kept shallow against over-smoothing).
         use_appearance, use_geometry: which node features to use.
+        shape_context: add the soft log-polar shape context of the point set to the geometric
+            node features (see :class:`~pyg_ssgm.nn.features.NodeFeatures`).
         completion: generate missing nodes with the query decoder (off: the ablation
             "SSGM without completion", matching the observed nodes only).
         num_queries, decoder_layers: the query decoder's learned queries per graph and depth.
@@ -55,6 +58,14 @@ class SSGMConfig:
         matching_loss: "sinkhorn" (cross-entropy on the soft matching) or "hamming" (on the
             Hungarian matching, through blackbox differentiation with constant ``bb_lambda``).
         sinkhorn_iter: Sinkhorn iterations.
+        solver: how the discrete matching is solved at inference: "hungarian" (linear assignment
+            of the affinity) or "rrwm" (the affinity as the unary term of a quadratic assignment
+            with edge-to-edge geometric agreement over the completed graphs, solved by RRWM; see
+            :mod:`pyg_ssgm.matching.quadratic`). Training losses are first-order either way.
+        qap_node_weight, qap_edge_sigma: weight of the unary term and Gaussian width of the edge
+            term of that quadratic problem (edges in units of the graph's RMS radius).
+        qap_max_nodes: pairs with a completed graph larger than this fall back to "hungarian"
+            (the quadratic problem's matrix has (n1 n2)^2 entries).
 
     Losses (weights of the total loss) and the completion matcher's costs:
         weight_match, weight_exist, weight_pos, weight_feat, weight_contrastive, eos_weight
@@ -71,6 +82,7 @@ class SSGMConfig:
     dropout: float = 0.0
     use_appearance: bool = True
     use_geometry: bool = True
+    shape_context: bool = True
     completion: bool = True
     num_queries: int = 8
     decoder_layers: int = 2
@@ -84,6 +96,10 @@ class SSGMConfig:
     matching_loss: str = "sinkhorn"
     bb_lambda: float = 10.0
     sinkhorn_iter: int = 20
+    solver: str = "hungarian"
+    qap_node_weight: float = 1.0
+    qap_edge_sigma: float = 0.5
+    qap_max_nodes: int = 64
     weight_match: float = 1.0
     weight_exist: float = 1.0
     weight_pos: float = 1.0
@@ -104,6 +120,10 @@ class SSGMConfig:
             )
         if self.matching_loss not in MATCHING_LOSSES:
             raise ConfigError(f"matching_loss must be one of {MATCHING_LOSSES}, got {self.matching_loss!r}.")
+        if self.solver not in SOLVERS:
+            raise ConfigError(f"solver must be one of {SOLVERS}, got {self.solver!r}.")
+        if not self.qap_edge_sigma > 0 or not self.qap_node_weight >= 0 or self.qap_max_nodes < 1:
+            raise ConfigError("qap_edge_sigma must be > 0, qap_node_weight >= 0 and qap_max_nodes >= 1.")
         if not 0 < self.exist_threshold < 1:
             raise ConfigError(f"exist_threshold must be in (0, 1), got {self.exist_threshold}.")
         if self.temperature <= 0:

@@ -25,7 +25,7 @@ from torch_geometric.utils import to_dense_batch
 
 from .config import SSGMConfig
 from .errors import InvalidInputError
-from .matching import (SetMatcher, blackbox_hungarian, hamming_loss, info_nce, matching_cross_entropy,
+from .matching import (SetMatcher, blackbox_hungarian, dense_connectivity, hungarian, rrwm_refine, hamming_loss, info_nce, matching_cross_entropy,
                        partial_hungarian, set_prediction_loss, sinkhorn, threshold_to_unmatch)
 from .nn.alignment import apply_affine, dual_softmax, fit_affine, squared_distances
 from .nn.diagnostics import mean_pairwise_cosine
@@ -95,7 +95,8 @@ class SSGM(nn.Module):
         if overrides:
             config = SSGMConfig.from_dict({**config.to_dict(), **overrides})
         self.config = c = config
-        self.features = NodeFeatures(c.in_channels, c.hidden_channels, c.use_appearance, c.use_geometry)
+        self.features = NodeFeatures(c.in_channels, c.hidden_channels, c.use_appearance, c.use_geometry,
+                                     c.shape_context)
         self.encoder = GraphEncoder(c.hidden_channels, c.encoder_layers, c.heads, edge_dim=2, dropout=c.dropout)
         self.decoder = (QueryDecoder(c.hidden_channels, c.num_queries, c.decoder_layers, c.heads, c.dropout)
                         if c.completion else None)
@@ -156,7 +157,7 @@ class SSGM(nn.Module):
         pos_norm, center, scale = normalize_positions(pos, batch, num_graphs)
         # Edge attributes from the normalised positions (the same quantity PairData stores).
         edge_attr = pos_norm[edge_index[1]] - pos_norm[edge_index[0]]
-        h = self.encoder(self.features(x, pos_norm, edge_index), edge_index, edge_attr)
+        h = self.encoder(self.features(x, pos_norm, edge_index, batch, num_graphs), edge_index, edge_attr)
         return EncodedGraph(h, pos_norm, batch, center, scale)
 
     def _consensus(self, enc_s: EncodedGraph, enc_t: EncodedGraph, num_graphs: int) -> Consensus:
@@ -291,8 +292,8 @@ class SSGM(nn.Module):
                         assign[side] = self._assign(q, seed, tgt, B)
         comp_s, include_s = self._complete(enc_s, queries_s, assign["s"][0] if "s" in assign else None)
         comp_t, include_t = self._complete(enc_t, queries_t, assign["t"][0] if "t" in assign else None)
-        h_s = self.rebuilder(comp_s, B)[0]
-        h_t = self.rebuilder(comp_t, B)[0]
+        h_s, edges_s = self.rebuilder(comp_s, B)
+        h_t, edges_t = self.rebuilder(comp_t, B)
 
         H_s, mask_s = to_dense_batch(F.normalize(h_s, dim=-1), comp_s.batch, batch_size=B)
         H_t, mask_t = to_dense_batch(F.normalize(h_t, dim=-1), comp_t.batch, batch_size=B)
@@ -305,7 +306,11 @@ class SSGM(nn.Module):
         S = H_s @ H_t.transpose(1, 2) / self.temperature - self.log_geometric_weight.exp() * geometric
         threshold = self.match_threshold / self.temperature
         with torch.no_grad():
-            X = partial_hungarian(S.detach(), n1, n2, threshold.detach())
+            if self.config.solver == "rrwm" and max(S.size(1), S.size(2)) <= self.config.qap_max_nodes:
+                X = self._quadratic_matching(S.detach(), mask_s, mask_t, n1, n2, P_s, apply_affine(consensus.A_ts, P_t),
+                                             (comp_s, edges_s), (comp_t, edges_t), threshold.detach(), B)
+            else:
+                X = partial_hungarian(S.detach(), n1, n2, threshold.detach())
         num_real_s = torch.bincount(enc_s.batch, minlength=B)
         num_real_t = torch.bincount(enc_t.batch, minlength=B)
         # Real nodes come first in each completed graph, so their local indices are unchanged.
@@ -323,6 +328,23 @@ class SSGM(nn.Module):
             out.losses = self._losses(data, out, S, threshold, targets, assign,
                                       {"s": include_s, "t": include_t}, h_s, h_t)
         return out
+
+    def _quadratic_matching(self, S: Tensor, mask_s: Tensor, mask_t: Tensor, n1: Tensor, n2: Tensor, P_s: Tensor,
+                            P_t_aligned: Tensor, graph_s, graph_t, threshold: Tensor, num_graphs: int) -> Tensor:
+        """The matching of :mod:`pyg_ssgm.matching.quadratic`: the soft first-order matching
+        (dual softmax of ``S``, in [0, 1]) as unary term, edge agreement over the completed graphs
+        (target aligned on the source), RRWM, then the Hungarian discretisation. A pair whose
+        affinity is below the threshold stays unmatched, as in the first-order matching."""
+        conns = []
+        for comp, edge_index in (graph_s, graph_t):
+            counts = torch.bincount(comp.batch, minlength=num_graphs)
+            ptr = torch.cat([counts.new_zeros(1), counts.cumsum(0)])
+            conns += list(dense_connectivity(edge_index, comp.batch, ptr, num_graphs))
+        mask = mask_s.unsqueeze(2) & mask_t.unsqueeze(1)
+        soft = rrwm_refine(dual_softmax(S, mask), n1, n2, P_s, P_t_aligned, *conns,
+                           node_weight=self.config.qap_node_weight, edge_sigma=self.config.qap_edge_sigma)
+        X = hungarian(soft.to(S.dtype), n1, n2)
+        return X * (S >= threshold).to(X.dtype)
 
     @torch.no_grad()
     def predict(self, data) -> List[Tensor]:

@@ -13,17 +13,19 @@ import os
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 import torch
 import torch.distributed as dist
+from torch.utils.data import Dataset
 from torch_geometric.loader import DataLoader
 from tqdm.auto import tqdm
 
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import SSGMConfig, check_field_types
 from .data import GeneratedPairs, GeometricAugmentation, PairData, PairGenerator
-from .data.datasets import EpochSampler, LabelledPairs
+from .data import KeypointInstance
+from .data.datasets import EpochConcat, EpochSampler, LabelledPairs
 from .data.sources import DATASETS, load_splits
 from .data.synthetic import SyntheticConfig
 from .errors import CheckpointError, ConfigError
@@ -41,13 +43,18 @@ class TrainConfig:
     pair generator; ``repeats`` generated pairs per training instance and epoch. Optimisation:
     ``epochs``, ``batch_size``, ``lr`` (decayed to 0 along a cosine over the epochs unless
     ``lr_schedule="constant"``), ``weight_decay``, ``grad_clip``. ``supervised`` trains on
-    real pairs with their labels instead (the upper bound). Evaluation: at most
+    real pairs with their labels instead (the upper bound). ``pseudo_labels`` adds, to the generated
+    pairs, the training split's own unlabelled real pairs with cycle-consistent pseudo-labels from
+    a classical solver (:mod:`pyg_ssgm.pseudo_labels`; ``pseudo_min_agreement`` is the share of
+    cycles that must agree; no keypoint name is read across instances). Evaluation: at most
     ``val_pairs_per_category`` / ``test_pairs_per_category`` real pairs per class (``None``: all).
     """
 
     dataset: str = "synthetic"
     root: Optional[str] = None
     supervised: bool = False
+    pseudo_labels: bool = False
+    pseudo_min_agreement: float = 0.5
     epochs: int = 100
     batch_size: int = 16
     lr: float = 2e-3
@@ -78,6 +85,8 @@ class TrainConfig:
             raise ConfigError(f"lr must be > 0, got {self.lr}.")
         if self.lr_schedule not in ("cosine", "constant"):
             raise ConfigError(f"lr_schedule must be 'cosine' or 'constant', got {self.lr_schedule!r}.")
+        if not 0 < self.pseudo_min_agreement <= 1:
+            raise ConfigError(f"pseudo_min_agreement must be in (0, 1], got {self.pseudo_min_agreement}.")
         if self.num_workers < 0:
             raise ConfigError(f"num_workers must be >= 0, got {self.num_workers}.")
         for name in ("val_pairs_per_category", "test_pairs_per_category"):
@@ -143,14 +152,16 @@ class Trainer:
     """Builds data, model and optimiser from the configs and runs :meth:`fit`."""
 
     def __init__(self, train: TrainConfig, model: Optional[SSGMConfig] = None,
-                 synthetic: Optional[SyntheticConfig] = None, progress: bool = True):
+                 synthetic: Optional[SyntheticConfig] = None, progress: bool = True,
+                 splits: Optional[Dict[str, List[KeypointInstance]]] = None):
         self.cfg, self.synthetic = train, synthetic
         self.device = _resolve_device(train.device)
         self.rank, self.world_size = _setup_distributed(self.device)
         self.is_main = self.rank == 0
         self.progress = progress and self.is_main
         self.out_dir = Path(train.output_dir)
-        self.splits = load_splits(train.dataset, train.root, synthetic)
+        self.splits = self._check_splits(splits) if splits is not None else load_splits(train.dataset, train.root,
+                                                                                          synthetic)
         feat_dim = next((i.x.size(1) for i in self.splits["train"] if i.x is not None), 0)
         model_cfg = model or SSGMConfig()
         if model_cfg.in_channels != feat_dim:
@@ -159,9 +170,7 @@ class Trainer:
         torch.manual_seed(train.seed)  # model initialisation (and dropout) follow the run's seed
         self.model = SSGM(model_cfg).to(self.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
-        self.dataset = (LabelledPairs(self.splits["train"], train.seed, train.repeats) if train.supervised else
-                        GeneratedPairs(self.splits["train"], train.pair_generator(), seed=train.seed,
-                                       repeats=train.repeats))
+        self.dataset = self._training_pairs()
         self.sampler = EpochSampler(len(self.dataset), train.seed, self.rank, self.world_size)
         # The loader's own generator: starting an epoch must not draw from the global RNG, whose
         # state the checkpoint restores (dropout masks would differ after a resume otherwise).
@@ -176,6 +185,36 @@ class Trainer:
         self.epoch, self.step = 0, 0
         self.running: Dict[str, float] = {}  # loss sums of the epoch in progress (kept across a resume)
 
+
+    @staticmethod
+    def _check_splits(splits: Dict[str, List[KeypointInstance]]) -> Dict[str, List[KeypointInstance]]:
+        """The user's own splits: ``{"train": [...], "val": [...], "test": [...]}`` lists of
+        :class:`~pyg_ssgm.data.KeypointInstance` (``val`` may be empty)."""
+        if not isinstance(splits, dict) or not {"train", "test"} <= set(splits):
+            raise ConfigError("splits must be a dict with 'train', 'test' (and optionally 'val') lists of "
+                              "KeypointInstance.")
+        out = {name: list(splits.get(name, [])) for name in ("train", "val", "test")}
+        for name, items in out.items():
+            bad = [type(i).__name__ for i in items if not isinstance(i, KeypointInstance)]
+            if bad:
+                raise ConfigError(f"splits[{name!r}] must hold KeypointInstance objects, got {bad[0]}.")
+        if not out["train"]:
+            raise ConfigError("splits['train'] is empty: training needs at least one instance.")
+        return out
+
+    def _training_pairs(self) -> Dataset:
+        cfg = self.cfg
+        if cfg.supervised:
+            return LabelledPairs(self.splits["train"], cfg.seed, cfg.repeats)
+        generated = GeneratedPairs(self.splits["train"], cfg.pair_generator(), seed=cfg.seed, repeats=cfg.repeats)
+        if not cfg.pseudo_labels:
+            return generated
+        from .pseudo_labels import PseudoLabelledPairs, pseudo_label
+
+        labels = pseudo_label(self.splits["train"], min_agreement=cfg.pseudo_min_agreement, seed=cfg.seed,
+                              progress=self.progress)
+        real = PseudoLabelledPairs(self.splits["train"], labels, seed=cfg.seed, drop_rate=cfg.drop_rate)
+        return EpochConcat([generated, real])
 
     def learning_rate(self, epoch: int) -> float:
         if self.cfg.lr_schedule == "constant":
@@ -321,8 +360,14 @@ class Trainer:
 
 
 def train(train_cfg: Optional[TrainConfig] = None, model_cfg: Optional[SSGMConfig] = None,
-          synthetic_cfg: Optional[SyntheticConfig] = None, resume: bool = False, progress: bool = True):
-    """Train, test and return ``(trainer, test_results)``: the Python entry of ``pyg_ssgm.train``."""
-    trainer = Trainer(train_cfg or TrainConfig(), model_cfg, synthetic_cfg, progress=progress)
+          synthetic_cfg: Optional[SyntheticConfig] = None, resume: bool = False, progress: bool = True,
+          splits: Optional[Dict[str, List[KeypointInstance]]] = None):
+    """Train, test and return ``(trainer, test_results)``: the Python entry of ``pyg_ssgm.train``.
+
+    ``splits`` trains on your own data instead of ``train_cfg.dataset``: a dict of ``"train"``,
+    ``"val"`` and ``"test"`` lists of :class:`~pyg_ssgm.data.KeypointInstance` (with ``x`` for
+    appearance features, or geometry only).
+    """
+    trainer = Trainer(train_cfg or TrainConfig(), model_cfg, synthetic_cfg, progress=progress, splits=splits)
     results = trainer.fit(resume=resume)
     return trainer, results

@@ -6,7 +6,7 @@ from collections import defaultdict
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import ConcatDataset, Dataset, Sampler
 from torch_geometric.loader import DataLoader
 
 from ..errors import ConfigError, InvalidInputError
@@ -107,6 +107,14 @@ class LabelledPairs(Dataset):
         rng = item_generator(self.seed, self.epoch, i)
         j = partners[int(torch.randint(len(partners), (1,), generator=rng))]
         return add_completion_targets(make_pair(self.instances[k], self.instances[j]))
+
+
+class EpochConcat(ConcatDataset):
+    """Several pair datasets as one, each told the epoch (their items are functions of it)."""
+
+    def set_epoch(self, epoch: int) -> None:
+        for dataset in self.datasets:
+            dataset.set_epoch(epoch)
 
 
 class EpochSampler(Sampler):

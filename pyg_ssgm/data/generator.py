@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import NamedTuple, Optional, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -14,7 +14,12 @@ from .pair_data import PairData
 from .transforms import GeometricAugmentation
 
 
-def _features(inst: KeypointInstance, index: Tensor) -> Tensor:
+class _View(NamedTuple):
+    pos: Tensor  # [N, 2] keypoints in this view
+    x: Optional[Tensor]  # [N, F] descriptors sampled in this view (None: geometry only)
+
+
+def _features(inst: Union[KeypointInstance, _View], index: Tensor) -> Tensor:
     if inst.x is None:  # geometry only: a zero-width feature matrix keeps batching uniform
         return inst.pos.new_zeros(index.numel(), 0)
     return inst.x[index]
@@ -107,23 +112,37 @@ class PairGenerator:
         lacks_s = (~keep_s & keep_t).nonzero().view(-1)  # the source must generate these
         lacks_t = (keep_s & ~keep_t).nonzero().view(-1)
 
-        tf_s = self.augmentation.sample(inst.pos, generator)
-        tf_t = self.augmentation.sample(inst.pos, generator)
-        pos_s = tf_s.jitter(tf_s.apply(inst.pos[order_s]), generator)
-        pos_t = tf_t.jitter(tf_t.apply(inst.pos[order_t]), generator)
-        x_s = self._noisy(_features(inst, order_s), inst, generator)
-        x_t = self._noisy(_features(inst, order_t), inst, generator)
+        view_s, view_t = self._views(inst, generator)
+        tf_s = self.augmentation.sample(view_s.pos, generator)
+        tf_t = self.augmentation.sample(view_t.pos, generator)
+        pos_s = tf_s.jitter(tf_s.apply(view_s.pos[order_s]), generator)
+        pos_t = tf_t.jitter(tf_t.apply(view_t.pos[order_t]), generator)
+        x_s = self._noisy(_features(view_s, order_s), inst, generator)
+        x_t = self._noisy(_features(view_t, order_t), inst, generator)
 
         return _pair(
             pos_s, x_s, [inst.names[i] for i in order_s.tolist()],
             pos_t, x_t, [inst.names[i] for i in order_t.tolist()],
             y, inst.category,
-            comp_pos_s=tf_s.apply(inst.pos[lacks_s]), comp_index_s=local_t[lacks_s],
-            comp_x_s=_features(inst, lacks_s),
-            comp_pos_t=tf_t.apply(inst.pos[lacks_t]), comp_index_t=local_s[lacks_t],
-            comp_x_t=_features(inst, lacks_t),
+            comp_pos_s=tf_s.apply(view_s.pos[lacks_s]), comp_index_s=local_t[lacks_s],
+            comp_x_s=_features(view_s, lacks_s),
+            comp_pos_t=tf_t.apply(view_t.pos[lacks_t]), comp_index_t=local_s[lacks_t],
+            comp_x_t=_features(view_t, lacks_t),
             num_hidden=int((~keep_s & ~keep_t).sum()),
         )
+
+    @staticmethod
+    def _views(inst: KeypointInstance, generator: Optional[torch.Generator]) -> Tuple[_View, _View]:
+        """The image views the two sides are cut from. An instance with augmented views of its
+        image (``extra["views"]``: ``(pos, x)`` per view, see
+        :func:`~pyg_ssgm.data.feature_cache.attach_features`) gives each side a *different* one
+        of the original and its views, so the two sides' descriptors differ the way two
+        photographs do; otherwise both sides are the instance itself."""
+        views = [_View(inst.pos, inst.x)] + [_View(p, x) for p, x in inst.extra.get("views", ())]
+        if len(views) == 1:
+            return views[0], views[0]
+        pick = torch.randperm(len(views), generator=generator)[:2].tolist()
+        return views[pick[0]], views[pick[1]]
 
     def _noisy(self, x: Tensor, inst: KeypointInstance, generator: Optional[torch.Generator]) -> Tensor:
         if self.feature_noise == 0 or x.numel() == 0:

@@ -13,6 +13,9 @@ DATASETS = ("synthetic", "willow", "pascal_voc", "spair71k", "cub")
 # Share of a real dataset's training instances held out for validation, when the dataset has
 # no validation split of its own: the last ones of each category, so the choice is fixed.
 VAL_FRACTION = 0.1
+# Willow has 20 training images per class: 10 % would leave 1 validation pair per class, too few
+# to choose anything; 30 % leaves 6 images, 15 pairs per class (75 in all).
+VAL_FRACTIONS = {"willow": 0.3}
 
 
 def _hold_out(instances: List[KeypointInstance], fraction: float) -> Dict[str, List[KeypointInstance]]:
@@ -34,7 +37,8 @@ def load_splits(dataset: str = "synthetic", root: Optional[str] = None,
 
     The synthetic data has its own three splits (fixed by ``synthetic.seed``). A real benchmark is
     read from ``root`` with its standard train/test split; its validation split is the last
-    ``VAL_FRACTION`` of each category's training instances (SPair-71k uses its own ``val``).
+    ``VAL_FRACTION`` (``VAL_FRACTIONS[dataset]`` where set) of each category's training
+    instances (SPair-71k uses its own ``val``).
     """
     if dataset == "synthetic":
         if root is not None:
@@ -47,4 +51,5 @@ def load_splits(dataset: str = "synthetic", root: Optional[str] = None,
     if name == "spair":
         return {"train": load_dataset(name, root, "train", **reader_kwargs),
                 "val": load_dataset(name, root, "val", **reader_kwargs), "test": test}
-    return {**_hold_out(load_dataset(name, root, "train", **reader_kwargs), VAL_FRACTION), "test": test}
+    fraction = VAL_FRACTIONS.get(name, VAL_FRACTION)
+    return {**_hold_out(load_dataset(name, root, "train", **reader_kwargs), fraction), "test": test}

@@ -1,0 +1,149 @@
+r"""Pseudo-labels from unlabelled real pairs: the training split's own variation, no labels read.
+
+The training instances of one category are unlabelled real pairs: two different objects, whose
+shape and appearance differ the way test pairs do, which no augmentation of a single instance
+reproduces. :func:`pseudo_label` matches them with a learning-free solver (RRWM by default, on the
+instances' features, else on their shape context) and keeps only the correspondences that are
+*cycle consistent*: :math:`i \to j` is kept when, for at least a share ``min_agreement`` of the
+other instances :math:`k` of its group, going round through :math:`k` lands on the same node,
+
+.. math::  m_{kj}(m_{ik}(p)) = m_{ij}(p),
+
+as in multi-graph matching (GANN, Wang et al. 2023, uses such consistency as its self-supervision).
+Keypoint names are replaced by ``None`` before matching, so no name is ever read across two
+instances. :class:`PseudoLabelledPairs` turns the result into training pairs: the confidently
+labelled nodes of both instances, each side then thinned by random drops (so the pairs are
+partial, with completion targets estimated as :func:`~pyg_ssgm.data.generator.add_completion_targets`
+does).
+"""
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
+
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+from tqdm.auto import tqdm
+
+from .baselines import ClassicalMatcher
+from .data import KeypointInstance, PairData, make_pair, pair_loader
+from .data.datasets import item_generator
+from .data.generator import add_completion_targets
+from .errors import ConfigError, InvalidInputError
+
+
+class PseudoPair(NamedTuple):
+    source: int  # index of the source instance
+    target: int  # index of the target instance
+    y: Tensor  # long [2, K]: cycle-consistent correspondences (local node indices)
+
+
+def _unnamed(inst: KeypointInstance) -> KeypointInstance:
+    return dataclasses.replace(inst, names=[None] * inst.num_nodes, extra={})
+
+
+def _groups(instances: Sequence[KeypointInstance], group_size: int, seed: int) -> List[List[int]]:
+    """Instances of each category in random groups of at most ``group_size`` (at least 3 where the
+    category has 3), so cycles exist in every group and the cost stays quadratic in the group."""
+    by_cat: Dict[str, List[int]] = {}
+    for i, inst in enumerate(instances):
+        by_cat.setdefault(inst.category, []).append(i)
+    rng = torch.Generator().manual_seed(seed)
+    groups = []
+    for cat in sorted(by_cat):
+        members = [by_cat[cat][k] for k in torch.randperm(len(by_cat[cat]), generator=rng).tolist()]
+        num = max(1, -(-len(members) // group_size))
+        groups += [members[g::num] for g in range(num)]
+    return groups
+
+
+def pseudo_label(instances: Sequence[KeypointInstance], solver: str = "rrwm", min_agreement: float = 0.5,
+                 group_size: int = 20, seed: int = 0, batch_size: int = 64,
+                 progress: bool = True) -> List[PseudoPair]:
+    r"""Cycle-consistent correspondences between the instances of each category (see the module
+    docstring). Returns one :class:`PseudoPair` per unordered pair of a group that keeps at least
+    one correspondence. ``solver`` is any :class:`~pyg_ssgm.baselines.ClassicalMatcher` solver."""
+    if not 0.0 < min_agreement <= 1.0:
+        raise ConfigError(f"min_agreement must be in (0, 1], got {min_agreement}.")
+    if group_size < 3:
+        raise ConfigError(f"group_size must be >= 3 (cycles need three instances), got {group_size}.")
+    instances = [_unnamed(inst) for inst in instances]
+    matcher = ClassicalMatcher(solver)
+    groups = [g for g in _groups(instances, group_size, seed) if len(g) >= 3]
+    ordered = [(a, b) for g in groups for a, b in itertools.combinations(g, 2)]
+    maps: Dict[Tuple[int, int], Tensor] = {}
+    bar = tqdm(total=len(ordered), desc="pseudo-labels", disable=not progress, leave=False)
+    for start in range(0, len(ordered), batch_size):
+        chunk = ordered[start:start + batch_size]
+        batch = next(iter(pair_loader([make_pair(instances[a], instances[b]) for a, b in chunk], len(chunk))))
+        for (a, b), m in zip(chunk, matcher(batch)):
+            forward = torch.full((instances[a].num_nodes,), -1, dtype=torch.long)
+            backward = torch.full((instances[b].num_nodes,), -1, dtype=torch.long)
+            forward[m[0]], backward[m[1]] = m[1].cpu(), m[0].cpu()
+            maps[a, b], maps[b, a] = forward, backward
+        bar.update(len(chunk))
+    bar.close()
+
+    out: List[PseudoPair] = []
+    for g in groups:
+        for a, b in itertools.combinations(g, 2):
+            m = maps[a, b]
+            src = (m >= 0).nonzero().view(-1)
+            support = torch.zeros(src.numel())
+            for k in g:
+                if k in (a, b):
+                    continue
+                via = maps[a, k][src]
+                ok = via >= 0
+                support[ok] += (maps[k, b][via[ok]] == m[src[ok]]).float()
+            keep = src[support >= min_agreement * (len(g) - 2)]
+            if keep.numel():
+                out.append(PseudoPair(a, b, torch.stack([keep, m[keep]])))
+    return out
+
+
+class PseudoLabelledPairs(Dataset):
+    r"""Training pairs from :func:`pseudo_label`: item ``i`` of epoch ``e`` (a pure function of
+    ``(seed, e, i)``) is pseudo pair ``i`` restricted to its labelled nodes, in a random direction,
+    each side thinned by drops with probability ``drop_rate`` (at least ``min_kept`` nodes kept);
+    completion targets are estimated by an affine fit on the pseudo correspondences."""
+
+    def __init__(self, instances: Sequence[KeypointInstance], pairs: Sequence[PseudoPair], seed: int = 0,
+                 drop_rate: float = 0.25, min_kept: int = 3):
+        if not pairs:
+            raise InvalidInputError("PseudoLabelledPairs needs at least one pseudo-labelled pair; "
+                                    "pseudo_label found no cycle-consistent correspondence.")
+        self.instances, self.pairs = list(instances), list(pairs)
+        self.seed, self.drop_rate, self.min_kept, self.epoch = seed, drop_rate, min_kept, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def _thin(self, n: int, rng: torch.Generator) -> Tensor:
+        keep = torch.rand(n, generator=rng) >= self.drop_rate
+        if int(keep.sum()) < min(self.min_kept, n):
+            keep[torch.randperm(n, generator=rng)[:min(self.min_kept, n)]] = True
+        return keep
+
+    def __getitem__(self, i: int) -> PairData:
+        rng = item_generator(self.seed, self.epoch, i)
+        a, b, y = self.pairs[i]
+        if bool(torch.rand((), generator=rng) < 0.5):
+            a, b, y = b, a, y.flip(0)
+        keep_s, keep_t = self._thin(y.size(1), rng), self._thin(y.size(1), rng)
+        # Pseudo names: correspondence k is named "k" on both sides; only the kept ones appear.
+        src = self.instances[a].subset(y[0][keep_s])
+        tgt = self.instances[b].subset(y[1][keep_t])
+        src = dataclasses.replace(src, names=[str(k) for k in keep_s.nonzero().view(-1).tolist()], extra={})
+        tgt = dataclasses.replace(tgt, names=[str(k) for k in keep_t.nonzero().view(-1).tolist()], extra={})
+        pair = add_completion_targets(make_pair(src, tgt))
+        pair.num_hidden = int((~keep_s & ~keep_t).sum())
+        return pair
+
+
+__all__ = ["PseudoPair", "pseudo_label", "PseudoLabelledPairs"]
