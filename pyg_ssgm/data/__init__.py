@@ -1,5 +1,6 @@
 """Data model, pair generation and dataset readers of pyg_ssgm."""
 from .datasets import EpochSampler, GeneratedPairs, LabelledPairs, RealPairs, cross_instance_pairs, pair_loader
+from .feature_cache import FeatureConfig, attach_features, build_backbone
 from .generator import PairGenerator, add_completion_targets, make_pair
 from .graph import delaunay_edges, edge_attributes, graph_scale, knn_edges
 from .instance import KeypointInstance
@@ -8,10 +9,12 @@ from .readers import READERS, load_dataset
 from .sources import DATASETS, load_splits
 from .synthetic import SyntheticConfig, SyntheticKeypoints, load_synthetic
 from .transforms import GeometricAugmentation
+from .views import View, ViewAugmentation
 
 __all__ = [
     "KeypointInstance", "PairData", "PairGenerator", "make_pair", "add_completion_targets",
-    "GeometricAugmentation", "SyntheticConfig", "SyntheticKeypoints", "load_synthetic",
+    "GeometricAugmentation", "ViewAugmentation", "View", "FeatureConfig", "attach_features", "build_backbone",
+    "SyntheticConfig", "SyntheticKeypoints", "load_synthetic",
     "READERS", "load_dataset", "DATASETS", "load_splits",
     "GeneratedPairs", "RealPairs", "LabelledPairs", "EpochSampler", "cross_instance_pairs", "pair_loader",
     "delaunay_edges", "knn_edges", "edge_attributes", "graph_scale",

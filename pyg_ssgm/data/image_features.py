@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -54,6 +54,85 @@ def _array_to_tensor(arr: np.ndarray, where: str) -> Tensor:
     elif arr.shape[2] == 4:
         arr = arr[:, :, :3]  # drop alpha
     return torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1)
+
+
+def decode_image(inst: KeypointInstance, i: int = 0) -> Tensor:
+    r"""The instance's image as a float ``[3, H, W]`` tensor in ``[0, 1]``, at its own resolution.
+
+    ``inst.image`` may be a path (decoded with Pillow, the ``images`` extra), a PIL image, or an
+    ``H x W [x C]`` array / tensor (uint8 0-255, or float in ``[0, 1]``; grey is repeated, alpha
+    dropped). ``i`` only names the instance in error messages when it has no ``id``.
+    """
+    where = _where(inst, i)
+    img = inst.image
+    if img is None:
+        raise InvalidInputError(
+            f"{where} has no image; image features need one (read the dataset with images, "
+            "or keep the image paths the readers record)."
+        )
+    if isinstance(img, (str, bytes)) or hasattr(img, "__fspath__"):
+        pil = require("PIL.Image", "images")
+        try:
+            with pil.open(img) as opened:
+                arr = np.asarray(opened.convert("RGB"))
+        except FileNotFoundError as e:
+            raise DatasetNotFoundError(f"image file '{img}' of {where} does not exist.") from e
+        except OSError as e:
+            raise InvalidInputError(f"cannot decode image '{img}' of {where} ({e}).") from e
+    elif hasattr(img, "convert") and hasattr(img, "size") and not isinstance(img, (np.ndarray, Tensor)):
+        arr = np.asarray(img.convert("RGB"))  # a PIL image
+    else:
+        arr = img.detach().cpu().numpy() if isinstance(img, Tensor) else np.asarray(img)
+    return _array_to_tensor(arr, where)
+
+
+class LoadedImage(NamedTuple):
+    r"""An instance's image resized to ``S x S`` and its keypoints in pixels of that image.
+
+    With ``origin = (x_0, y_0)`` the crop corner in the original image (``(0, 0)`` without a
+    crop) and ``scale = (S / W, S / H)`` for the ``W x H`` (cropped) image,
+
+    .. math::  p_\text{resized} = (p - o) \odot s, \qquad p = p_\text{resized} \oslash s + o.
+    """
+
+    image: Tensor
+    pos: Tensor
+    origin: Tuple[float, float]
+    scale: Tuple[float, float]
+
+    def to_original(self, pos: Tensor) -> Tensor:
+        r"""Pixel coordinates of the resized image back to the original image's pixels."""
+        return pos / pos.new_tensor(self.scale) + pos.new_tensor(self.origin)
+
+
+def load_instance_image(inst: KeypointInstance, image_size: int, crop_to_bbox: bool = False,
+                        i: int = 0) -> LoadedImage:
+    r"""Decode ``inst.image``, optionally crop it to ``extra["bbox"]``, resize it to ``S x S``.
+
+    Resizing is bilinear (antialiased when shrinking), as DGMC does; the keypoints follow as
+    ``x * S / W, y * S / H`` after subtracting the crop corner. With ``crop_to_bbox``, the box
+    ``(xmin, ymin, xmax, ymax)`` is rounded outwards to whole pixels and clipped to the image;
+    instances without a box use the whole image.
+    """
+    image = decode_image(inst, i)
+    pos = inst.pos.to(torch.float32)
+    _, H, W = image.shape
+    x0 = y0 = 0
+    if crop_to_bbox and inst.extra.get("bbox") is not None:
+        xmin, ymin, xmax, ymax = (float(v) for v in inst.extra["bbox"])
+        x0, y0 = max(0, math.floor(xmin)), max(0, math.floor(ymin))
+        x1, y1 = min(W, math.ceil(xmax)), min(H, math.ceil(ymax))
+        if x1 - x0 < 1 or y1 - y0 < 1:
+            raise InvalidInputError(f"bbox {inst.extra['bbox']} of {_where(inst, i)} is empty inside the "
+                                    f"{W}x{H} image.")
+        image = image[:, y0:y1, x0:x1]
+        pos = pos - pos.new_tensor([x0, y0])
+        _, H, W = image.shape
+    S = image_size
+    image = F.interpolate(image.unsqueeze(0), size=(S, S), mode="bilinear", align_corners=False,
+                          antialias=(H > S or W > S))[0].clamp_(0.0, 1.0)
+    scale = (S / W, S / H)
+    return LoadedImage(image, pos * pos.new_tensor(scale), (float(x0), float(y0)), scale)
 
 
 class ImageFeatureExtractor:
@@ -104,43 +183,8 @@ class ImageFeatureExtractor:
     # -- loading ---------------------------------------------------------------------------
     def load_image(self, inst: KeypointInstance, i: int = 0) -> Tuple[Tensor, Tensor]:
         r"""``(image [3, S, S] in [0, 1], pos [N, 2] in pixels of that image)`` for one instance."""
-        where = _where(inst, i)
-        img = inst.image
-        if img is None:
-            raise InvalidInputError(
-                f"{where} has no image; image features need one (read the dataset with images, "
-                "or keep the image paths the readers record)."
-            )
-        if isinstance(img, (str, bytes)) or hasattr(img, "__fspath__"):
-            pil = require("PIL.Image", "images")
-            try:
-                with pil.open(img) as opened:
-                    arr = np.asarray(opened.convert("RGB"))
-            except FileNotFoundError as e:
-                raise DatasetNotFoundError(f"image file '{img}' of {where} does not exist.") from e
-            except OSError as e:
-                raise InvalidInputError(f"cannot decode image '{img}' of {where} ({e}).") from e
-        elif hasattr(img, "convert") and hasattr(img, "size") and not isinstance(img, (np.ndarray, Tensor)):
-            arr = np.asarray(img.convert("RGB"))  # a PIL image
-        else:
-            arr = img.detach().cpu().numpy() if isinstance(img, Tensor) else np.asarray(img)
-        image = _array_to_tensor(arr, where)
-        pos = inst.pos.to(torch.float32)
-        _, H, W = image.shape
-        if self.crop_to_bbox and inst.extra.get("bbox") is not None:
-            xmin, ymin, xmax, ymax = (float(v) for v in inst.extra["bbox"])
-            x0, y0 = max(0, math.floor(xmin)), max(0, math.floor(ymin))
-            x1, y1 = min(W, math.ceil(xmax)), min(H, math.ceil(ymax))
-            if x1 - x0 < 1 or y1 - y0 < 1:
-                raise InvalidInputError(f"bbox {inst.extra['bbox']} of {where} is empty inside the {W}x{H} image.")
-            image = image[:, y0:y1, x0:x1]
-            pos = pos - pos.new_tensor([x0, y0])
-            _, H, W = image.shape
-        S = self.image_size
-        image = F.interpolate(image.unsqueeze(0), size=(S, S), mode="bilinear", align_corners=False,
-                              antialias=(H > S or W > S))[0].clamp_(0.0, 1.0)
-        pos = pos * pos.new_tensor([S / W, S / H])
-        return image, pos
+        loaded = load_instance_image(inst, self.image_size, self.crop_to_bbox, i)
+        return loaded.image, loaded.pos
 
     # -- extraction ------------------------------------------------------------------------
     @torch.no_grad()
@@ -184,4 +228,4 @@ class ImageFeatureExtractor:
         return out
 
 
-__all__ = ["ImageFeatureExtractor"]
+__all__ = ["ImageFeatureExtractor", "LoadedImage", "decode_image", "load_instance_image"]
