@@ -15,6 +15,11 @@ from .instance import KeypointInstance
 from .pair_data import PairData
 
 
+def _check_positive(name: str, value: object, alternative: str = "") -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidInputError(f"{name} must be an integer >= 1{alternative}, got {value!r}.")
+
+
 def item_generator(seed: int, epoch: int, index: int) -> torch.Generator:
     """The random generator of item ``index`` of epoch ``epoch``: a pure function of the three, so
     an item is the same whichever process, worker or resumed run draws it."""
@@ -48,6 +53,8 @@ def cross_instance_pairs(instances: Sequence[KeypointInstance], max_pairs_per_ca
                          seed: int = 0) -> List[Tuple[int, int]]:
     """Index pairs ``(i, j)``, ``i < j``, of distinct instances of one category; a fixed random
     subset of at most ``max_pairs_per_category`` per category when given."""
+    if max_pairs_per_category is not None:  # 0 or -2 would score no pair, or all but two
+        _check_positive("max_pairs_per_category", max_pairs_per_category, " (or None for all pairs)")
     by_cat: Dict[str, List[int]] = defaultdict(list)
     for i, inst in enumerate(instances):
         by_cat[inst.category].append(i)
@@ -134,5 +141,6 @@ def pair_loader(dataset: Dataset, batch_size: int = 16, shuffle: bool = False, s
     """A PyG ``DataLoader`` over pairs that tracks both sides' batch vectors (``x_s_batch``,
     ``x_t_batch``, ``comp_pos_*_batch``); shuffling is seeded, never global."""
     generator = torch.Generator().manual_seed(seed) if shuffle else None
+    _check_positive("batch_size", batch_size)
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator,
                       follow_batch=PairData.FOLLOW_BATCH, **kwargs)
