@@ -140,7 +140,10 @@ def pair_loader(dataset: Dataset, batch_size: int = 16, shuffle: bool = False, s
                 **kwargs) -> DataLoader:
     """A PyG ``DataLoader`` over pairs that tracks both sides' batch vectors (``x_s_batch``,
     ``x_t_batch``, ``comp_pos_*_batch``); shuffling is seeded, never global."""
-    generator = torch.Generator().manual_seed(seed) if shuffle else None
+    # Always the loader's own generator, even without shuffling: otherwise each pass draws its
+    # worker base seed from the global RNG, and evaluating between two training epochs would
+    # change the training's dropout masks (and an exact --resume after a Ctrl-C in validation).
+    generator = torch.Generator().manual_seed(seed)
     _check_positive("batch_size", batch_size)
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator,
                       follow_batch=PairData.FOLLOW_BATCH, **kwargs)
