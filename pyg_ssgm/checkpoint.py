@@ -14,11 +14,12 @@ from .files import atomic_write
 
 FORMAT_VERSION = 1
 
-#: The entries of a training checkpoint (``Trainer.state``) that its readers rely on, and their types.
-TRAINING_ENTRIES: Dict[str, type] = {
-    "model": dict, "optimizer": dict, "model_config": dict, "train_config": dict,
-    "epoch": int, "step": int, "rng_state": torch.Tensor,
-}
+#: The entries of a checkpoint that evaluating its model needs (a checkpoint stripped of the
+#: optimiser state still evaluates), and their types.
+EVALUATION_ENTRIES: Dict[str, type] = {"model": dict, "model_config": dict, "train_config": dict}
+#: The entries of a training checkpoint (``Trainer.state``) that resuming it needs.
+TRAINING_ENTRIES: Dict[str, type] = {**EVALUATION_ENTRIES, "optimizer": dict, "epoch": int, "step": int,
+                                     "rng_state": torch.Tensor}
 
 #: Sections of the run settings (as in ``config.json``) and the checkpoint entries that store them.
 SETTINGS_ENTRIES = {"train": "train_config", "model": "model_config", "synthetic": "synthetic_config"}
@@ -63,7 +64,8 @@ def load_checkpoint(path: Union[str, Path], map_location: Union[str, torch.devic
                     entries: Optional[Mapping[str, type]] = None) -> Dict[str, Any]:
     """Load a checkpoint written by :func:`save_checkpoint` (see :func:`load_tensors`) and check
     that it holds each of ``entries`` (name -> type; :data:`TRAINING_ENTRIES` for a training
-    checkpoint), raising :class:`CheckpointError` naming the first one missing or of another type."""
+    checkpoint, :data:`EVALUATION_ENTRIES` to evaluate one), raising :class:`CheckpointError` naming the
+    first one missing or of another type."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {str(path)!r} does not exist; pass the file written by training "

@@ -121,12 +121,12 @@ def format_results(results: Dict[str, object]) -> str:
 
 def load_model(path, device: torch.device | str = "cpu"):
     """The :class:`~pyg_ssgm.SSGM` stored in a training checkpoint, in eval mode, and the checkpoint."""
-    from ..checkpoint import TRAINING_ENTRIES, load_checkpoint, restoring
+    from ..checkpoint import EVALUATION_ENTRIES, load_checkpoint, restoring
     from ..config import SSGMConfig, resolve_device
     from ..model import SSGM
 
     device = resolve_device(str(device))  # "foo" or an absent GPU: a ConfigError, not a torch error
-    state = load_checkpoint(path, map_location=device, entries=TRAINING_ENTRIES)
+    state = load_checkpoint(path, map_location=device, entries=EVALUATION_ENTRIES)
     with restoring(path):  # unknown config keys, tensors of other sizes: a CheckpointError
         model = SSGM(SSGMConfig.from_dict(state["model_config"])).to(device)
         model.load_state_dict(state["model"])
