@@ -31,7 +31,7 @@ setup(
     entry_points={
         "console_scripts": [
             "ssgm-train=pyg_ssgm.train:main",
-            "ssgm-evaluate=pyg_ssgm.evaluate:main",
+            "ssgm-evaluate=pyg_ssgm.evaluate.__main__:main",
             "ssgm-benchmark=pyg_ssgm.benchmark:main",
         ]
     },

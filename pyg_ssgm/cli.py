@@ -22,7 +22,11 @@ def read_config_file(path: Optional[str]) -> Dict[str, Any]:
     """Settings from a YAML or JSON file: flat, or in ``train`` / ``model`` / ``synthetic`` sections."""
     if path is None:
         return {}
-    text = Path(path).read_text()
+    try:
+        text = Path(path).read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: the config file is not UTF-8 text (byte {e.object[e.start]:#04x} "
+                          f"at offset {e.start}); save it as UTF-8.") from None
     try:
         if path.endswith((".yaml", ".yml")):
             import yaml
@@ -165,10 +169,10 @@ def train_command(config_file, overrides, resume, no_progress, **flags):
               help="Default: the checkpoint's dataset (synthetic for --solver).")
 @click.option("--root", type=click.Path(), help="Local root of a real dataset.")
 @click.option("--split", type=click.Choice(["val", "test"]), default="test", show_default=True)
-@click.option("--max-pairs-per-category", type=int,
+@click.option("--max-pairs-per-category", type=click.IntRange(min=1),
               help="Evaluate a fixed random subset of pairs per class. Default: the checkpoint's own "
                    "setting for that split (so its training numbers are reproduced), else all pairs.")
-@click.option("--batch-size", type=int, default=32, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--output", type=click.Path(), help="Write the results as JSON to this file.")
 def evaluate_command(checkpoint, solver, dataset, root, split, max_pairs_per_category, batch_size, device, output):
@@ -179,30 +183,36 @@ def evaluate_command(checkpoint, solver, dataset, root, split, max_pairs_per_cat
     the unfiltered setting (all annotated keypoints), accuracy in the intersection setting, and,
     for a model, the completion quality on generated pairs of the same split.
     """
+    from .checkpoint import restoring
+    from .config import resolve_device
     from .evaluate import completion_quality, evaluate_matching, format_results, load_model, report_to_dict
+    from .files import check_output_file, write_text_atomic
 
     try:
         if (checkpoint is None) == (solver is None):
             raise ConfigError("give exactly one of --checkpoint or --solver.")
+        device = resolve_device(device)
+        if output:  # now, not after a long evaluation
+            check_output_file(output)
         from .data.sources import load_splits
         from .data.synthetic import SyntheticConfig
+        from .trainer import TrainConfig, feature_config, with_image_features
 
         if checkpoint is not None:
             model, state = load_model(checkpoint, device)
-            train_cfg = state["train_config"]
-            dataset = dataset or train_cfg["dataset"]
-            root = root or (train_cfg["root"] if dataset == train_cfg["dataset"] else None)
-            synth = state.get("synthetic_config")
-            splits = load_splits(dataset, root, SyntheticConfig(**synth) if synth and dataset == "synthetic" else None)
-            if state.get("feature_config"):  # the same image features the model was trained on
-                from .data import FeatureConfig
-                from .trainer import with_image_features
-
-                splits = with_image_features({split: splits[split]}, FeatureConfig.from_dict(state["feature_config"]),
-                                             dataset)
+            with restoring(checkpoint):  # the stored settings must make valid configs
+                train_cfg = TrainConfig(**state["train_config"])
+                synth = state.get("synthetic_config")
+                synth = SyntheticConfig(**synth) if synth else None
+                features = feature_config(state.get("feature_config") or {})
+            dataset = dataset or train_cfg.dataset
+            root = root or (train_cfg.root if dataset == train_cfg.dataset else None)
+            splits = load_splits(dataset, root, synth if dataset == "synthetic" else None)
+            if features is not None:  # the same image features the model was trained on
+                splits = with_image_features({split: splits[split]}, features, dataset)
             predict = model.predict
             if max_pairs_per_category is None:
-                max_pairs_per_category = train_cfg.get(f"{split}_pairs_per_category")
+                max_pairs_per_category = getattr(train_cfg, f"{split}_pairs_per_category")
         else:
             from .baselines import ClassicalMatcher
 
@@ -212,14 +222,11 @@ def evaluate_command(checkpoint, solver, dataset, root, split, max_pairs_per_cat
         results = evaluate_matching(predict, splits[split], max_pairs_per_category=max_pairs_per_category,
                                     batch_size=batch_size, device=device, desc=f"{split} pairs")
         if checkpoint is not None and model.config.completion:
-            from .trainer import TrainConfig
-
-            generator = TrainConfig(**state["train_config"]).pair_generator()
-            results["completion"] = completion_quality(model, splits[split], generator, device=device)
+            results["completion"] = completion_quality(model, splits[split], train_cfg.pair_generator(),
+                                                       device=device)
+        click.echo(format_results(results))
+        if output:
+            write_text_atomic(output, json.dumps(report_to_dict(results), indent=2))
+            click.echo(f"\nResults written to {output}")
     except SSGMError as e:
         _fail(e)
-    click.echo(format_results(results))
-    if output:
-        Path(output).parent.mkdir(parents=True, exist_ok=True)
-        Path(output).write_text(json.dumps(report_to_dict(results), indent=2))
-        click.echo(f"\nResults written to {output}")

@@ -1,8 +1,11 @@
 """Configuration of the model and its losses, as a dataclass with defaults that work."""
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Dict
+
+import torch
 
 from .errors import ConfigError
 
@@ -13,9 +16,19 @@ SOLVERS = ("hungarian", "rrwm")
 _TYPES = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,)}
 
 
+def is_finite(value: Any) -> bool:
+    """``math.isfinite`` that says False (instead of raising) for an int too large for a float."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
 def check_field_types(config: Any) -> None:
     """Raise :class:`ConfigError` when a field of a config dataclass has the wrong type (a value
-    from a config file or ``--set`` that is a string where a number belongs, say)."""
+    from a config file or ``--set`` that is a string where a number belongs, say) or is a NaN or
+    infinite float: a range check such as ``x < 0`` is False for NaN, so NaN would slip through
+    every later check and switch features off silently (``grad_clip=NaN`` disables clipping)."""
     for f in fields(config):
         annotation = str(f.type).replace("typing.", "")
         optional = annotation.startswith("Optional[")
@@ -29,6 +42,27 @@ def check_field_types(config: Any) -> None:
         if not ok:
             raise ConfigError(f"{type(config).__name__}.{f.name} must be {'an' if name == 'int' else 'a'} {name}"
                               f"{' or null' if optional else ''}, got {value!r}.")
+        if name == "float" and not is_finite(value):
+            raise ConfigError(f"{type(config).__name__}.{f.name} must be a finite number, got {value!r}.")
+
+
+def parse_device(name: str) -> torch.device:
+    """``name`` as a :class:`torch.device` (``"auto"``: CUDA when available, else CPU), or a
+    :class:`ConfigError` that lists the accepted forms. Availability is not checked here."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(name)
+    except (RuntimeError, TypeError, ValueError):
+        raise ConfigError(f"device must be cpu, cuda, cuda:N (N a GPU index) or auto, got {name!r}.") from None
+
+
+def resolve_device(name: str) -> torch.device:
+    """:func:`parse_device`, and a :class:`ConfigError` when it names a CUDA device that is absent."""
+    device = parse_device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} was asked for but no CUDA GPU is available; use --device cpu.")
+    return device
 
 
 @dataclass

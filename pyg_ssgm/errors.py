@@ -39,6 +39,16 @@ class CheckpointError(SSGMError, ValueError):
     """A checkpoint is missing, corrupt or incompatible with the requested model."""
 
 
+class OutputPathError(SSGMError, OSError):
+    """An output folder or file cannot be written: a file stands where a folder belongs (or the
+    reverse), or it cannot be created. Raised before any work is done, so nothing is lost."""
+
+
+class MetricsLogError(SSGMError, ValueError):
+    """A run's ``metrics.csv`` cannot be read back (on ``--resume`` or by ``read_metrics``); the
+    file is left as it is."""
+
+
 def require(module: str, extra: str):
     """Import an optional dependency or raise :class:`MissingExtraError` naming the extra."""
     import importlib

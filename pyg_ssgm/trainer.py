@@ -21,8 +21,8 @@ from torch.utils.data import Dataset
 from torch_geometric.loader import DataLoader
 from tqdm.auto import tqdm
 
-from .checkpoint import load_checkpoint, save_checkpoint
-from .config import SSGMConfig, check_field_types
+from .checkpoint import TRAINING_ENTRIES, changed_settings, load_checkpoint, restoring, save_checkpoint
+from .config import SSGMConfig, check_field_types, parse_device, resolve_device
 from .data import GeneratedPairs, GeometricAugmentation, PairData, PairGenerator
 from .data import FeatureConfig, KeypointInstance, attach_features
 from .data.datasets import EpochConcat, EpochSampler, LabelledPairs
@@ -30,6 +30,7 @@ from .data.sources import DATASETS, load_splits
 from .data.synthetic import SyntheticConfig
 from .errors import CheckpointError, ConfigError
 from .evaluate import completion_quality, evaluate_matching, report_to_dict
+from .files import prepare_output_dir, write_text_atomic
 from .metrics_log import MetricsLog
 from .model import SSGM
 
@@ -48,6 +49,9 @@ class TrainConfig:
     a classical solver (:mod:`pyg_ssgm.pseudo_labels`; ``pseudo_min_agreement`` is the share of
     cycles that must agree; no keypoint name is read across instances). Evaluation: at most
     ``val_pairs_per_category`` / ``test_pairs_per_category`` real pairs per class (``None``: all).
+
+    A resumed run must keep every setting that shapes it; only those of :data:`RESUME_MAY_CHANGE`
+    may differ from the checkpoint's (see :meth:`Trainer.load`).
     """
 
     dataset: str = "synthetic"
@@ -83,6 +87,14 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}.")
         if self.lr <= 0:
             raise ConfigError(f"lr must be > 0, got {self.lr}.")
+        for name in ("weight_decay", "grad_clip"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0 (0 switches it off), got {getattr(self, name)}.")
+        if not 0 <= self.seed < 2 ** 32:  # torch seeds are 64-bit; derived seeds (seed * 7919 + epoch) need room
+            raise ConfigError(f"seed must be in [0, 2**32), got {self.seed}.")
+        if not self.output_dir.strip():  # '' would write the run into the current folder
+            raise ConfigError("output_dir must name a folder, got an empty string (use '.' for the current one).")
+        parse_device(self.device)
         if self.lr_schedule not in ("cosine", "constant"):
             raise ConfigError(f"lr_schedule must be 'cosine' or 'constant', got {self.lr_schedule!r}.")
         if not 0 < self.pseudo_min_agreement <= 1:
@@ -116,6 +128,16 @@ def feature_config(values: Dict[str, Any]) -> Optional[FeatureConfig]:
     return FeatureConfig.from_dict(values)
 
 
+#: Train settings a resumed run may change: none of them changes what is trained (``epochs``
+#: extends the run; the data loader's items do not depend on ``num_workers``; validation draws
+#: nothing from the training's RNG, so ``eval_every`` only changes which epochs are validated;
+#: ``output_dir`` may differ when the run's folder was moved). The ``device`` may change too,
+#: within floating-point differences. Every other setting, of every section, must stay.
+RESUME_MAY_CHANGE = {"train": ("epochs", "device", "num_workers", "eval_every", "output_dir"),
+                     # where image features are cached and how they are batched change no value
+                     "features": ("cache_dir", "batch_size", "device")}
+
+
 def split_config(values: Dict[str, Any]) -> Dict[str, Dict[str, Any]]:
     """Sort a flat or sectioned dict of settings into ``train`` / ``model`` / ``synthetic`` /
     ``features`` sections (a flat key goes to the first section that has it)."""
@@ -124,7 +146,12 @@ def split_config(values: Dict[str, Any]) -> Dict[str, Dict[str, Any]]:
               "synthetic": {f.name for f in fields(SyntheticConfig)},
               "features": {f.name for f in fields(FeatureConfig)}}
     for key, value in values.items():
-        if key in sections and isinstance(value, dict):
+        if key in sections and value is None:  # an empty section (`synthetic: null` in config.json)
+            continue
+        if key in sections and not isinstance(value, dict):
+            raise ConfigError(f"the {key!r} section must be a mapping of {key} settings "
+                              f"(e.g. {key}: {{{sorted(owners[key])[0]}: ...}}), got {value!r}.")
+        if key in sections:
             for sub, v in value.items():
                 if sub not in owners[key]:
                     raise ConfigError(f"unknown {key} setting {sub!r}; known: {sorted(owners[key])}.")
@@ -153,12 +180,8 @@ def _setup_distributed(device: torch.device) -> tuple:
 
 
 def _resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
+    device = resolve_device(name)
     if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError("device 'cuda' was asked for but no CUDA GPU is available; use --device cpu.")
         if _distributed():
             device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         torch.cuda.set_device(device)
@@ -207,6 +230,7 @@ class Trainer:
                 find_unused_parameters=True)
         self.epoch, self.step = 0, 0
         self.running: Dict[str, float] = {}  # loss sums of the epoch in progress (kept across a resume)
+        self.pending_row: Dict[str, float] = {}  # metrics row of a trained epoch not yet logged in full
 
 
     @staticmethod
@@ -249,6 +273,12 @@ class Trainer:
     def checkpoint_path(self) -> Path:
         return self.out_dir / "checkpoint.pt"
 
+    def settings(self) -> Dict[str, Any]:
+        """The run's settings by section, as written to ``config.json``."""
+        return {"train": asdict(self.cfg), "model": self.model_cfg.to_dict(),
+                "synthetic": asdict(self.synthetic) if self.synthetic is not None else None,
+                "features": self.features.to_dict() if self.features is not None else None}
+
     def state(self) -> Dict[str, Any]:
         return {
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
@@ -256,22 +286,35 @@ class Trainer:
             "synthetic_config": asdict(self.synthetic) if self.synthetic is not None else None,
             "feature_config": self.features.to_dict() if self.features is not None else None,
             "epoch": self.epoch, "step": self.step, "rng_state": torch.get_rng_state(),
-            "running": dict(self.running),
+            "running": dict(self.running), "pending_row": dict(self.pending_row),
         }
 
     def save(self) -> Optional[Path]:
         return save_checkpoint(self.state(), self.checkpoint_path) if self.is_main else None
 
     def load(self, path: Optional[Path] = None) -> None:
-        state = load_checkpoint(path or self.checkpoint_path, map_location=self.device)
-        if state.get("model_config") != self.model_cfg.to_dict():
-            raise CheckpointError("the checkpoint was trained with another model config; resume with the same "
-                                  "settings (or start a new --output-dir).")
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.epoch, self.step = int(state["epoch"]), int(state["step"])
-        self.running = {k: float(v) for k, v in state.get("running", {}).items()}
-        torch.set_rng_state(state["rng_state"].cpu())
+        """Restore the run from a checkpoint. Its stored settings must equal this trainer's,
+        except those of :data:`RESUME_MAY_CHANGE` (``--epochs`` may extend the run, not cut
+        it): otherwise the resumed run would silently mix two configurations, so a
+        :class:`ConfigError` lists each difference and nothing is loaded or written."""
+        path = Path(path or self.checkpoint_path)
+        state = load_checkpoint(path, map_location=self.device, entries=TRAINING_ENTRIES)
+        changes = changed_settings(state, self.settings(), RESUME_MAY_CHANGE)
+        if changes:
+            raise ConfigError(
+                f"--resume would continue the run in {str(path.parent)!r} with other settings: {'; '.join(changes)}. "
+                f"Resume with the run's own settings (--config {path.parent / 'config.json'} --resume, changing "
+                f"only {', '.join(RESUME_MAY_CHANGE['train'])}), or start a new run in another --output-dir.")
+        if self.cfg.epochs < state["epoch"]:
+            raise ConfigError(f"the run in {str(path.parent)!r} has trained {state['epoch']} epochs already; "
+                              f"--epochs {self.cfg.epochs} cannot shorten it (it may extend it).")
+        with restoring(path):  # tensors that do not fit, malformed entries: a CheckpointError
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.epoch, self.step = int(state["epoch"]), int(state["step"])
+            self.running = {k: float(v) for k, v in state.get("running", {}).items()}
+            self.pending_row = {k: float(v) for k, v in (state.get("pending_row") or {}).items()}
+            torch.set_rng_state(state["rng_state"].cpu())
 
     # ----------------------------------------------------------------------- evaluation
     def validate(self) -> Dict[str, float]:
@@ -303,18 +346,18 @@ class Trainer:
 
     # ----------------------------------------------------------------------- fit
     def fit(self, resume: bool = False) -> Dict[str, Any]:
+        if self.is_main:
+            prepare_output_dir(self.out_dir)  # a file in the way: a named error before any work
         if resume:
             if not self.checkpoint_path.exists():
                 raise CheckpointError(f"--resume: no checkpoint at {self.checkpoint_path}; run without --resume.")
             self.load()
         log = MetricsLog(self.out_dir, resume=resume) if self.is_main else None
         if self.is_main:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
-            (self.out_dir / "config.json").write_text(json.dumps(
-                {"train": asdict(self.cfg), "model": self.model_cfg.to_dict(),
-                 "synthetic": asdict(self.synthetic) if self.synthetic else None,
-                 "features": self.features.to_dict() if self.features else None}, indent=2))
+            write_text_atomic(self.out_dir / "config.json", json.dumps(self.settings(), indent=2))
         try:
+            if self.pending_row:  # resumed after a Ctrl-C in validation: complete that epoch's row
+                self._log_epoch(log)
             while self.epoch < self.cfg.epochs:
                 self._train_epoch(log)
         except KeyboardInterrupt:
@@ -328,7 +371,7 @@ class Trainer:
                 log.close()
         results = self.test() if self.is_main else {}
         if self.is_main:
-            (self.out_dir / "test_results.json").write_text(json.dumps(report_to_dict(results), indent=2))
+            write_text_atomic(self.out_dir / "test_results.json", json.dumps(report_to_dict(results), indent=2))
         return results
 
     def _train_epoch(self, log: Optional[MetricsLog]) -> None:
@@ -371,17 +414,35 @@ class Trainer:
         row: Dict[str, float] = {"epoch": epoch + 1, **{f"train_{k}": v / count for k, v in sums.items()}}
         row["pairs_per_s"] = pairs / max(seconds, 1e-9)
         self.running = {}
-        if self.is_main and ((epoch + 1) % self.cfg.eval_every == 0 or epoch + 1 == self.cfg.epochs):
+        self.pending_row = row
+        self._log_epoch(log)
+        if self.world_size > 1:
+            dist.barrier()
+
+    def _log_epoch(self, log: Optional[MetricsLog]) -> None:
+        """Validate the epoch just trained and write its metrics.csv row (``self.pending_row``).
+
+        No interruption loses the row: its training half is written first, and it stays in
+        ``pending_row`` (which checkpoints store) until the full row is written. A Ctrl-C during
+        validation saves it with the end-of-epoch model, and ``fit(resume=True)`` validates that
+        same model again and completes the row (validation draws nothing from the training's
+        RNG, so the resumed run stays exact). A hard kill resumes from the previous epoch's
+        checkpoint instead and trains the epoch again, rewriting its row.
+        """
+        row = {**self.pending_row, "epoch": int(self.pending_row["epoch"])}
+        if log is not None:
+            log.log(row, tensorboard=False)  # the training half, visible at once
+        if self.is_main and (row["epoch"] % self.cfg.eval_every == 0 or row["epoch"] == self.cfg.epochs):
             row.update(self.validate())
         if log is not None:
             log.log(row)
+        self.pending_row = {}
+        if log is not None:
             self.save()
             if self.progress:
                 shown = {k: round(v, 4) for k, v in row.items() if k in ("train_loss", "train_oversmoothing",
                                                                           "val_f1", "val_count_acc")}
-                tqdm.write(f"epoch {epoch + 1}: {shown}")
-        if self.world_size > 1:
-            dist.barrier()
+                tqdm.write(f"epoch {row['epoch']}: {shown}")
 
 
 def train(train_cfg: Optional[TrainConfig] = None, model_cfg: Optional[SSGMConfig] = None,

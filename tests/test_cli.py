@@ -10,7 +10,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-import pyg_ssgm.evaluate
+import pyg_ssgm.evaluate.__main__
 import pyg_ssgm.train
 from conftest import tiny_settings
 from pyg_ssgm.checkpoint import load_checkpoint
@@ -63,13 +63,13 @@ def test_evaluate_help(runner):
         assert solver in result.output
 
 
-@pytest.mark.parametrize("module,option", [(pyg_ssgm.train, "--epochs"), (pyg_ssgm.evaluate, "--checkpoint")])
+@pytest.mark.parametrize("module,option", [(pyg_ssgm.train, "--epochs"), (pyg_ssgm.evaluate.__main__, "--checkpoint")])
 def test_module_main_help_exits_zero(module, option, capsys):
     with pytest.raises(SystemExit) as exc:
         module.main(["--help"])
     assert exc.value.code == 0
     out = capsys.readouterr().out
-    assert f"Usage: python -m {module.__name__}" in out and option in out
+    assert f"Usage: python -m {module.__name__.replace('.__main__', '')}" in out and option in out
 
 
 @pytest.mark.slow

@@ -154,7 +154,7 @@ def test_resume_needs_a_checkpoint_and_the_same_model_config(tmp_path):
         make_trainer(tmp_path / "none").fit(resume=True)
     make_trainer(tmp_path / "run", epochs=1).fit()
     other = make_trainer(tmp_path / "run", model={"hidden_channels": 8}, epochs=2)
-    with pytest.raises(CheckpointError, match="model config"):
+    with pytest.raises(ConfigError, match="model.hidden_channels: 16 -> 8"):
         other.fit(resume=True)
 
 

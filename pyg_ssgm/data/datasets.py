@@ -15,6 +15,11 @@ from .instance import KeypointInstance
 from .pair_data import PairData
 
 
+def _check_positive(name: str, value: object, alternative: str = "") -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidInputError(f"{name} must be an integer >= 1{alternative}, got {value!r}.")
+
+
 def item_generator(seed: int, epoch: int, index: int) -> torch.Generator:
     """The random generator of item ``index`` of epoch ``epoch``: a pure function of the three, so
     an item is the same whichever process, worker or resumed run draws it."""
@@ -48,6 +53,8 @@ def cross_instance_pairs(instances: Sequence[KeypointInstance], max_pairs_per_ca
                          seed: int = 0) -> List[Tuple[int, int]]:
     """Index pairs ``(i, j)``, ``i < j``, of distinct instances of one category; a fixed random
     subset of at most ``max_pairs_per_category`` per category when given."""
+    if max_pairs_per_category is not None:  # 0 or -2 would score no pair, or all but two
+        _check_positive("max_pairs_per_category", max_pairs_per_category, " (or None for all pairs)")
     by_cat: Dict[str, List[int]] = defaultdict(list)
     for i, inst in enumerate(instances):
         by_cat[inst.category].append(i)
@@ -141,6 +148,10 @@ def pair_loader(dataset: Dataset, batch_size: int = 16, shuffle: bool = False, s
                 **kwargs) -> DataLoader:
     """A PyG ``DataLoader`` over pairs that tracks both sides' batch vectors (``x_s_batch``,
     ``x_t_batch``, ``comp_pos_*_batch``); shuffling is seeded, never global."""
-    generator = torch.Generator().manual_seed(seed) if shuffle else None
+    # Always the loader's own generator, even without shuffling: otherwise each pass draws its
+    # worker base seed from the global RNG, and evaluating between two training epochs would
+    # change the training's dropout masks (and an exact --resume after a Ctrl-C in validation).
+    generator = torch.Generator().manual_seed(seed)
+    _check_positive("batch_size", batch_size)
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator,
                       follow_batch=PairData.FOLLOW_BATCH, **kwargs)

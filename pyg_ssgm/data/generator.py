@@ -7,6 +7,7 @@ from typing import NamedTuple, Optional, Tuple, Union
 import torch
 from torch import Tensor
 
+from ..config import check_field_types
 from ..errors import ConfigError, InvalidInputError
 from .graph import delaunay_edges, edge_attributes
 from .instance import KeypointInstance
@@ -72,6 +73,7 @@ class PairGenerator:
     shuffle: bool = True
 
     def __post_init__(self) -> None:
+        check_field_types(self)  # drop_rate="0.5" or NaN: a named error, not a TypeError or a silent pass
         if not 0.0 <= self.drop_rate < 1.0:
             raise ConfigError(f"drop_rate must be in [0, 1), got {self.drop_rate}.")
         if self.min_kept < 1:
@@ -151,17 +153,27 @@ class PairGenerator:
         return x + torch.randn(x.shape, generator=generator, dtype=x.dtype) * self.feature_noise * std
 
 
-def make_pair(inst_s: KeypointInstance, inst_t: KeypointInstance, intersection: bool = False) -> PairData:
+def make_pair(inst_s: KeypointInstance, inst_t: KeypointInstance, intersection: bool = False,
+              allow_different_categories: bool = False) -> PairData:
     r"""A real pair of two instances, correspondences from the keypoint names.
 
     By default nothing is filtered: every annotated keypoint of both instances is a node, and a
     keypoint whose name the other instance lacks (or that has no name) simply has no partner.
     ``intersection=True`` keeps only the named keypoints present in both, the setting the
     literature reports (a bijection), for comparison only.
+
+    Instances of different categories are refused unless ``allow_different_categories=True``:
+    datasets reuse names across categories (Willow's ``kp0..kp9``), so a car and a duck would
+    get bogus correspondences. With the flag, the pair's category is the source's.
     """
     for inst in (inst_s, inst_t):
         if not isinstance(inst, KeypointInstance):
             raise InvalidInputError(f"make_pair expects KeypointInstance objects, got {type(inst).__name__}.")
+    if inst_s.category != inst_t.category and not allow_different_categories:
+        raise InvalidInputError(
+            f"make_pair got instances of different categories ({inst_s.category!r} and {inst_t.category!r}): "
+            "their keypoint names need not mean the same parts. Pair instances of one category, or pass "
+            "allow_different_categories=True if the names do correspond.")
     if (inst_s.x is None) != (inst_t.x is None):
         raise InvalidInputError("one instance has node features (x) and the other has none; give both or neither.")
     if inst_s.x is not None and inst_s.x.size(1) != inst_t.x.size(1):

@@ -10,10 +10,47 @@ from torch import Tensor
 
 from ..errors import InvalidInputError
 
+#: Largest accepted coordinate magnitude: the geometry squares distances in float32 (max ~3.4e38),
+#: so much larger coordinates overflow to inf and break Delaunay and the affine fits.
+MAX_ABS_COORDINATE = 1e15
+
+
+def _as_real_matrix(value: Any, what: str, where: str) -> Tensor:
+    """``value`` as a real (integer or floating) tensor, without silent coercions: a string,
+    a ragged list, text entries, booleans or complex numbers are refused with a named error
+    (``torch.as_tensor`` would split a string, drop imaginary parts or turn True into 1)."""
+    if isinstance(value, (str, bytes)):
+        raise InvalidInputError(f"{what} must be an array of numbers, got the string {value!r}{where}.")
+    try:
+        tensor = value if isinstance(value, Tensor) else torch.as_tensor(np.asarray(value))
+    except (TypeError, ValueError):  # ragged nesting, text or other objects in the array
+        raise InvalidInputError(f"{what} must be a rectangular array of numbers{where}; got a "
+                                f"{type(value).__name__} that is ragged or holds non-numbers.") from None
+    if tensor.dtype == torch.bool or tensor.is_complex():
+        raise InvalidInputError(f"{what} must hold real numbers, got dtype {tensor.dtype}{where}.")
+    return tensor
+
+
+def _to_default_dtype(value: Tensor, what: str, where: str) -> Tensor:
+    """``value`` in the default float dtype, refusing a conversion that merges distinct rows
+    (float64 coordinates 1e12 + 0.1 and 1e12 + 0.2 are one float32 point)."""
+    out = value.to(torch.get_default_dtype())
+    if value.dtype != out.dtype and value.size(0) > 1:
+        if torch.unique(value, dim=0).size(0) != torch.unique(out, dim=0).size(0):
+            raise InvalidInputError(
+                f"{what} has points that are distinct in {value.dtype} but become identical in {out.dtype}"
+                f"{where}: the coordinates are too large for their differences; subtract their mean or rescale.")
+    return out
+
 
 @dataclass
 class KeypointInstance:
     r"""An annotated object instance: named keypoints and, optionally, an image and features.
+
+    Construction validates everything and raises :class:`~pyg_ssgm.errors.InvalidInputError`
+    rather than coercing: coordinates must be real numbers (no strings, booleans, complex or
+    ragged lists), finite, below ``MAX_ABS_COORDINATE`` in magnitude and still distinct once
+    stored in the default float dtype; ``names`` must be a list, not a string.
 
     Args:
         pos: keypoint coordinates, float ``[N, 2]`` (pixels or any unit; ``x`` then ``y``).
@@ -37,24 +74,35 @@ class KeypointInstance:
 
     def __post_init__(self) -> None:
         where = f" (instance {self.id!r})" if self.id is not None else ""
-        pos = torch.as_tensor(np.asarray(self.pos) if not isinstance(self.pos, Tensor) else self.pos)
+        pos = _as_real_matrix(self.pos, "pos", where)
         if pos.dim() != 2 or pos.size(-1) != 2:
             raise InvalidInputError(f"pos must have shape [N, 2], got {tuple(pos.shape)}{where}.")
-        pos = pos.to(torch.get_default_dtype())
-        if not torch.isfinite(pos).all():
+        if pos.is_floating_point() and not torch.isfinite(pos).all():
             raise InvalidInputError(f"pos contains NaN or infinite coordinates{where}; drop those points instead.")
-        self.pos = pos
-        self.names = list(self.names)
+        if pos.numel() and pos.abs().max().item() >= MAX_ABS_COORDINATE:
+            raise InvalidInputError(f"pos has coordinates of magnitude {pos.abs().max().item():.3g}{where}; "
+                                    f"they must stay below {MAX_ABS_COORDINATE:.0e} (rescale them, pixels are fine).")
+        self.pos = _to_default_dtype(pos, "pos", where)
+        if isinstance(self.names, (str, bytes)):  # list("abc") would make three names
+            raise InvalidInputError(f"names must be a list of N keypoint names, got the string {self.names!r}{where}.")
+        try:
+            self.names = list(self.names)
+        except TypeError:
+            raise InvalidInputError(f"names must be a list of N keypoint names, got {self.names!r}{where}.") from None
         if len(self.names) != pos.size(0):
             raise InvalidInputError(
                 f"got {pos.size(0)} positions but {len(self.names)} names{where}; give one name per keypoint."
             )
         named = [n for n in self.names if n is not None]
-        if len(set(named)) != len(named):
+        try:
+            unique = set(named)
+        except TypeError:  # an unhashable name (a list, say) cannot be matched across instances
+            raise InvalidInputError(f"keypoint names must be strings (or None), got {named!r}{where}.") from None
+        if len(unique) != len(named):
             dup = sorted({n for n in named if named.count(n) > 1})
             raise InvalidInputError(f"keypoint names must be unique within an instance{where}; repeated: {dup}.")
         if self.x is not None:
-            x = torch.as_tensor(self.x, dtype=torch.get_default_dtype())
+            x = _as_real_matrix(self.x, "x", where).to(torch.get_default_dtype())
             if x.dim() == 1:
                 x = x.unsqueeze(-1)
             if x.dim() != 2 or x.size(0) != pos.size(0):

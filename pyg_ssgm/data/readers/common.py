@@ -7,6 +7,8 @@ the error says where the official copy lives and how the folder must look, and t
 from __future__ import annotations
 
 import os
+import pickle
+import zipfile
 import zlib
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Union
@@ -122,6 +124,16 @@ def stable_fraction(key: str) -> float:
     return (zlib.crc32(key.encode("utf-8")) & 0xFFFFFFFF) / 2**32
 
 
+def read_text(path: Path, dataset: str) -> str:
+    """The UTF-8 text of an annotation file, or a :class:`MalformedAnnotationError` naming the
+    file when it is not UTF-8 (a corrupt download, another encoding)."""
+    require_file(path, dataset)
+    try:
+        return Path(path).read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise malformed(dataset, path, f"not UTF-8 text (byte {e.object[e.start]:#04x} at offset {e.start})") from None
+
+
 def read_table(
     path: Path, num_cols: int, dataset: str, last_col_rest: bool = False
 ) -> List[List[str]]:
@@ -130,18 +142,75 @@ def read_table(
     Blank lines are skipped. With ``last_col_rest`` the last column takes the rest of the line
     (CUB part names contain spaces: ``"7 left eye"``).
     """
-    require_file(path, dataset)
     rows: List[List[str]] = []
-    with open(path, "r", encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            line = line.strip()
-            if not line:
-                continue
-            cols = line.split(None, num_cols - 1) if last_col_rest else line.split()
-            if len(cols) != num_cols:
-                raise malformed(dataset, path, f"line {lineno} has {len(cols)} columns, expected {num_cols}: {line!r}")
-            rows.append(cols)
+    for lineno, line in enumerate(read_text(path, dataset).splitlines(), start=1):
+        line = line.strip()
+        if not line:
+            continue
+        cols = line.split(None, num_cols - 1) if last_col_rest else line.split()
+        if len(cols) != num_cols:
+            raise malformed(dataset, path, f"line {lineno} has {len(cols)} columns, expected {num_cols}: {line!r}")
+        rows.append(cols)
     return rows
+
+
+class _ArraysOnlyUnpickler(pickle.Unpickler):
+    """An unpickler that rebuilds numpy arrays of plain values (str, numbers, lists...) and
+    nothing else. numpy stores object arrays (such as the per-category name lists of the
+    published Pascal VOC split) as pickles, and a plain unpickler calls whatever a pickle names:
+    a crafted file would run code. Every global a pickle may name is checked here; only numpy's
+    array and dtype constructors pass."""
+
+    _ALLOWED = {
+        "_reconstruct": np.empty(0).__reduce__()[0],  # numpy.core / numpy._core .multiarray._reconstruct
+        "ndarray": np.ndarray,
+        "dtype": np.dtype,
+        "scalar": np.float64(0).__reduce__()[0],  # numpy's scalar constructor (np.str_, np.int64...)
+    }
+    _MODULES = ("numpy", "numpy.core.multiarray", "numpy._core.multiarray", "numpy.core.numeric",
+                "numpy._core.numeric")
+
+    def find_class(self, module: str, name: str):
+        if module in self._MODULES and name in self._ALLOWED:
+            return self._ALLOWED[name]
+        raise pickle.UnpicklingError(f"refused to unpickle {module}.{name}: only numpy arrays of plain values "
+                                     "are read, since anything else could run code")
+
+
+def load_npz(path: Path, dataset: str) -> Dict[str, np.ndarray]:
+    """All arrays of an ``.npz`` file, read without running code from it.
+
+    Plain arrays are read with ``allow_pickle=False``; object arrays (stored as pickles) through
+    :class:`_ArraysOnlyUnpickler`, which rebuilds numpy arrays and builtin values only. A file that
+    asks for anything else (a crafted payload) or cannot be read raises
+    :class:`MalformedAnnotationError` naming it.
+    """
+    require_file(path, dataset)
+    arrays: Dict[str, np.ndarray] = {}
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for member in archive.namelist():
+                key = member[:-4] if member.endswith(".npy") else member
+                with archive.open(member) as f:
+                    version = np.lib.format.read_magic(f)
+                    if version not in ((1, 0), (2, 0)):
+                        raise malformed(dataset, path, f"array {key!r} uses .npy format {version}, expected 1.0 or 2.0")
+                    read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                                   else np.lib.format.read_array_header_2_0)
+                    _, _, dtype = read_header(f)
+                    if dtype.hasobject:
+                        array = _ArraysOnlyUnpickler(f).load()
+                    else:
+                        with archive.open(member) as again:
+                            array = np.lib.format.read_array(again, allow_pickle=False)
+                if not isinstance(array, np.ndarray):
+                    raise malformed(dataset, path, f"entry {key!r} is a {type(array).__name__}, not an array")
+                arrays[key] = array
+    except MalformedAnnotationError:
+        raise
+    except Exception as e:  # BadZipFile, truncated data, a refused pickle global, bad header...
+        raise malformed(dataset, path, f"cannot read it as an .npz of arrays ({type(e).__name__}: {e})") from None
+    return arrays
 
 
 def to_float(value: object, dataset: str, path: PathLike, what: str) -> float:

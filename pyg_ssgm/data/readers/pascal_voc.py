@@ -35,13 +35,14 @@ from typing import Dict, Iterable, List, Optional, Tuple
 
 import numpy as np
 
-from ...errors import DatasetError, InvalidInputError
+from ...errors import InvalidInputError
 from ..instance import KeypointInstance
 from .common import (
     PathLike,
     as_instance_error,
     check_split,
     image_field,
+    load_npz,
     malformed,
     not_found,
     require_file,
@@ -147,19 +148,17 @@ def _flatten(entries) -> List[str]:
 
 def _standard_split(split_file: Path, split: str) -> List[str]:
     """The ``"<category>/<stem>.xml"`` entries of ``split`` (``"train"``/``"test"``/``"all"``)."""
+    # The published file stores object arrays (one array of names per category), which numpy
+    # keeps as pickles; load_npz rebuilds those without ever running code named in the file.
+    arrays = load_npz(split_file, DATASET)
+    keys = ("train", "test") if split == "all" else (split,)
+    missing = [k for k in keys if k not in arrays]
+    if missing:
+        raise malformed(DATASET, split_file, f"no {missing} array (found {sorted(arrays)})")
     try:
-        # allow_pickle: the file stores object arrays (lists of strings); it is the published
-        # split file, so only load one you obtained from the source named in the error messages.
-        with np.load(split_file, allow_pickle=True) as f:
-            keys = ("train", "test") if split == "all" else (split,)
-            missing = [k for k in keys if k not in f.files]
-            if missing:
-                raise malformed(DATASET, split_file, f"no {missing} array (found {f.files})")
-            return [name for k in keys for name in _flatten(f[k])]
-    except DatasetError:
-        raise
-    except Exception as e:  # numpy raises OSError, ValueError, BadZipFile, UnpicklingError...
-        raise malformed(DATASET, split_file, f"numpy cannot read it ({type(e).__name__}: {e})") from e
+        return [name for k in keys for name in _flatten(arrays[k])]
+    except TypeError as e:  # an entry that is neither a name nor a list of names
+        raise malformed(DATASET, split_file, f"entries must be file names or arrays of them ({e})") from None
 
 
 def _fallback_split(anno_dir: Path, split: str) -> List[str]:

@@ -32,6 +32,7 @@ from .common import (
     image_field,
     malformed,
     not_found,
+    read_text,
     require_file,
     resolve_root,
     select_categories,
@@ -53,11 +54,13 @@ def read_spair_json(
 ) -> KeypointInstance:
     """Read one ``ImageAnnotation`` JSON file into a :class:`KeypointInstance` (visible keypoints only)."""
     path = Path(path)
+    text = read_text(path, DATASET)
     try:
-        with open(path, "r", encoding="utf-8") as f:
-            ann = json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        ann = json.loads(text)
+    except json.JSONDecodeError as e:
         raise malformed(DATASET, path, f"invalid JSON ({e})") from e
+    except RecursionError:  # a crafted file nested thousands deep exhausts Python's stack
+        raise malformed(DATASET, path, "JSON nested too deeply to be an annotation") from None
     if not isinstance(ann, dict) or "kps" not in ann:
         raise malformed(DATASET, path, "no 'kps' entry")
     kps = ann["kps"]
@@ -109,18 +112,17 @@ def read_spair_pairs(
     base = _base(root)
     path = require_file(base / "Layout" / layout / f"{split}.txt", DATASET, "pair list")
     pairs = []
-    with open(path, "r", encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            line = line.strip()
-            if not line:
-                continue
-            head, sep, category = line.rpartition(":")
-            parts = head.split("-")
-            if not sep or len(parts) != 3 or not all(parts) or not category:
-                raise malformed(
-                    DATASET, path, f"line {lineno} is not '<pair id>-<source>-<target>:<category>': {line!r}"
-                )
-            pairs.append((parts[1], parts[2], category))
+    for lineno, line in enumerate(read_text(path, DATASET).splitlines(), start=1):
+        line = line.strip()
+        if not line:
+            continue
+        head, sep, category = line.rpartition(":")
+        parts = head.split("-")
+        if not sep or len(parts) != 3 or not all(parts) or not category:
+            raise malformed(
+                DATASET, path, f"line {lineno} is not '<pair id>-<source>-<target>:<category>': {line!r}"
+            )
+        pairs.append((parts[1], parts[2], category))
     if categories is not None:
         wanted = {categories} if isinstance(categories, str) else set(categories)
         pairs = [p for p in pairs if p[2] in wanted]

@@ -2,6 +2,8 @@
 
 ``python -m pyg_ssgm.evaluate --checkpoint runs/ssgm/checkpoint.pt`` re-scores a trained model;
 ``--solver rrwm`` (or hungarian, sm, ipfp) scores a classical pygmtools solver on the same pairs.
+That command is :mod:`pyg_ssgm.evaluate.__main__`, a shim above :mod:`pyg_ssgm.cli`: this library
+module never imports the command lines (imports flow data -> model -> evaluate -> trainer -> cli).
 """
 from __future__ import annotations
 
@@ -13,8 +15,8 @@ from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from .data import GeneratedPairs, KeypointInstance, PairGenerator, RealPairs, pair_loader
-from .metrics import MatchCounts, aggregate, batch_counts
+from ..data import GeneratedPairs, KeypointInstance, PairGenerator, RealPairs, pair_loader
+from ..metrics import MatchCounts, aggregate, batch_counts
 
 PredictFn = Callable[[object], List[Tensor]]
 
@@ -119,21 +121,13 @@ def format_results(results: Dict[str, object]) -> str:
 
 def load_model(path, device: torch.device | str = "cpu"):
     """The :class:`~pyg_ssgm.SSGM` stored in a training checkpoint, in eval mode, and the checkpoint."""
-    from .checkpoint import load_checkpoint
-    from .config import SSGMConfig
-    from .model import SSGM
+    from ..checkpoint import EVALUATION_ENTRIES, load_checkpoint, restoring
+    from ..config import SSGMConfig, resolve_device
+    from ..model import SSGM
 
-    state = load_checkpoint(path, map_location=device)
-    model = SSGM(SSGMConfig.from_dict(state["model_config"])).to(device)
-    model.load_state_dict(state["model"])
+    device = resolve_device(str(device))  # "foo" or an absent GPU: a ConfigError, not a torch error
+    state = load_checkpoint(path, map_location=device, entries=EVALUATION_ENTRIES)
+    with restoring(path):  # unknown config keys, tensors of other sizes: a CheckpointError
+        model = SSGM(SSGMConfig.from_dict(state["model_config"])).to(device)
+        model.load_state_dict(state["model"])
     return model.eval(), state
-
-
-def main(argv: Optional[Sequence[str]] = None) -> None:
-    from .cli import evaluate_command
-
-    evaluate_command.main(args=argv, prog_name="python -m pyg_ssgm.evaluate")
-
-
-if __name__ == "__main__":
-    main()
