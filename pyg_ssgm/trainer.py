@@ -23,13 +23,13 @@ from tqdm.auto import tqdm
 
 from .checkpoint import TRAINING_ENTRIES, changed_settings, load_checkpoint, restoring, save_checkpoint
 from .config import SSGMConfig, check_field_types, parse_device, resolve_device
-from .data import GeneratedPairs, GeometricAugmentation, PairData, PairGenerator
-from .data import FeatureConfig, KeypointInstance, attach_features
+from .data import GeneratedPairs, GeometricAugmentation, KeypointInstance, PairData, PairGenerator
 from .data.datasets import EpochConcat, EpochSampler, LabelledPairs
 from .data.sources import DATASETS, load_splits
 from .data.synthetic import SyntheticConfig
 from .errors import CheckpointError, ConfigError
 from .evaluate import completion_quality, evaluate_matching, report_to_dict
+from .feature_cache import FeatureConfig, attach_features
 from .files import prepare_output_dir, write_text_atomic
 from .metrics_log import MetricsLog
 from .model import SSGM

@@ -52,7 +52,7 @@ def assert_same_metrics(dir_a, dir_b, epochs=None) -> None:
         keys = set(ra) - TIMING_COLUMNS
         assert keys == set(rb) - TIMING_COLUMNS
         for k in keys:
-            assert ra[k] == pytest.approx(rb[k], rel=1e-6, abs=1e-9), f"epoch {ra['epoch']}: {k}"
+            assert ra[k] == pytest.approx(rb[k], rel=1e-6, abs=1e-9, nan_ok=True), f"epoch {ra['epoch']}: {k}"
 
 
 def interrupt_at(trainer: Trainer, monkeypatch, stop: int) -> None:

@@ -8,7 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pyg_ssgm.data import FeatureConfig, KeypointInstance, View, ViewAugmentation, attach_features, build_backbone
+from pyg_ssgm import FeatureConfig, attach_features, build_backbone
+from pyg_ssgm.data import KeypointInstance, View, ViewAugmentation
 from pyg_ssgm.errors import CheckpointError, ConfigError, InvalidInputError
 from pyg_ssgm.nn.backbone import ImageBackbone
 from pyg_ssgm.nn.efficientnet import EfficientNetLite0Features

@@ -1,6 +1,5 @@
 """Data model, pair generation and dataset readers of pyg_ssgm."""
 from .datasets import EpochSampler, GeneratedPairs, LabelledPairs, RealPairs, cross_instance_pairs, pair_loader
-from .feature_cache import FeatureConfig, attach_features, build_backbone
 from .generator import PairGenerator, add_completion_targets, make_pair
 from .graph import delaunay_edges, edge_attributes, graph_scale, knn_edges
 from .instance import KeypointInstance
@@ -13,7 +12,7 @@ from .views import View, ViewAugmentation
 
 __all__ = [
     "KeypointInstance", "PairData", "PairGenerator", "make_pair", "add_completion_targets",
-    "GeometricAugmentation", "ViewAugmentation", "View", "FeatureConfig", "attach_features", "build_backbone",
+    "GeometricAugmentation", "ViewAugmentation", "View",
     "SyntheticConfig", "SyntheticKeypoints", "load_synthetic",
     "READERS", "load_dataset", "DATASETS", "load_splits",
     "GeneratedPairs", "RealPairs", "LabelledPairs", "EpochSampler", "cross_instance_pairs", "pair_loader",

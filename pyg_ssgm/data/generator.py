@@ -137,7 +137,7 @@ class PairGenerator:
     def _views(inst: KeypointInstance, generator: Optional[torch.Generator]) -> Tuple[_View, _View]:
         """The image views the two sides are cut from. An instance with augmented views of its
         image (``extra["views"]``: ``(pos, x)`` per view, see
-        :func:`~pyg_ssgm.data.feature_cache.attach_features`) gives each side a *different* one
+        :func:`~pyg_ssgm.feature_cache.attach_features`) gives each side a *different* one
         of the original and its views, so the two sides' descriptors differ the way two
         photographs do; otherwise both sides are the instance itself."""
         views = [_View(inst.pos, inst.x)] + [_View(p, x) for p, x in inst.extra.get("views", ())]

@@ -41,12 +41,12 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..errors import ConfigError, DatasetNotFoundError, InvalidInputError
-from ..nn.backbone import ImageBackbone, VGG16Features, default_vgg16_path
-from ..nn.efficientnet import EfficientNetLite0Features, default_efficientnet_lite0_path
-from .image_features import _where, load_instance_image
-from .instance import KeypointInstance
-from .views import ViewAugmentation
+from .errors import ConfigError, DatasetNotFoundError, InvalidInputError
+from .nn.backbone import ImageBackbone, VGG16Features, default_vgg16_path
+from .nn.efficientnet import EfficientNetLite0Features, default_efficientnet_lite0_path
+from .data.image_features import _where, load_instance_image
+from .data.instance import KeypointInstance
+from .data.views import ViewAugmentation
 
 #: Bump when what a cache file holds, or how it is computed, changes: old files are then ignored.
 CACHE_FORMAT = 1
