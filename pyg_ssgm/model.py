@@ -37,6 +37,7 @@ from .nn.rebuild import CompletedGraph, GraphRebuilder, complete_graph
 
 class EncodedGraph(NamedTuple):
     h: Tensor  # [N, C] encoder output
+    x: Tensor  # [N, F] raw appearance descriptors (F = 0: geometry only)
     pos: Tensor  # [N, 2] normalised positions
     batch: Tensor  # [N]
     center: Tensor  # [B, 2]
@@ -115,6 +116,11 @@ class SSGM(nn.Module):
         # Weight of the geometric term of the affinity (squared distance after alignment), log space.
         self.log_geometric_weight = nn.Parameter(torch.tensor(float(c.geometric_weight)).clamp(min=1e-6).log(),
                                                  requires_grad=c.geometric_weight > 0)
+        # Weight of the raw appearance cosine in the affinity (log space; off at 0). The raw
+        # descriptors are not learned, so this term cannot overfit a small training set the way
+        # the learned embeddings can.
+        self.log_appearance_weight = nn.Parameter(torch.tensor(float(c.appearance_weight)).clamp(min=1e-6).log(),
+                                                  requires_grad=c.appearance_weight > 0)
 
     def reset_parameters(self) -> None:
         for module in (self.features, self.encoder, self.decoder, self.matchability, self.query_select,
@@ -125,6 +131,7 @@ class SSGM(nn.Module):
             self.log_temperature.fill_(float(self.config.temperature)).log_()
             self.match_threshold.fill_(float(self.config.match_threshold))
             self.log_geometric_weight.fill_(max(float(self.config.geometric_weight), 1e-6)).log_()
+            self.log_appearance_weight.fill_(max(float(self.config.appearance_weight), 1e-6)).log_()
 
     @property
     def temperature(self) -> Tensor:
@@ -158,7 +165,7 @@ class SSGM(nn.Module):
         # Edge attributes from the normalised positions (the same quantity PairData stores).
         edge_attr = pos_norm[edge_index[1]] - pos_norm[edge_index[0]]
         h = self.encoder(self.features(x, pos_norm, edge_index, batch, num_graphs), edge_index, edge_attr)
-        return EncodedGraph(h, pos_norm, batch, center, scale)
+        return EncodedGraph(h, x, pos_norm, batch, center, scale)
 
     def _consensus(self, enc_s: EncodedGraph, enc_t: EncodedGraph, num_graphs: int) -> Consensus:
         """Soft matching of the encoder embeddings, the affine maps it implies between the two
@@ -170,7 +177,7 @@ class SSGM(nn.Module):
         P_t, _ = to_dense_batch(enc_t.pos, enc_t.batch, batch_size=num_graphs)
         mask = mask_s.unsqueeze(2) & mask_t.unsqueeze(1)
         cos = H_s @ H_t.transpose(1, 2)
-        logits = cos / self.temperature
+        logits = cos / self.temperature + self._appearance(enc_s, enc_t, num_graphs, P_s.size(1), P_t.size(1))
         P = dual_softmax(logits, mask)
         A_ts = fit_affine(P, P_s, P_t)
         for _ in range(self.config.consensus_iterations - 1):
@@ -192,6 +199,15 @@ class SSGM(nn.Module):
             return torch.cat([top, nearest], dim=dim).movedim(dim, -1)[node_mask]
 
         return Consensus(A_ts, A_st, features(cos, dist, 2, mask_s), features(cos, dist, 1, mask_t))
+
+    def _appearance(self, enc_s: EncodedGraph, enc_t: EncodedGraph, num_graphs: int, n1: int, n2: int):
+        """``w_a cos(x_i, x_j)`` of the raw appearance descriptors, ``[B, n1, n2]`` with the real
+        nodes first (generated nodes and padding get 0); ``0.0`` when the term is off."""
+        if self.config.appearance_weight <= 0 or enc_s.x.size(-1) == 0:
+            return 0.0
+        X_s, _ = to_dense_batch(F.normalize(enc_s.x, dim=-1), enc_s.batch, batch_size=num_graphs, max_num_nodes=n1)
+        X_t, _ = to_dense_batch(F.normalize(enc_t.x, dim=-1), enc_t.batch, batch_size=num_graphs, max_num_nodes=n2)
+        return self.log_appearance_weight.exp() * (X_s @ X_t.transpose(1, 2))
 
     def _query_init(self, ctx_other: Tensor, best_other: Tensor, batch_other: Tensor, num_graphs: int):
         """Query selection. Returns ``init [B * Q, C]`` (query ``k`` of graph ``b`` starts from the
@@ -303,7 +319,8 @@ class SSGM(nn.Module):
         # Appearance and geometric consensus: cosine similarity minus the squared distance between
         # the nodes once the target is aligned on the source (second-order consistency, cheaply).
         geometric = squared_distances(P_s, apply_affine(consensus.A_ts, P_t))
-        S = H_s @ H_t.transpose(1, 2) / self.temperature - self.log_geometric_weight.exp() * geometric
+        S = (H_s @ H_t.transpose(1, 2) / self.temperature - self.log_geometric_weight.exp() * geometric
+             + self._appearance(enc_s, enc_t, B, H_s.size(1), H_t.size(1)))
         threshold = self.match_threshold / self.temperature
         with torch.no_grad():
             if self.config.solver == "rrwm" and max(S.size(1), S.size(2)) <= self.config.qap_max_nodes:

@@ -1,0 +1,201 @@
+"""The pieces that train on real data without labels: second-order (RRWM) matching over the
+completed graphs, cycle-consistent pseudo-labels, image views in the pair generator, the raw
+appearance term, user splits, and image features end to end (train -> checkpoint -> evaluate)."""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from conftest import tiny_model_config, tiny_synthetic_config
+from fixtures_native import make_willow
+from pyg_ssgm import SSGM, FeatureConfig
+from pyg_ssgm.cli import evaluate_command, train_command
+from pyg_ssgm.data import GeometricAugmentation, KeypointInstance, PairGenerator, pair_loader
+from pyg_ssgm.data.synthetic import SyntheticKeypoints
+from pyg_ssgm.errors import ConfigError, InvalidInputError
+from pyg_ssgm.matching import rrwm_refine
+from pyg_ssgm.pseudo_labels import PseudoLabelledPairs, pseudo_label
+from pyg_ssgm.trainer import TrainConfig, Trainer
+
+SHARED_WILLOW = Path(__file__).resolve().parents[2] / "shared" / "data" / "WillowObject"
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+# ------------------------------------------------------------------ second-order matching
+def test_rrwm_refine_lets_edges_decide_what_the_unary_cannot():
+    # Three points on a line and a fourth off it; the unary is flat (no preference at all), so
+    # only the edges (Delaunay-like: every pair) can find the permutation.
+    pos = torch.tensor([[0.0, 0.0], [1.0, 0.0], [3.0, 0.0], [0.0, 2.0]])
+    perm = torch.tensor([2, 0, 3, 1])  # target node perm[i] is source node i
+    pos_t = torch.empty_like(pos)
+    pos_t[perm] = pos
+    conn = torch.tensor([[i, j] for i in range(4) for j in range(4) if i != j]).unsqueeze(0)
+    ne = torch.tensor([conn.size(1)])
+    n = torch.tensor([4])
+    U = torch.full((1, 4, 4), 0.5)
+    X = rrwm_refine(U, n, n, pos.unsqueeze(0), pos_t.unsqueeze(0), conn, ne, conn, ne, edge_sigma=0.5)
+    assert X[0].argmax(1).tolist() == perm.tolist()
+
+
+def test_model_with_rrwm_solver_predicts_valid_partial_matchings(generated_pairs):
+    torch.manual_seed(0)
+    model = SSGM(tiny_model_config(solver="rrwm")).eval()
+    batch = next(iter(pair_loader(generated_pairs[:4], 4)))
+    out = model(batch, compute_loss=False)
+    for b, pairs in enumerate(out.pairs):
+        assert pairs.size(0) == 2
+        assert pairs[0].unique().numel() == pairs.size(1) and pairs[1].unique().numel() == pairs.size(1)
+        if pairs.numel():
+            assert int(pairs[0].max()) < int(out.num_real_s[b]) and int(pairs[1].max()) < int(out.num_real_t[b])
+        threshold = model.match_threshold / model.temperature
+        assert bool((out.S[b, pairs[0], pairs[1]] >= threshold).all())  # the threshold still decides
+
+
+def test_qap_settings_are_checked():
+    with pytest.raises(ConfigError, match="solver"):
+        tiny_model_config(solver="lap")
+    with pytest.raises(ConfigError, match="qap_edge_sigma"):
+        tiny_model_config(solver="rrwm", qap_edge_sigma=0.0)
+
+
+def test_raw_appearance_term_changes_the_affinity(generated_pairs):
+    batch = next(iter(pair_loader(generated_pairs[:2], 2)))
+    torch.manual_seed(0)
+    off = SSGM(tiny_model_config()).eval()
+    torch.manual_seed(0)
+    on = SSGM(tiny_model_config(appearance_weight=5.0)).eval()
+    assert not torch.allclose(off(batch, compute_loss=False).S, on(batch, compute_loss=False).S)
+    assert on.log_appearance_weight.requires_grad and not off.log_appearance_weight.requires_grad
+
+
+# ------------------------------------------------------------------ pseudo-labels
+def _renamed(instances, seed):
+    """The same instances with their keypoint names shuffled per instance."""
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for inst in instances:
+        names = [inst.names[k] for k in torch.randperm(inst.num_nodes, generator=g).tolist()]
+        out.append(dataclasses.replace(inst, names=names))
+    return out
+
+
+def test_pseudo_labels_are_precise_and_never_read_names():
+    data = SyntheticKeypoints(tiny_synthetic_config(num_train=8, max_clutter=0))
+    train = data["train"]
+    labels = pseudo_label(train, group_size=8, progress=False)
+    assert labels, "no pseudo-labelled pair"
+    correct = total = 0
+    for p in labels:
+        for i, j in p.y.t().tolist():
+            correct += train[p.source].names[i] == train[p.target].names[j]
+            total += 1
+    plain = pseudo_label(train, group_size=8, progress=False, min_agreement=1e-9)
+    assert correct / total >= 0.9
+    assert total <= sum(p.y.size(1) for p in plain)  # the cycle test only removes correspondences
+    # names play no part: shuffled names give exactly the same pseudo-labels
+    again = pseudo_label(_renamed(train, 1), group_size=8, progress=False)
+    assert [(p.source, p.target, p.y.tolist()) for p in again] == [(p.source, p.target, p.y.tolist()) for p in labels]
+
+
+def test_pseudo_labelled_pairs_follow_the_pseudo_labels_and_are_partial():
+    data = SyntheticKeypoints(tiny_synthetic_config(num_train=6, max_clutter=0))
+    train = data["train"]
+    labels = pseudo_label(train, group_size=6, progress=False)
+    ds = PseudoLabelledPairs(train, labels, seed=3, drop_rate=0.3)
+    for k in range(len(ds)):
+        pair = ds[k]
+        a, b, _ = labels[k]
+        assert pair.num_nodes_s <= labels[k].y.size(1) and pair.num_nodes_t <= labels[k].y.size(1)
+        assert pair.comp_pos_s.size(0) == pair.num_nodes_t - pair.y.size(1)  # what s lacks, t has
+    ds.set_epoch(1)
+    assert any(not torch.equal(ds[k].pos_s, PseudoLabelledPairs(train, labels, seed=3, drop_rate=0.3)[k].pos_s)
+               for k in range(len(ds)))
+    with pytest.raises(InvalidInputError):
+        PseudoLabelledPairs(train, [])
+    with pytest.raises(ConfigError):
+        pseudo_label(train, group_size=2)
+
+
+# ------------------------------------------------------------------ views in the generator
+def test_generator_cuts_the_two_sides_from_different_views():
+    pos = torch.rand(6, 2) * 100
+    views = [(pos + 1000.0 * (v + 1), torch.full((6, 3), float(v + 1))) for v in range(3)]
+    inst = KeypointInstance(pos=pos, names=[f"k{i}" for i in range(6)], x=torch.zeros(6, 3), extra={"views": views})
+    gen = PairGenerator(drop_rate=0.0, augmentation=GeometricAugmentation.identity(), feature_noise=0.0, shuffle=False)
+    seen = set()
+    for seed in range(12):
+        pair = gen(inst, torch.Generator().manual_seed(seed))
+        v_s, v_t = float(pair.x_s[0, 0]), float(pair.x_t[0, 0])
+        assert v_s != v_t  # never the same view on both sides
+        for v, side_pos in ((v_s, pair.pos_s), (v_t, pair.pos_t)):  # positions come with their view
+            expected = pos if v == 0 else views[int(v) - 1][0]
+            assert torch.allclose(side_pos, expected)
+        seen |= {v_s, v_t}
+    assert seen == {0.0, 1.0, 2.0, 3.0}
+
+
+# ------------------------------------------------------------------ user splits
+def test_trainer_takes_user_splits(tmp_path):
+    data = SyntheticKeypoints(tiny_synthetic_config())
+    splits = {"train": data["train"][:4], "val": data["val"], "test": data["test"]}
+    cfg = TrainConfig(epochs=1, batch_size=4, output_dir=str(tmp_path), val_pairs_per_category=1,
+                      test_pairs_per_category=1)
+    trainer = Trainer(cfg, tiny_model_config(), splits=splits, progress=False)
+    assert trainer.splits["train"] == splits["train"]
+    with pytest.raises(ConfigError, match="KeypointInstance"):
+        Trainer(cfg, tiny_model_config(), splits={"train": ["a"], "test": []}, progress=False)
+
+
+# ------------------------------------------------------------------ image features end to end
+def test_feature_trained_checkpoint_evaluates_to_the_same_numbers(tmp_path):
+    pytest.importorskip("efficientnet_lite_pytorch", reason="the 'images' extra is not installed")
+    pytest.importorskip("PIL", reason="Pillow is not installed")
+    root = make_willow(tmp_path / "willow", num_per_category=22)  # 20 train + 2 test images per class
+    run = tmp_path / "run"
+    settings = {"train": {"dataset": "willow", "root": str(root), "epochs": 1, "batch_size": 4,
+                          "output_dir": str(run), "val_pairs_per_category": 2, "feature_noise": 0.0},
+                "model": {"hidden_channels": 16, "heads": 2, "num_queries": 2, "decoder_layers": 1,
+                          "appearance_weight": 2.0},
+                "features": {"image_size": 64, "num_views": 1, "cache_dir": str(tmp_path / "cache")}}
+    (tmp_path / "run.json").write_text(json.dumps(settings))
+    runner = CliRunner()
+    result = runner.invoke(train_command, ["--config", str(tmp_path / "run.json"), "--features", "efficientnet_lite0",
+                                           "--no-progress"])
+    assert result.exit_code == 0, result.output
+    trained = json.loads((run / "test_results.json").read_text())
+    result = runner.invoke(evaluate_command, ["--checkpoint", str(run / "checkpoint.pt"),
+                                              "--output", str(tmp_path / "eval.json")])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "eval.json").read_text()) == trained
+    assert json.loads((run / "config.json").read_text())["features"]["backbone"] == "efficientnet_lite0"
+
+
+@pytest.mark.skipif(not SHARED_WILLOW.is_dir(), reason=f"real Willow data not found at {SHARED_WILLOW}")
+def test_smoke_on_real_willow_images(tmp_path):
+    pytest.importorskip("efficientnet_lite_pytorch", reason="the 'images' extra is not installed")
+    from pyg_ssgm.data import load_dataset
+    from pyg_ssgm.trainer import with_image_features
+
+    items = [i for i in load_dataset("willow", SHARED_WILLOW, "train") if i.category in ("Car", "Duck")]
+    splits = {"train": items[:3] + items[20:23], "val": [], "test": items[3:5] + items[23:25]}
+    features = FeatureConfig(num_views=1, image_size=128, cache_dir=str(tmp_path / "cache"))
+    splits = with_image_features(splits, features, "willow", progress=False)
+    assert splits["train"][0].x.shape == (10, features.out_channels)
+    cfg = TrainConfig(epochs=1, batch_size=4, output_dir=str(tmp_path / "run"), pseudo_labels=True,
+                      test_pairs_per_category=1, feature_noise=0.0)
+    trainer = Trainer(cfg, tiny_model_config(in_channels=0, solver="rrwm", appearance_weight=2.0), splits=splits,
+                      progress=False)
+    results = trainer.fit()
+    assert 0.0 <= results["intersection"].mean.recall <= 1.0
