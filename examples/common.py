@@ -13,9 +13,9 @@ from pyg_ssgm.cli import apply_overrides
 from pyg_ssgm.data.synthetic import SyntheticConfig
 from pyg_ssgm.errors import DatasetNotFoundError, MissingExtraError, SSGMError
 from pyg_ssgm.evaluate import format_results
-from pyg_ssgm.trainer import TrainConfig, train
+from pyg_ssgm.trainer import TrainConfig, feature_config, train
 
-Presets = Dict[str, Dict[str, Any]]  # settings in train / model / synthetic sections
+Presets = Dict[str, Dict[str, Any]]  # settings in train / model / synthetic / features sections
 
 
 def build_parser(doc: str, dataset: str, *, epochs: int, root: Optional[str] = None,
@@ -44,7 +44,7 @@ REAL_DATA_TINY: Presets = {"train": {"batch_size": 4, "val_pairs_per_category": 
 def settings(args: argparse.Namespace, defaults: Presets, tiny: Presets) -> Presets:
     """The example's defaults, then its --tiny preset if asked, then the --set KEY=VALUE options."""
     values = {section: {**defaults.get(section, {}), **(tiny.get(section, {}) if args.tiny else {})}
-              for section in ("train", "model", "synthetic")}
+              for section in ("train", "model", "synthetic", "features")}
     return apply_overrides(values, args.set)
 
 
@@ -60,7 +60,8 @@ def run(args: argparse.Namespace, dataset: str, *, tiny: Presets = REAL_DATA_TIN
                                    "output_dir": args.output_dir, "device": args.device, **values["train"]})
         synthetic_cfg = SyntheticConfig(**values["synthetic"]) if dataset == "synthetic" else None
         # Self-supervised training, then the test split: unfiltered and intersection settings.
-        trainer, results = train(train_cfg, SSGMConfig(**values["model"]), synthetic_cfg)
+        trainer, results = train(train_cfg, SSGMConfig(**values["model"]), synthetic_cfg,
+                                 features=feature_config(values["features"]))
     except DatasetNotFoundError as e:
         print(f"{name} was not found under {args.root!r}.\n\n{e}\n\n"
               f"Then run: python examples/{Path(script).name} <root>", file=sys.stderr)

@@ -88,9 +88,10 @@ class SSGMConfig:
         match_threshold: initial cosine similarity under which a pair stays unmatched (learned).
         geometric_weight: initial weight of the squared distance between aligned nodes in the
             affinity (learned; 0 switches the geometric term off).
-        appearance_weight: initial weight of the raw appearance cosine ``cos(x_i, x_j)`` in
-            the affinity (learned; 0 switches it off). Unlike the learned embeddings, the raw
-            descriptors cannot overfit a small training set.
+        appearance_weight: weight of the raw appearance cosine ``cos(x_i, x_j)`` added to the
+            affinity at inference (late fusion; fixed, chosen on validation; 0 switches it off).
+            Unlike the learned embeddings, the raw descriptors cannot overfit a small training set.
+        shape_context_weight: the same for the raw shape context of the point set (geometry).
         consensus_iterations: rounds of (soft matching, affine fit) that align the two graphs.
         matching_loss: "sinkhorn" (cross-entropy on the soft matching) or "hamming" (on the
             Hungarian matching, through blackbox differentiation with constant ``bb_lambda``).
@@ -130,6 +131,7 @@ class SSGMConfig:
     match_threshold: float = 0.5
     geometric_weight: float = 10.0
     appearance_weight: float = 0.0
+    shape_context_weight: float = 0.0
     consensus_iterations: int = 2
     matching_loss: str = "sinkhorn"
     bb_lambda: float = 10.0
@@ -182,7 +184,7 @@ class SSGMConfig:
         for name in ("dropout",):
             if not 0 <= getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be in [0, 1), got {getattr(self, name)}.")
-        for name in ("geometric_weight", "appearance_weight", "weight_match", "weight_exist", "weight_pos", "weight_feat",
+        for name in ("geometric_weight", "appearance_weight", "shape_context_weight", "weight_match", "weight_exist", "weight_pos", "weight_feat",
                      "weight_contrastive", "eos_weight", "cost_exist", "cost_pos", "cost_feat"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}.")

@@ -76,7 +76,7 @@ class FeatureConfig:
     r"""Which image features to compute, and where to cache them.
 
     Args:
-        backbone: ``"efficientnet_lite0"`` (default, 384 values) or ``"vgg16"`` (1024); see
+        backbone: ``"efficientnet_lite0"`` (default, 192 values) or ``"vgg16"`` (1024); see
             :data:`BACKBONES`. Geometry-only training simply uses no ``FeatureConfig``.
         weights: path of the weights file; ``None`` takes the backbone's default (the installed
             package for EfficientNet-Lite0, the torch hub cache for VGG16, see

