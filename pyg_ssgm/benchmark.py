@@ -132,8 +132,10 @@ def _build_command(argv: Sequence[str]):
     @click.option("--drop-size", type=int, help="Keypoints per template in the missing-node sweep (default 50).")
     @click.option("--max-affinity-gib", type=float, help="Skip SM/RRWM/IPFP where the dense affinity matrix of "
                   "a batch exceeds this (default 1; --quick 0.5).")
+    @click.option("--no-image-features", is_flag=True, help="Geometry only, even where the dataset's images are "
+                  "there (by default a real dataset with images adds the image-feature rows).")
     @click.option("--no-progress", is_flag=True, help="No progress bars.")
-    def benchmark_command(quick, no_progress, sizes, batch_sizes, drop_rates, **options):
+    def benchmark_command(quick, no_progress, sizes, batch_sizes, drop_rates, no_image_features, **options):
         """Accuracy and speed tables of SSGM and the classical pygmtools solvers, on the same pairs, in
         one process. Prints both tables and PASS/FAIL lines for the speed targets, and writes
         <output-dir>/<name>.json and .md with the machine description.
@@ -146,7 +148,8 @@ def _build_command(argv: Sequence[str]):
           python -m pyg_ssgm.benchmark --device cuda --skip-accuracy
         """
         try:
-            overrides = dict(options, progress=not no_progress, sizes=_int_list(sizes, "--sizes"),
+            overrides = dict(options, progress=not no_progress, image_features=not no_image_features,
+                             sizes=_int_list(sizes, "--sizes"),
                              batch_sizes=_int_list(batch_sizes, "--batch-sizes"),
                              drop_rates=_float_list(drop_rates, "--drop-rates"))
             cfg = (BenchmarkConfig.quick_preset if quick else BenchmarkConfig.full_preset)(**overrides)

@@ -9,12 +9,12 @@ import tempfile
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 
 from ..errors import InvalidInputError
-from .config import CLASSICAL, BenchmarkConfig
+from .config import CLASSICAL, QAP_SOLVERS, BenchmarkConfig
 from .timing import _sync_fn
 
 __all__ = ["run_accuracy"]
@@ -39,13 +39,37 @@ def _score(predict: Callable, batches: Sequence, dev_batches: Sequence, sync: Ca
     return aggregate(records), elapsed
 
 
-def _ssgm_variants() -> List[Tuple[str, str, bool, Dict[str, Any], str]]:
-    # key, label, supervised, model overrides, labels used
-    return [
-        ("ssgm", "SSGM self-supervised", False, {}, "none"),
-        ("ssgm_supervised", "SSGM supervised", True, {}, "correspondences"),
-        ("ssgm_no_completion", "SSGM w/o completion (ablation)", False, {"completion": False}, "none"),
-    ]
+class Variant(NamedTuple):
+    key: str
+    label: str
+    supervised: bool
+    settings: Dict[str, Dict[str, Any]]  # train / model / features sections (see pyg_ssgm.presets)
+    labels: str  # what labels its training reads
+
+
+def _ssgm_variants(dataset: str, images: bool) -> List[Variant]:
+    """The SSGM rows of the table. On Willow, the settings chosen on its validation split
+    (:mod:`pyg_ssgm.presets`), with image features when the images are there; elsewhere the
+    defaults. The main self-supervised row is always keyed ``"ssgm"`` (the speed part times it)."""
+    if dataset != "willow":
+        return [Variant("ssgm", "SSGM self-supervised", False, {}, "none"),
+                Variant("ssgm_supervised", "SSGM supervised", True, {}, "correspondences"),
+                Variant("ssgm_no_completion", "SSGM w/o completion (ablation)", False,
+                        {"model": {"completion": False}}, "none")]
+    from ..presets import preset
+
+    geometry, best = preset("willow_geometry"), preset("willow_images" if images else "willow_geometry")
+    what = "image features" if images else "geometry"
+    no_completion = preset("willow_images" if images else "willow_geometry")
+    no_completion["model"]["completion"] = False
+    supervised = preset("willow_images" if images else "willow_geometry")
+    supervised["train"]["pseudo_labels"] = False  # it reads the true labels instead
+    variants = [Variant("ssgm", f"SSGM self-supervised, {what}", False, best, "none")]
+    if images:
+        variants.append(Variant("ssgm_geometry", "SSGM self-supervised, geometry", False, geometry, "none"))
+    return variants + [
+        Variant("ssgm_supervised", f"SSGM supervised, {what} (upper bound)", True, supervised, "correspondences"),
+        Variant("ssgm_no_completion", f"SSGM w/o completion, {what} (ablation)", False, no_completion, "none")]
 
 
 def run_accuracy(cfg: BenchmarkConfig, progress: Optional[bool] = None) -> Dict[str, Any]:
@@ -60,7 +84,7 @@ def run_accuracy(cfg: BenchmarkConfig, progress: Optional[bool] = None) -> Dict[
     from ..config import SSGMConfig
     from ..data import RealPairs, pair_loader
     from ..data.sources import load_splits
-    from ..trainer import TrainConfig, train
+    from ..trainer import TrainConfig, feature_config, train, with_image_features
 
     progress = cfg.progress if progress is None else progress
     device = cfg.resolved_device()
@@ -83,15 +107,33 @@ def run_accuracy(cfg: BenchmarkConfig, progress: Optional[bool] = None) -> Dict[
         val_batches = batches_of(splits["val"], cfg.val_pairs_per_category, False)[1]
     dev_unf, dev_int = _device_batches(test_unf, device), _device_batches(test_int, device)
 
-    steps = len(CLASSICAL) * 2 + len(_ssgm_variants()) * 2
+    images = cfg.dataset != "synthetic" and all(i.image is not None for i in splits["test"]) and cfg.image_features
+    variants = _ssgm_variants(cfg.dataset, images)
+    feature_batches: Dict[str, Tuple[List, List, List, List]] = {}
+
+    def batches_with(features):
+        """The test batches (unfiltered, intersection; host and device) with ``features`` on the
+        instances (the same pairs in the same order: only ``x`` differs)."""
+        if features is None:
+            return test_unf, test_int, dev_unf, dev_int
+        key = json.dumps(features.identity(), sort_keys=True)
+        if key not in feature_batches:
+            test = with_image_features({"test": splits["test"]}, features, cfg.dataset, progress=progress)["test"]
+            unf = batches_of(test, cfg.test_pairs_per_category, False)[1]
+            inter = batches_of(test, cfg.test_pairs_per_category, True)[1]
+            feature_batches[key] = (unf, inter, _device_batches(unf, device), _device_batches(inter, device))
+        return feature_batches[key]
+
+    steps = len(CLASSICAL) * 2 + len(variants) * 2 + (2 if images else 0)
     bar = tqdm(total=steps, desc="accuracy", disable=not progress)
     methods: List[Dict[str, Any]] = []
 
-    def add(key, label, mode, labels, predict, **extra):
+    def add(key, label, mode, labels, predict, features=None, **extra):
         bar.set_postfix_str(f"evaluating {key}")
-        predict(dev_unf[0])  # warm-up, untimed: lazy initialisation is not charged to the first method
-        unf, elapsed = _score(predict, test_unf, dev_unf, sync)
-        inter, _ = _score(predict, test_int, dev_int, sync)
+        host_unf, host_int, device_unf, device_int = batches_with(features)
+        predict(device_unf[0])  # warm-up, untimed: lazy initialisation is not charged to the first method
+        unf, elapsed = _score(predict, host_unf, device_unf, sync)
+        inter, _ = _score(predict, host_int, device_int, sync)
         methods.append({"key": key, "label": label, "mode": mode, "labels": labels,
                         "unfiltered": unf.to_dict(), "intersection": inter.to_dict(),
                         "f1": unf.mean.f1, "precision": unf.mean.precision, "recall": unf.mean.recall,
@@ -112,32 +154,41 @@ def run_accuracy(cfg: BenchmarkConfig, progress: Optional[bool] = None) -> Dict[
                 else "partial: no threshold beat full (val)" if val_batches is not None
                 else "partial: no val split, = full")
         add(f"{key}_calibrated", label, mode, "none", calibrated, threshold=threshold)
+    if images:  # the same solvers with the backbone's descriptors as node affinity
+        default_features = feature_config(_ssgm_variants(cfg.dataset, True)[0].settings.get("features", {}))
+        for key in ("hungarian", "rrwm"):
+            edges = ", Delaunay edge affinity" if key in QAP_SOLVERS else ""
+            add(f"{key}_images", f"{key.upper() if key != 'hungarian' else 'Hungarian'} "
+                f"({default_features.backbone} node affinity{edges})", "full", "none",
+                ClassicalMatcher(key, node_affinity="features"), features=default_features)
 
     models: Dict[str, Any] = {}
     train_dir = Path(tempfile.mkdtemp(prefix="ssgm_benchmark_"))
     try:
-        for key, label, supervised, overrides, labels in _ssgm_variants():
+        for key, label, supervised, settings, labels in variants:
             bar.set_postfix_str(f"training {key}")
-            base = TrainConfig()
-            epochs = cfg.epochs or base.epochs
+            base = TrainConfig(**settings.get("train", {}))
+            features = feature_config(settings.get("features", {}))
+            epochs = cfg.epochs or (30 if cfg.dataset == "willow" and not cfg.quick else base.epochs)
             train_cfg = replace(
                 base, dataset=cfg.dataset, root=cfg.root, supervised=supervised, epochs=epochs, seed=cfg.seed,
                 device=str(device), output_dir=str(train_dir / key), eval_every=epochs,
                 val_pairs_per_category=(min(5, cfg.val_pairs_per_category or 5) if cfg.quick
                                         else base.val_pairs_per_category),
                 test_pairs_per_category=1)  # its own test pass: cheap, we score on our pairs below
-            model_cfg = SSGMConfig(**overrides)
+            model_cfg = SSGMConfig(**settings.get("model", {}))
             start = time.perf_counter()
-            trainer, results = train(train_cfg, model_cfg, synthetic, progress=False)
+            trainer, results = train(train_cfg, model_cfg, synthetic, progress=False, features=features)
             train_s = time.perf_counter() - start
             model = trainer.model.eval()
             models[key] = model
             bar.update(1)
             extra = {"train_s": train_s, "epochs": epochs, "train_config": asdict(train_cfg),
-                     "model_config": trainer.model_cfg.to_dict()}
+                     "model_config": trainer.model_cfg.to_dict(),
+                     "feature_config": features.to_dict() if features is not None else None}
             if "completion" in results:
                 extra["completion_generated_pairs"] = results["completion"]
-            add(key, label, "partial (learned threshold)", labels, model.predict, **extra)
+            add(key, label, "partial (learned threshold)", labels, model.predict, features=features, **extra)
     finally:
         shutil.rmtree(train_dir, ignore_errors=True)
     bar.close()

@@ -10,7 +10,7 @@ import torch
 
 from ..errors import ConfigError
 
-__all__ = ["BenchmarkConfig", "CLASSICAL", "QAP_SOLVERS"]
+__all__ = ["BenchmarkConfig", "CLASSICAL", "QAP_SOLVERS", "PUBLISHED"]
 
 
 #: Classical methods of the accuracy table: key -> (solver, description of its affinity).
@@ -22,6 +22,20 @@ CLASSICAL: Dict[str, Tuple[str, str]] = {
 }
 QAP_SOLVERS = ("sm", "rrwm", "ipfp")
 
+#: Published Willow ObjectClass results (intersection accuracy, %), quoted, not measured here:
+#: (method, labels, features, accuracy, note). Their protocols differ in details (split offsets,
+#: crops, trained on which images); they are anchors, not rows of the same table.
+PUBLISHED: Dict[str, Tuple[Tuple[str, str, str, float, str], ...]] = {
+    "willow": (
+        ("BB-GM (Rolinek et al., ECCV 2020)", "correspondences", "VGG16", 97.2, ""),
+        ("NGM-v2 (Wang et al., TPAMI 2021)", "correspondences", "VGG16", 97.5, ""),
+        ("IPCA-GM (Wang et al., TPAMI 2020)", "correspondences", "VGG16", 90.1, ""),
+        ("PCA-GM (Wang et al., ICCV 2019)", "correspondences", "VGG16", 87.4, ""),
+        ("GANN-MGM (Wang et al., TPAMI 2023)", "none", "VGG16", 99.1,
+         "multi-graph, trained on the test images themselves"),
+    ),
+}
+
 
 @dataclass
 class BenchmarkConfig:
@@ -30,7 +44,9 @@ class BenchmarkConfig:
 
     Accuracy: ``dataset`` / ``root`` (as for training), ``epochs`` of each SSGM variant (``None``:
     ``TrainConfig``'s default), at most ``test_pairs_per_category`` / ``val_pairs_per_category``
-    real pairs per class (``None``: all), evaluation ``batch_size``; ``synthetic``: fields of
+    real pairs per class (``None``: all), evaluation ``batch_size``; ``image_features``: on a
+    real dataset whose images are there, add the image-feature rows (Willow: its validated
+    presets, :mod:`pyg_ssgm.presets`); ``synthetic``: fields of
     :class:`~pyg_ssgm.data.synthetic.SyntheticConfig` replacing the embedded data's defaults (for
     the accuracy table; ``None``: the embedded data as ``pyg_ssgm.train`` uses it).
 
@@ -63,6 +79,7 @@ class BenchmarkConfig:
     max_affinity_gib: float = 1.0
     progress: bool = True
     synthetic: Optional[Dict[str, Any]] = None
+    image_features: bool = True
 
     @classmethod
     def quick_preset(cls, **overrides) -> "BenchmarkConfig":

@@ -10,6 +10,7 @@ import numpy as np
 from torch import Tensor
 
 from ..errors import ConfigError
+from .config import PUBLISHED
 from .instrument import StageTimer
 from .tables import _f, _mib, _ms, _pct, _ratio, format_table
 from .targets import Target
@@ -46,7 +47,15 @@ def format_accuracy(acc: Dict[str, Any]) -> str:
         "evaluation batch size, same process, after one untimed warm-up batch). train s: training wall time.",
         NEURAL_SOLVERS_NOTE,
     ]
-    return table + "\n\n" + "\n".join(f"{i + 1}. {n}" for i, n in enumerate(notes))
+    out = table + "\n\n" + "\n".join(f"{i + 1}. {n}" for i, n in enumerate(notes))
+    published = PUBLISHED.get(acc["dataset"])
+    if published:
+        out += ("\n\n**Published anchors** (intersection accuracy as the papers report it, quoted, not measured "
+                "here; their protocols differ in details)\n\n" + format_table(
+                    ["method", "labels", "features", "intersection acc.", "note"],
+                    [[m, labels, feats, f"{a / 100:.3f}", note] for m, labels, feats, a, note in published],
+                    "lllrl"))
+    return out
 
 
 def format_speed(speed: Dict[str, Any]) -> str:
