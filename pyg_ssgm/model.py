@@ -7,7 +7,8 @@ r"""SSGM: the whole self-supervised, generative, partial graph matching model in
                        QueryDecoder(h_s | h_t) → queries_s: exist, pos, feat (nodes the source lacks)
                        QueryDecoder(h_t | h_s) → queries_t
                        completed graph = kept nodes + queries that exist; GraphRebuilder refines
-                       S = cos(h_s, h_t) / T  →  partial Hungarian  →  real-to-real pairs
+                       S = cos(h_s, h_t) / T - w |p_s - A p_t|^2 (+ raw descriptor cosines at inference)
+                       → partial Hungarian (or RRWM over the rebuilt edges) → real-to-real pairs
 
 A real node matched to a *generated* node of the other side has no partner there: generated
 nodes are the "outlier sinks" that make the matching partial. Pairs whose similarity is below a
@@ -25,15 +26,16 @@ from torch_geometric.utils import to_dense_batch
 
 from .config import SSGMConfig
 from .errors import InvalidInputError
-from .matching import (SetMatcher, blackbox_hungarian, dense_connectivity, hungarian, rrwm_refine, hamming_loss, info_nce, matching_cross_entropy,
-                       partial_hungarian, set_prediction_loss, sinkhorn, threshold_to_unmatch)
+from .matching import (SetMatcher, blackbox_hungarian, dense_connectivity, hamming_loss, hungarian, info_nce,
+                       matching_cross_entropy, partial_hungarian, rrwm_refine, set_prediction_loss, sinkhorn,
+                       threshold_to_unmatch)
 from .nn.alignment import apply_affine, dual_softmax, fit_affine, squared_distances
 from .nn.diagnostics import mean_pairwise_cosine
 from .nn.encoder import GraphEncoder
 from .nn.features import NodeFeatures, normalize_positions
-from .nn.shape_context import sparse_shape_context
 from .nn.query_decoder import QueryDecoder, QueryOutput
 from .nn.rebuild import CompletedGraph, GraphRebuilder, complete_graph
+from .nn.shape_context import sparse_shape_context
 
 
 class EncodedGraph(NamedTuple):
@@ -329,7 +331,8 @@ class SSGM(nn.Module):
         P_t, _ = to_dense_batch(comp_t.pos, comp_t.batch, batch_size=B)
         n1, n2 = mask_s.sum(1), mask_t.sum(1)
         # Appearance and geometric consensus: cosine similarity minus the squared distance between
-        # the nodes once the target is aligned on the source (second-order consistency, cheaply).
+        # the nodes once the target is aligned on the source (second-order consistency, cheaply),
+        # plus, at inference, the late-fused raw descriptor terms.
         geometric = squared_distances(P_s, apply_affine(consensus.A_ts, P_t))
         S = (H_s @ H_t.transpose(1, 2) / self.temperature - self.log_geometric_weight.exp() * geometric
              + self._raw_affinity(enc_s, enc_t, B, H_s.size(1), H_t.size(1)))

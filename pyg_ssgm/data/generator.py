@@ -53,8 +53,10 @@ class PairGenerator:
       side that it stands for (``comp_index_*``);
     * **hidden**: dropped from both (only counted, in ``num_hidden``).
 
-    Each copy then gets its own random geometric transform and jitter, its own feature noise
-    (the photometric augmentation of keypoint descriptors), its nodes in a random order (so the
+    Each copy is cut from its own view of the image when the instance carries augmented views
+    (``extra["views"]``, see :func:`~pyg_ssgm.feature_cache.attach_features`), then gets its own
+    random geometric transform and jitter, its own feature noise (a stand-in for photometric
+    augmentation where there are no views), its nodes in a random order (so the
     identity permutation carries no information) and Delaunay edges over the kept points.
 
     Args:
