@@ -77,7 +77,7 @@ def _fail(error: Exception) -> None:
 # unless the flag is given.
 _TRAIN_FLAGS = {
     "dataset": "train", "root": "train", "supervised": "train", "epochs": "train", "batch_size": "train",
-    "lr": "train", "drop_rate": "train", "seed": "train", "device": "train", "output_dir": "train",
+    "lr": "train", "drop_rate": "train", "seed": "train", "device": "train", "output_dir": "train", "threads": "train",
     "hidden_channels": "model", "encoder_layers": "model", "num_queries": "model", "decoder_layers": "model",
     "structure": "model", "matching_loss": "model", "completion": "model", "bb_lambda": "model",
     "temperature": "model", "backbone": "features", "weights": "features",
@@ -98,6 +98,8 @@ _TRAIN_FLAGS = {
 @click.option("--drop-rate", type=float, help="Probability to drop a node from one copy of a generated pair.")
 @click.option("--seed", type=int, help="Seed of everything random. Default: 0.")
 @click.option("--device", help="cpu, cuda, cuda:1 or auto. Default: cpu.")
+@click.option("--threads", type=click.IntRange(min=0), help="CPU threads of torch; 0 (default): as many as the "
+              "cores left free by other work, at most 4 (see pyg_ssgm.threads).")
 @click.option("--output-dir", type=click.Path(), help="Where checkpoint, metrics.csv and results go.")
 @click.option("--hidden-channels", type=int, help="Model width. Default: 64.")
 @click.option("--encoder-layers", type=int, help="Graph encoder depth (keep it shallow). Default: 2.")
@@ -174,8 +176,11 @@ def train_command(config_file, overrides, resume, no_progress, **flags):
                    "setting for that split (so its training numbers are reproduced), else all pairs.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--device", default="cpu", show_default=True)
+@click.option("--threads", type=click.IntRange(min=0), default=0, show_default=True,
+              help="CPU threads of torch; 0: as many as the cores left free by other work, at most 4.")
 @click.option("--output", type=click.Path(), help="Write the results as JSON to this file.")
-def evaluate_command(checkpoint, solver, dataset, root, split, max_pairs_per_category, batch_size, device, output):
+def evaluate_command(checkpoint, solver, dataset, root, split, max_pairs_per_category, batch_size, device, threads,
+                     output):
     """Evaluate a trained model (or a classical solver) on real cross-instance pairs.
 
     \b
@@ -187,11 +192,13 @@ def evaluate_command(checkpoint, solver, dataset, root, split, max_pairs_per_cat
     from .config import resolve_device
     from .evaluate import completion_quality, evaluate_matching, format_results, load_model, report_to_dict
     from .files import check_output_file, write_text_atomic
+    from .threads import apply_thread_policy
 
     try:
         if (checkpoint is None) == (solver is None):
             raise ConfigError("give exactly one of --checkpoint or --solver.")
         device = resolve_device(device)
+        apply_thread_policy(threads)
         if output:  # now, not after a long evaluation
             check_output_file(output)
         from .data.sources import load_splits

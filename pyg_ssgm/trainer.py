@@ -32,6 +32,7 @@ from .evaluate import completion_quality, evaluate_matching, report_to_dict
 from .feature_cache import FeatureConfig, attach_features
 from .files import prepare_output_dir, write_text_atomic
 from .metrics_log import MetricsLog
+from .threads import apply_thread_policy
 from .model import SSGM
 
 
@@ -49,6 +50,7 @@ class TrainConfig:
     a classical solver (:mod:`pyg_ssgm.pseudo_labels`; ``pseudo_min_agreement`` is the share of
     cycles that must agree; no keypoint name is read across instances). Evaluation: at most
     ``val_pairs_per_category`` / ``test_pairs_per_category`` real pairs per class (``None``: all).
+    ``threads``: CPU threads of torch (0: the automatic policy of :mod:`pyg_ssgm.threads`).
 
     A resumed run must keep every setting that shapes it; only those of :data:`RESUME_MAY_CHANGE`
     may differ from the checkpoint's (see :meth:`Trainer.load`).
@@ -77,6 +79,7 @@ class TrainConfig:
     test_pairs_per_category: Optional[int] = None
     eval_every: int = 1
     num_workers: int = 0
+    threads: int = 0
 
     def __post_init__(self) -> None:
         check_field_types(self)
@@ -99,6 +102,8 @@ class TrainConfig:
             raise ConfigError(f"lr_schedule must be 'cosine' or 'constant', got {self.lr_schedule!r}.")
         if not 0 < self.pseudo_min_agreement <= 1:
             raise ConfigError(f"pseudo_min_agreement must be in (0, 1], got {self.pseudo_min_agreement}.")
+        if self.threads < 0:
+            raise ConfigError(f"threads must be >= 0 (0: automatic), got {self.threads}.")
         if self.num_workers < 0:
             raise ConfigError(f"num_workers must be >= 0, got {self.num_workers}.")
         for name in ("val_pairs_per_category", "test_pairs_per_category"):
@@ -131,9 +136,9 @@ def feature_config(values: Dict[str, Any]) -> Optional[FeatureConfig]:
 #: Train settings a resumed run may change: none of them changes what is trained (``epochs``
 #: extends the run; the data loader's items do not depend on ``num_workers``; validation draws
 #: nothing from the training's RNG, so ``eval_every`` only changes which epochs are validated;
-#: ``output_dir`` may differ when the run's folder was moved). The ``device`` may change too,
-#: within floating-point differences. Every other setting, of every section, must stay.
-RESUME_MAY_CHANGE = {"train": ("epochs", "device", "num_workers", "eval_every", "output_dir"),
+#: ``output_dir`` may differ when the run's folder was moved). The ``device`` and ``threads`` may
+#: change too, within floating-point differences. Every other setting, of every section, must stay.
+RESUME_MAY_CHANGE = {"train": ("epochs", "device", "num_workers", "eval_every", "output_dir", "threads"),
                      # where image features are cached and how they are batched change no value
                      "features": ("cache_dir", "batch_size", "device")}
 
@@ -199,6 +204,7 @@ class Trainer:
                  splits: Optional[Dict[str, List[KeypointInstance]]] = None,
                  features: Optional[FeatureConfig] = None):
         self.cfg, self.synthetic, self.features = train, synthetic, features
+        self.threads = apply_thread_policy(train.threads)
         self.device = _resolve_device(train.device)
         self.rank, self.world_size = _setup_distributed(self.device)
         self.is_main = self.rank == 0
