@@ -2,6 +2,7 @@
 import pytest
 import torch
 
+from pyg_ssgm import threads
 from pyg_ssgm.errors import ConfigError
 from pyg_ssgm.threads import AUTO_MAX_THREADS, apply_thread_policy, auto_threads
 
@@ -26,7 +27,8 @@ def test_explicit_threads_win(monkeypatch):
     assert apply_thread_policy(1) == 1 and torch.get_num_threads() == 1
     assert apply_thread_policy(0) == 2  # the user's OMP_NUM_THREADS counts as explicit
     monkeypatch.delenv("OMP_NUM_THREADS")
-    assert apply_thread_policy(0) == auto_threads()
+    monkeypatch.setattr(threads, "auto_threads", lambda: 3)  # the load average moves: fix it
+    assert apply_thread_policy(0) == 3 and torch.get_num_threads() == 3
 
 
 @pytest.mark.parametrize("bad", [-1, 1.5, "2", True])
