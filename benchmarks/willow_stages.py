@@ -33,7 +33,7 @@ def main(root: str = "../shared/data/WillowObject") -> None:
         columns[stage] = (start, start + width)
         start += width
     print(f"{len(train)} training images ({len(train) // 5} per category)\n")
-    print(f"| stages | channels | Hungarian accuracy (training pairs) |\n|:--|--:|--:|")
+    print("| stages | channels | Hungarian accuracy (training pairs) |\n|:--|--:|--:|")
     for choice in CHOICES:
         subset = [dataclasses.replace(inst, x=torch.cat([inst.x[:, slice(*columns[s])] for s in choice], dim=1))
                   for inst in instances]

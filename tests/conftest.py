@@ -53,6 +53,15 @@ def tiny_settings(output_dir, **train_overrides) -> Dict[str, dict]:
             "synthetic": {k: v for k, v in asdict(tiny_synthetic_config()).items() if k in TINY_SYNTHETIC}}
 
 
+@pytest.fixture
+def one_thread():
+    """Run the test with torch on one thread (the test machine's cores are few and shared)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="session")
 def tiny_data() -> SyntheticKeypoints:
     return SyntheticKeypoints(tiny_synthetic_config())

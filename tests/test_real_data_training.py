@@ -25,12 +25,7 @@ from pyg_ssgm.trainer import TrainConfig, Trainer
 SHARED_WILLOW = Path(__file__).resolve().parents[2] / "shared" / "data" / "WillowObject"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: image work on one thread
 
 
 # ------------------------------------------------------------------ second-order matching

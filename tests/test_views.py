@@ -19,12 +19,7 @@ WILLOW = Path(__file__).resolve().parents[2] / "shared" / "data" / "WillowObject
 NO_COLOUR = dict(brightness=0.0, contrast=0.0, saturation=0.0, blur=0.0)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: image work on one thread
 
 
 # -- views ---------------------------------------------------------------------------------
