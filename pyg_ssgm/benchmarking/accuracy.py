@@ -83,6 +83,7 @@ def run_accuracy(cfg: BenchmarkConfig, progress: Optional[bool] = None) -> Dict[
     from ..baselines import ClassicalMatcher
     from ..config import SSGMConfig
     from ..data import RealPairs, pair_loader
+    from ..data.perturb import perturb_splits
     from ..data.sources import load_splits
     from ..trainer import TrainConfig, feature_config, train, with_image_features
 
@@ -90,7 +91,7 @@ def run_accuracy(cfg: BenchmarkConfig, progress: Optional[bool] = None) -> Dict[
     device = cfg.resolved_device()
     sync = _sync_fn(device)
     synthetic = cfg.synthetic_config()
-    splits = load_splits(cfg.dataset, cfg.root, synthetic)
+    splits = perturb_splits(load_splits(cfg.dataset, cfg.root, synthetic), cfg.outliers, cfg.extra_drop)
     if len(splits["test"]) < 2:
         raise InvalidInputError("the test split needs at least two instances of one category.")
 
@@ -175,6 +176,7 @@ def run_accuracy(cfg: BenchmarkConfig, progress: Optional[bool] = None) -> Dict[
                 device=str(device), output_dir=str(train_dir / key), eval_every=epochs,
                 val_pairs_per_category=(min(5, cfg.val_pairs_per_category or 5) if cfg.quick
                                         else base.val_pairs_per_category),
+                outliers=cfg.outliers, extra_drop=cfg.extra_drop,  # the same perturbed splits
                 test_pairs_per_category=1)  # its own test pass: cheap, we score on our pairs below
             model_cfg = SSGMConfig(**settings.get("model", {}))
             start = time.perf_counter()
@@ -194,6 +196,7 @@ def run_accuracy(cfg: BenchmarkConfig, progress: Optional[bool] = None) -> Dict[
     bar.close()
     return {
         "dataset": cfg.dataset, "root": cfg.root, "seed": cfg.seed,
+        "outliers": cfg.outliers, "extra_drop": cfg.extra_drop,
         "num_test_pairs": len(test_pairs), "test_pairs_per_category": cfg.test_pairs_per_category,
         "num_val_pairs": sum(b.num_graphs for b in val_batches) if val_batches else 0,
         "pairs_sha1": fingerprint, "methods": methods, "_models": models,
