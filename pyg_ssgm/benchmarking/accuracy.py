@@ -47,23 +47,33 @@ class Variant(NamedTuple):
     labels: str  # what labels its training reads
 
 
+#: Datasets whose SSGM rows use validated presets (:mod:`pyg_ssgm.presets`): dataset ->
+#: (geometry preset, image preset or ``None`` when the dataset has no images).
+VALIDATED_PRESETS: Dict[str, Tuple[str, Optional[str]]] = {"willow": ("willow_geometry", "willow_images"),
+                                                           "cub": ("cub", None)}
+
+
 def _ssgm_variants(dataset: str, images: bool) -> List[Variant]:
-    """The SSGM rows of the table. On Willow, the settings chosen on its validation split
-    (:mod:`pyg_ssgm.presets`), with image features when the images are there; elsewhere the
-    defaults. The main self-supervised row is always keyed ``"ssgm"`` (the speed part times it)."""
-    if dataset != "willow":
+    """The SSGM rows of the table. On Willow and CUB, the settings chosen on their validation
+    splits (:mod:`pyg_ssgm.presets`, :data:`VALIDATED_PRESETS`), with image features when the
+    images are there and the dataset has an image preset; elsewhere the defaults. The main
+    self-supervised row is always keyed ``"ssgm"`` (the speed part times it)."""
+    if dataset not in VALIDATED_PRESETS:
         return [Variant("ssgm", "SSGM self-supervised", False, {}, "none"),
                 Variant("ssgm_supervised", "SSGM supervised", True, {}, "correspondences"),
                 Variant("ssgm_no_completion", "SSGM w/o completion (ablation)", False,
                         {"model": {"completion": False}}, "none")]
     from ..presets import preset
 
-    geometry, best = preset("willow_geometry"), preset("willow_images" if images else "willow_geometry")
+    geometry_name, images_name = VALIDATED_PRESETS[dataset]
+    images = images and images_name is not None
+    main = images_name if images else geometry_name
+    geometry, best = preset(geometry_name), preset(main)
     what = "image features" if images else "geometry"
-    no_completion = preset("willow_images" if images else "willow_geometry")
-    no_completion["model"]["completion"] = False
-    supervised = preset("willow_images" if images else "willow_geometry")
-    supervised["train"]["pseudo_labels"] = False  # it reads the true labels instead
+    no_completion = preset(main)
+    no_completion.setdefault("model", {})["completion"] = False
+    supervised = preset(main)
+    supervised.setdefault("train", {})["pseudo_labels"] = False  # it reads the true labels instead
     variants = [Variant("ssgm", f"SSGM self-supervised, {what}", False, best, "none")]
     if images:
         variants.append(Variant("ssgm_geometry", "SSGM self-supervised, geometry", False, geometry, "none"))

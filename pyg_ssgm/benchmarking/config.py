@@ -10,7 +10,7 @@ import torch
 
 from ..errors import ConfigError
 
-__all__ = ["BenchmarkConfig", "CLASSICAL", "QAP_SOLVERS", "PUBLISHED"]
+__all__ = ["BenchmarkConfig", "CLASSICAL", "QAP_SOLVERS", "PUBLISHED", "PUBLISHED_PARTIAL"]
 
 
 #: Classical methods of the accuracy table: key -> (solver, description of its affinity).
@@ -33,6 +33,16 @@ PUBLISHED: Dict[str, Tuple[Tuple[str, str, str, float, str], ...]] = {
         ("PCA-GM (Wang et al., ICCV 2019)", "correspondences", "VGG16", 87.4, ""),
         ("GANN-MGM (Wang et al., TPAMI 2023)", "none", "VGG16", 99.1,
          "multi-graph, trained on the test images themselves"),
+    ),
+}
+
+#: Published results in a partial setting with outliers (F1, %), quoted, not measured here:
+#: (method, labels, features, F1 as quoted, note). A different protocol from our
+#: ``--outliers`` one (their outliers, features, pairs and splits differ): an anchor, not a row.
+PUBLISHED_PARTIAL: Dict[str, Tuple[Tuple[str, str, str, str, str], ...]] = {
+    "willow": (
+        ("GCAN-AFAT (partial)", "correspondences", "VGG16", "82.3 / 83.7",
+         "the two F1 figures as quoted in issue 10; their outlier protocol, not ours"),
     ),
 }
 
