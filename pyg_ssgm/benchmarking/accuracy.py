@@ -2,6 +2,7 @@
 the same metric code (see :mod:`pyg_ssgm.benchmark`)."""
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import shutil
@@ -80,6 +81,14 @@ def _ssgm_variants(dataset: str, images: bool) -> List[Variant]:
     return variants + [
         Variant("ssgm_supervised", f"SSGM supervised, {what} (upper bound)", True, supervised, "correspondences"),
         Variant("ssgm_no_completion", f"SSGM w/o completion, {what} (ablation)", False, no_completion, "none")]
+
+
+def _validation_scores(run_dir: str) -> Dict[str, float]:
+    """The ``val_*`` scores of the last validated epoch of the training run in ``run_dir``."""
+    from ..metrics_log import read_metrics
+
+    rows = [r for r in read_metrics(Path(run_dir)) or [] if r.get("val_f1") is not None and r["val_f1"] == r["val_f1"]]  # not NaN
+    return {k: v for k, v in rows[-1].items() if k.startswith("val_")} if rows else {}
 
 
 def run_accuracy(cfg: BenchmarkConfig, progress: Optional[bool] = None) -> Dict[str, Any]:
@@ -200,7 +209,25 @@ def run_accuracy(cfg: BenchmarkConfig, progress: Optional[bool] = None) -> Dict[
                      "feature_config": features.to_dict() if features is not None else None}
             if "completion" in results:
                 extra["completion_generated_pairs"] = results["completion"]
+            extra["validation"] = _validation_scores(train_cfg.output_dir)
             add(key, label, "partial (learned threshold)", labels, model.predict, features=features, **extra)
+            if key == "ssgm" and model.config.completion:
+                # the same trained model with its generated nodes switched off at inference (no
+                # query passes an existence threshold of 1): what the generated nodes buy the matching
+                off = copy.deepcopy(model)
+                off.config.exist_threshold = 1.0
+                bar.total += 1
+                val = {}
+                if trainer.splits["val"]:
+                    from ..evaluate import evaluate_matching
+
+                    scores = evaluate_matching(off.predict, trainer.splits["val"],
+                                               max_pairs_per_category=train_cfg.val_pairs_per_category, device=device)
+                    val = {"val_f1": scores["unfiltered"].mean.f1, "val_precision": scores["unfiltered"].mean.precision,
+                           "val_recall": scores["unfiltered"].mean.recall,
+                           "val_intersection_acc": scores["intersection"].mean.recall}
+                add("ssgm_generated_off", f"{label}, generated nodes off at inference (ablation)",
+                    "partial (learned threshold)", labels, off.predict, features=features, validation=val)
     finally:
         shutil.rmtree(train_dir, ignore_errors=True)
     bar.close()

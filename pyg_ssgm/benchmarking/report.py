@@ -47,6 +47,19 @@ def format_accuracy(acc: Dict[str, Any]) -> str:
         "evaluation batch size, same process, after one untimed warm-up batch). train s: training wall time.",
         NEURAL_SOLVERS_NOTE,
     ]
+    validated = [(m["label"], m["validation"]) for m in acc["methods"] if m.get("validation")]
+    if validated:
+        notes.append("Validation split (the same validation pairs, scored after training; the settings were "
+                      "chosen there, never on these test pairs), unfiltered F1 / intersection acc.: " + "; ".join(
+                          f"{label} {v['val_f1']:.3f} / {v.get('val_intersection_acc', float('nan')):.3f}"
+                          for label, v in validated) + ".")
+    completion = [(m["label"], m["completion_generated_pairs"]) for m in acc["methods"]
+                  if m.get("completion_generated_pairs")]
+    if completion:
+        notes.append("Completion on generated pairs of the test images (ground truth by construction): " + "; ".join(
+            f"{label}: missing-node count exact on {100 * c['count_accuracy']:.1f} % of pairs "
+            f"({100 * c.get('count_accuracy_graph', float('nan')):.1f} % of graphs), position error "
+            f"{c.get('position_error', float('nan')):.3f} graph radii" for label, c in completion) + ".")
     if acc.get("outliers") or acc.get("extra_drop"):
         notes.append(
             f"Harder data (pyg_ssgm.data.perturb, every split, training included, seeded per image): "
