@@ -134,6 +134,10 @@ def _build_command(argv: Sequence[str]):
                   "a batch exceeds this (default 1; --quick 0.5).")
     @click.option("--no-image-features", is_flag=True, help="Geometry only, even where the dataset's images are "
                   "there (by default a real dataset with images adds the image-feature rows).")
+    @click.option("--outliers", type=int, default=0, show_default=True, help="Unnamed points added per image "
+                  "(every split), uniform in the bounding box of its keypoints: no partner (pyg_ssgm.data.add_outliers).")
+    @click.option("--extra-drop", type=float, default=0.0, show_default=True, help="Share of annotated keypoints "
+                  "removed per image, independently (every split; pyg_ssgm.data.drop_parts).")
     @click.option("--no-progress", is_flag=True, help="No progress bars.")
     def benchmark_command(quick, no_progress, sizes, batch_sizes, drop_rates, no_image_features, **options):
         """Accuracy and speed tables of SSGM and the classical pygmtools solvers, on the same pairs, in

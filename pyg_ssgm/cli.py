@@ -178,9 +178,14 @@ def train_command(config_file, overrides, resume, no_progress, **flags):
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--threads", type=click.IntRange(min=0), default=0, show_default=True,
               help="CPU threads of torch; 0: as many as the cores left free by other work, at most 4.")
+@click.option("--outliers", type=click.IntRange(min=0), help="Unnamed outlier points added per image, uniform in the "
+              "bounding box of its keypoints (pyg_ssgm.data.add_outliers). Default: the checkpoint's training "
+              "setting on its own dataset, else 0.")
+@click.option("--extra-drop", type=click.FloatRange(0.0, 1.0, max_open=True), help="Share of annotated keypoints "
+              "removed per image (pyg_ssgm.data.drop_parts). Default: as --outliers.")
 @click.option("--output", type=click.Path(), help="Write the results as JSON to this file.")
 def evaluate_command(checkpoint, solver, dataset, root, split, max_pairs_per_category, batch_size, device, threads,
-                     output):
+                     outliers, extra_drop, output):
     """Evaluate a trained model (or a classical solver) on real cross-instance pairs.
 
     \b
@@ -201,6 +206,7 @@ def evaluate_command(checkpoint, solver, dataset, root, split, max_pairs_per_cat
         apply_thread_policy(threads)
         if output:  # now, not after a long evaluation
             check_output_file(output)
+        from .data.perturb import perturb_splits
         from .data.sources import load_splits
         from .data.synthetic import SyntheticConfig
         from .trainer import TrainConfig, feature_config, with_image_features
@@ -215,6 +221,9 @@ def evaluate_command(checkpoint, solver, dataset, root, split, max_pairs_per_cat
             dataset = dataset or train_cfg.dataset
             root = root or (train_cfg.root if dataset == train_cfg.dataset else None)
             splits = load_splits(dataset, root, synth if dataset == "synthetic" else None)
+            own = dataset == train_cfg.dataset  # the perturbation it was trained with, unless told otherwise
+            splits = perturb_splits(splits, train_cfg.outliers if outliers is None and own else outliers or 0,
+                                    train_cfg.extra_drop if extra_drop is None and own else extra_drop or 0.0)
             if features is not None:  # the same image features the model was trained on
                 splits = with_image_features({split: splits[split]}, features, dataset)
             predict = model.predict
@@ -224,7 +233,7 @@ def evaluate_command(checkpoint, solver, dataset, root, split, max_pairs_per_cat
             from .baselines import ClassicalMatcher
 
             dataset = dataset or "synthetic"
-            splits = load_splits(dataset, root)
+            splits = perturb_splits(load_splits(dataset, root), outliers or 0, extra_drop or 0.0)
             predict = ClassicalMatcher(solver)
         results = evaluate_matching(predict, splits[split], max_pairs_per_category=max_pairs_per_category,
                                     batch_size=batch_size, device=device, desc=f"{split} pairs")

@@ -25,6 +25,7 @@ from .checkpoint import TRAINING_ENTRIES, changed_settings, load_checkpoint, res
 from .config import SSGMConfig, check_field_types, parse_device, resolve_device
 from .data import GeneratedPairs, GeometricAugmentation, KeypointInstance, PairData, PairGenerator
 from .data.datasets import EpochConcat, EpochSampler, LabelledPairs
+from .data.perturb import perturb_splits
 from .data.sources import DATASETS, load_splits
 from .data.synthetic import SyntheticConfig
 from .errors import CheckpointError, ConfigError
@@ -51,6 +52,9 @@ class TrainConfig:
     cycles that must agree; no keypoint name is read across instances). Evaluation: at most
     ``val_pairs_per_category`` / ``test_pairs_per_category`` real pairs per class (``None``: all).
     ``threads``: CPU threads of torch (0: the automatic policy of :mod:`pyg_ssgm.threads`).
+    Harder real data (:mod:`pyg_ssgm.data.perturb`, every split, deterministic per image):
+    ``outliers`` unnamed points per image inside its keypoints' bounding box (no partner), and
+    ``extra_drop``, the probability to remove each annotated keypoint on top of what is missing.
 
     A resumed run must keep every setting that shapes it; only those of :data:`RESUME_MAY_CHANGE`
     may differ from the checkpoint's (see :meth:`Trainer.load`).
@@ -80,6 +84,8 @@ class TrainConfig:
     eval_every: int = 1
     num_workers: int = 0
     threads: int = 0
+    outliers: int = 0
+    extra_drop: float = 0.0
 
     def __post_init__(self) -> None:
         check_field_types(self)
@@ -106,6 +112,11 @@ class TrainConfig:
             raise ConfigError(f"threads must be >= 0 (0: automatic), got {self.threads}.")
         if self.num_workers < 0:
             raise ConfigError(f"num_workers must be >= 0, got {self.num_workers}.")
+        if self.outliers < 0:
+            raise ConfigError(f"outliers (unnamed points added per image) must be >= 0, got {self.outliers}.")
+        if not 0.0 <= self.extra_drop < 1.0:
+            raise ConfigError(f"extra_drop (share of keypoints removed per image) must be in [0, 1), "
+                              f"got {self.extra_drop}.")
         for name in ("val_pairs_per_category", "test_pairs_per_category"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1 or null (all pairs), got {getattr(self, name)}.")
@@ -212,6 +223,7 @@ class Trainer:
         self.out_dir = Path(train.output_dir)
         self.splits = self._check_splits(splits) if splits is not None else load_splits(train.dataset, train.root,
                                                                                           synthetic)
+        self.splits = perturb_splits(self.splits, train.outliers, train.extra_drop)
         if features is not None:
             self.splits = with_image_features(self.splits, features, train.dataset, progress=self.progress)
         feat_dim = next((i.x.size(1) for i in self.splits["train"] if i.x is not None), 0)

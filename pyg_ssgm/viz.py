@@ -41,7 +41,7 @@ COLORS: Dict[str, str] = {
 }
 
 __all__ = [
-    "COLORS", "plot_pair", "plot_completion", "plot_matrices", "plot_training_curves", "save",
+    "COLORS", "plot_pair", "plot_completion", "plot_matrices", "plot_training_curves", "plot_sweep", "save",
     "run_model", "write_pictures",
 ]
 
@@ -617,6 +617,39 @@ def plot_training_curves(metrics: Union[PathLike, Sequence[Mapping[str, float]]]
         ax.tick_params(labelsize=8)
         if len(names) > 1:
             ax.legend(fontsize=7, loc="best", framealpha=0.7)
+    return fig
+
+
+def plot_sweep(x: Sequence[float], series: Mapping[str, Sequence[float]], xlabel: str, ylabel: str = "F1",
+               title: Optional[str] = None, ylim: Optional[Tuple[float, float]] = (0.0, 1.0)):
+    r"""One line per method of a score against a swept setting (e.g. F1 against the share of
+    dropped keypoints, ``benchmarks/partial_sweep.py``).
+
+    Args:
+        x: the swept values (one per point).
+        series: method name -> its scores, one per value of ``x`` (NaN: not measured).
+        xlabel / ylabel / title: axis labels and an optional title; ``ylim``: y range (``None``: automatic).
+
+    Returns:
+        the :class:`~matplotlib.figure.Figure`.
+    """
+    if not series:
+        raise InvalidInputError("plot_sweep needs at least one series (method name -> scores).")
+    bad = [name for name, ys in series.items() if len(ys) != len(x)]
+    if bad:
+        raise InvalidInputError(f"series {bad} must have one score per swept value ({len(x)}).")
+    fig = _figure((5.5, 3.8))
+    ax = fig.subplots()
+    for name, ys in series.items():
+        ax.plot(np.asarray(x, dtype=float), np.asarray(ys, dtype=float), marker="o", lw=1.6, label=name)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if ylim is not None:
+        ax.set_ylim(*ylim)
+    if title:
+        ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="best", framealpha=0.7)
     return fig
 
 

@@ -241,7 +241,7 @@ def test_accuracy_part_on_a_tiny_dataset(tmp_path):
     acc = result["accuracy"]
     keys = [m["key"] for m in acc["methods"]]
     assert keys == ["hungarian", "hungarian_calibrated", "sm", "sm_calibrated", "rrwm", "rrwm_calibrated", "ipfp",
-                    "ipfp_calibrated", "ssgm", "ssgm_supervised", "ssgm_no_completion"]
+                    "ipfp_calibrated", "ssgm", "ssgm_generated_off", "ssgm_supervised", "ssgm_no_completion"]
     assert acc["num_test_pairs"] == 6
     for m in acc["methods"]:
         assert m["unfiltered"]["mean"]["num_pairs"] == 6 and m["intersection"]["mean"]["num_pairs"] == 6
@@ -249,3 +249,18 @@ def test_accuracy_part_on_a_tiny_dataset(tmp_path):
     text = (tmp_path / "synthetic_quick_accuracy.md").read_text()
     assert "SSGM supervised" in text and "pretrained" in text and "## Machine" in text
     assert [t["status"] for t in result["targets"]] == ["SKIP"]
+
+
+def test_validated_presets_make_the_ssgm_rows():
+    from pyg_ssgm.benchmarking.accuracy import VALIDATED_PRESETS, _ssgm_variants
+    from pyg_ssgm.presets import preset
+
+    for dataset, (geometry, _) in VALIDATED_PRESETS.items():
+        rows = {v.key: v for v in _ssgm_variants(dataset, images=False)}
+        assert set(rows) == {"ssgm", "ssgm_supervised", "ssgm_no_completion"}
+        assert rows["ssgm"].settings == preset(geometry)
+        assert rows["ssgm_no_completion"].settings["model"]["completion"] is False
+        assert rows["ssgm_supervised"].supervised and rows["ssgm_supervised"].settings["train"]["pseudo_labels"] is False
+    # CUB has no images: asking for image features still gives the geometry rows
+    assert [v.key for v in _ssgm_variants("cub", images=True)] == ["ssgm", "ssgm_supervised", "ssgm_no_completion"]
+    assert _ssgm_variants("synthetic", images=False)[0].settings == {}

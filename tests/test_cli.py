@@ -21,7 +21,7 @@ TRAIN_OPTIONS = ("--config", "--set", "--dataset", "--root", "--epochs", "--batc
                  "--device", "--output-dir", "--supervised", "--matching-loss", "--structure",
                  "--completion", "--resume", "--no-progress")
 EVALUATE_OPTIONS = ("--checkpoint", "--solver", "--dataset", "--root", "--split", "--max-pairs-per-category",
-                    "--batch-size", "--device", "--output")
+                    "--batch-size", "--device", "--output", "--outliers", "--extra-drop")
 
 
 @pytest.fixture
@@ -204,6 +204,21 @@ def test_evaluate_solver_hungarian_runs(runner, tmp_path):
     assert 0.0 <= report["unfiltered"]["mean"]["f1"] <= 1.0
     assert report["unfiltered"]["mean"]["num_pairs"] == 2 * len(report["unfiltered"]["per_class"])
     assert "completion" not in report
+
+
+def test_evaluate_solver_with_outliers_loses_precision(runner, tmp_path):
+    from fixtures_native import make_willow
+
+    root = str(make_willow(tmp_path / "willow", num_per_category=23, with_images=False))  # 3 test images per class
+    reports = []
+    for k in ("0", "3"):
+        out = tmp_path / f"rrwm{k}.json"
+        run_ok(runner, evaluate_command, ["--solver", "hungarian", "--dataset", "willow", "--root", root,
+                                          "--outliers", k, "--output", str(out)])
+        reports.append(json.loads(out.read_text())["unfiltered"]["mean"])
+    # a full matching pairs every outlier with something: precision falls, the true pairs stay the same
+    assert reports[1]["precision"] < reports[0]["precision"]
+    assert reports[1]["num_pairs"] == reports[0]["num_pairs"]
 
 
 @pytest.mark.parametrize("args,mentions", [

@@ -286,3 +286,13 @@ def test_cli_help():
     for args in (["--help"], ["pairs", "--help"], ["curves", "--help"]):
         result = CliRunner().invoke(cli, args)
         assert result.exit_code == 0 and "Usage" in result.output
+
+
+def test_plot_sweep(tmp_path):
+    fig = viz.plot_sweep([0.0, 0.1, 0.3], {"a": [0.9, 0.8, 0.6], "b": [0.7, float("nan"), 0.5]}, "extra drop")
+    assert len(fig.axes[0].lines) == 2
+    assert viz.save(fig, tmp_path / "sweep.png").stat().st_size > 0
+    with pytest.raises(InvalidInputError, match="one score per swept value"):
+        viz.plot_sweep([0.0, 0.1], {"a": [0.9]}, "x")
+    with pytest.raises(InvalidInputError, match="at least one series"):
+        viz.plot_sweep([0.0], {}, "x")

@@ -2,6 +2,7 @@
 the same metric code (see :mod:`pyg_ssgm.benchmark`)."""
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import shutil
@@ -47,29 +48,47 @@ class Variant(NamedTuple):
     labels: str  # what labels its training reads
 
 
+#: Datasets whose SSGM rows use validated presets (:mod:`pyg_ssgm.presets`): dataset ->
+#: (geometry preset, image preset or ``None`` when the dataset has no images).
+VALIDATED_PRESETS: Dict[str, Tuple[str, Optional[str]]] = {"willow": ("willow_geometry", "willow_images"),
+                                                           "cub": ("cub", None)}
+
+
 def _ssgm_variants(dataset: str, images: bool) -> List[Variant]:
-    """The SSGM rows of the table. On Willow, the settings chosen on its validation split
-    (:mod:`pyg_ssgm.presets`), with image features when the images are there; elsewhere the
-    defaults. The main self-supervised row is always keyed ``"ssgm"`` (the speed part times it)."""
-    if dataset != "willow":
+    """The SSGM rows of the table. On Willow and CUB, the settings chosen on their validation
+    splits (:mod:`pyg_ssgm.presets`, :data:`VALIDATED_PRESETS`), with image features when the
+    images are there and the dataset has an image preset; elsewhere the defaults. The main
+    self-supervised row is always keyed ``"ssgm"`` (the speed part times it)."""
+    if dataset not in VALIDATED_PRESETS:
         return [Variant("ssgm", "SSGM self-supervised", False, {}, "none"),
                 Variant("ssgm_supervised", "SSGM supervised", True, {}, "correspondences"),
                 Variant("ssgm_no_completion", "SSGM w/o completion (ablation)", False,
                         {"model": {"completion": False}}, "none")]
     from ..presets import preset
 
-    geometry, best = preset("willow_geometry"), preset("willow_images" if images else "willow_geometry")
+    geometry_name, images_name = VALIDATED_PRESETS[dataset]
+    images = images and images_name is not None
+    main = images_name if images else geometry_name
+    geometry, best = preset(geometry_name), preset(main)
     what = "image features" if images else "geometry"
-    no_completion = preset("willow_images" if images else "willow_geometry")
-    no_completion["model"]["completion"] = False
-    supervised = preset("willow_images" if images else "willow_geometry")
-    supervised["train"]["pseudo_labels"] = False  # it reads the true labels instead
+    no_completion = preset(main)
+    no_completion.setdefault("model", {})["completion"] = False
+    supervised = preset(main)
+    supervised.setdefault("train", {})["pseudo_labels"] = False  # it reads the true labels instead
     variants = [Variant("ssgm", f"SSGM self-supervised, {what}", False, best, "none")]
     if images:
         variants.append(Variant("ssgm_geometry", "SSGM self-supervised, geometry", False, geometry, "none"))
     return variants + [
         Variant("ssgm_supervised", f"SSGM supervised, {what} (upper bound)", True, supervised, "correspondences"),
         Variant("ssgm_no_completion", f"SSGM w/o completion, {what} (ablation)", False, no_completion, "none")]
+
+
+def _validation_scores(run_dir: str) -> Dict[str, float]:
+    """The ``val_*`` scores of the last validated epoch of the training run in ``run_dir``."""
+    from ..metrics_log import read_metrics
+
+    rows = [r for r in read_metrics(Path(run_dir)) or [] if r.get("val_f1") is not None and r["val_f1"] == r["val_f1"]]  # not NaN
+    return {k: v for k, v in rows[-1].items() if k.startswith("val_")} if rows else {}
 
 
 def run_accuracy(cfg: BenchmarkConfig, progress: Optional[bool] = None) -> Dict[str, Any]:
@@ -83,6 +102,7 @@ def run_accuracy(cfg: BenchmarkConfig, progress: Optional[bool] = None) -> Dict[
     from ..baselines import ClassicalMatcher
     from ..config import SSGMConfig
     from ..data import RealPairs, pair_loader
+    from ..data.perturb import perturb_splits
     from ..data.sources import load_splits
     from ..trainer import TrainConfig, feature_config, train, with_image_features
 
@@ -90,7 +110,7 @@ def run_accuracy(cfg: BenchmarkConfig, progress: Optional[bool] = None) -> Dict[
     device = cfg.resolved_device()
     sync = _sync_fn(device)
     synthetic = cfg.synthetic_config()
-    splits = load_splits(cfg.dataset, cfg.root, synthetic)
+    splits = perturb_splits(load_splits(cfg.dataset, cfg.root, synthetic), cfg.outliers, cfg.extra_drop)
     if len(splits["test"]) < 2:
         raise InvalidInputError("the test split needs at least two instances of one category.")
 
@@ -175,6 +195,7 @@ def run_accuracy(cfg: BenchmarkConfig, progress: Optional[bool] = None) -> Dict[
                 device=str(device), output_dir=str(train_dir / key), eval_every=epochs,
                 val_pairs_per_category=(min(5, cfg.val_pairs_per_category or 5) if cfg.quick
                                         else base.val_pairs_per_category),
+                outliers=cfg.outliers, extra_drop=cfg.extra_drop,  # the same perturbed splits
                 test_pairs_per_category=1)  # its own test pass: cheap, we score on our pairs below
             model_cfg = SSGMConfig(**settings.get("model", {}))
             start = time.perf_counter()
@@ -188,12 +209,31 @@ def run_accuracy(cfg: BenchmarkConfig, progress: Optional[bool] = None) -> Dict[
                      "feature_config": features.to_dict() if features is not None else None}
             if "completion" in results:
                 extra["completion_generated_pairs"] = results["completion"]
+            extra["validation"] = _validation_scores(train_cfg.output_dir)
             add(key, label, "partial (learned threshold)", labels, model.predict, features=features, **extra)
+            if key == "ssgm" and model.config.completion:
+                # the same trained model with its generated nodes switched off at inference (no
+                # query passes an existence threshold of 1): what the generated nodes buy the matching
+                off = copy.deepcopy(model)
+                off.config.exist_threshold = 1.0
+                bar.total += 1
+                val = {}
+                if trainer.splits["val"]:
+                    from ..evaluate import evaluate_matching
+
+                    scores = evaluate_matching(off.predict, trainer.splits["val"],
+                                               max_pairs_per_category=train_cfg.val_pairs_per_category, device=device)
+                    val = {"val_f1": scores["unfiltered"].mean.f1, "val_precision": scores["unfiltered"].mean.precision,
+                           "val_recall": scores["unfiltered"].mean.recall,
+                           "val_intersection_acc": scores["intersection"].mean.recall}
+                add("ssgm_generated_off", f"{label}, generated nodes off at inference (ablation)",
+                    "partial (learned threshold)", labels, off.predict, features=features, validation=val)
     finally:
         shutil.rmtree(train_dir, ignore_errors=True)
     bar.close()
     return {
         "dataset": cfg.dataset, "root": cfg.root, "seed": cfg.seed,
+        "outliers": cfg.outliers, "extra_drop": cfg.extra_drop,
         "num_test_pairs": len(test_pairs), "test_pairs_per_category": cfg.test_pairs_per_category,
         "num_val_pairs": sum(b.num_graphs for b in val_batches) if val_batches else 0,
         "pairs_sha1": fingerprint, "methods": methods, "_models": models,

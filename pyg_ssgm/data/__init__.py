@@ -4,6 +4,7 @@ from .generator import PairGenerator, add_completion_targets, make_pair
 from .graph import delaunay_edges, edge_attributes, graph_scale, knn_edges
 from .instance import KeypointInstance
 from .pair_data import PairData
+from .perturb import add_outliers, drop_parts, perturb_splits
 from .readers import READERS, load_dataset
 from .sources import DATASETS, load_splits
 from .synthetic import SyntheticConfig, SyntheticKeypoints, load_synthetic
@@ -16,5 +17,6 @@ __all__ = [
     "SyntheticConfig", "SyntheticKeypoints", "load_synthetic",
     "READERS", "load_dataset", "DATASETS", "load_splits",
     "GeneratedPairs", "RealPairs", "LabelledPairs", "EpochSampler", "cross_instance_pairs", "pair_loader",
+    "add_outliers", "drop_parts", "perturb_splits",
     "delaunay_edges", "knn_edges", "edge_attributes", "graph_scale",
 ]

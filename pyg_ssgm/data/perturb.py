@@ -1,0 +1,112 @@
+"""Protocols that make real pairs *more* partial: outliers (clutter) and extra dropped parts.
+
+Both act on lists of :class:`~pyg_ssgm.data.KeypointInstance` and are deterministic per image:
+the random numbers of an instance come from a generator seeded by ``(seed, category, id)`` (its
+position in the list when it has no ``id``), so an image is perturbed the same way whichever
+split or subset it is read in, and the test pairs of every method see the same points.
+
+* :func:`add_outliers` (Willow with outliers): ``num`` points per image drawn uniformly inside the
+  axis-aligned bounding box of the image's own keypoints, unnamed (``names`` entry ``None``), so
+  they have no partner in any pair and a matcher must leave them unmatched.
+* :func:`drop_parts` (the "how partial" sweep on CUB): every keypoint removed independently with
+  probability ``share``, on top of what the annotation already lacks.
+* :func:`perturb_splits`: both, on every split of a ``{"train", "val", "test"}`` dict, the way
+  training (``TrainConfig.outliers`` / ``extra_drop``) and the benchmark apply them.
+
+Geometry only: outliers get no descriptors. An instance that already carries features ``x`` is
+refused (sample the image features *after* adding the outliers).
+"""
+from __future__ import annotations
+
+import zlib
+from dataclasses import replace
+from typing import Dict, List, Sequence
+
+import torch
+
+from ..errors import InvalidInputError
+from .instance import KeypointInstance
+
+__all__ = ["add_outliers", "drop_parts", "perturb_splits", "MIN_KEPT"]
+
+#: :func:`drop_parts` keeps at least this many keypoints of an image (or all it has, if fewer):
+#: a graph needs a triangle for its Delaunay edges.
+MIN_KEPT = 3
+
+
+def _generator(seed: int, what: str, inst: KeypointInstance, index: int) -> torch.Generator:
+    key = f"{what}/{seed}/{inst.category}/{inst.id if inst.id is not None else f'#{index}'}"
+    return torch.Generator().manual_seed(zlib.crc32(key.encode()))
+
+
+def _check_instances(instances: Sequence[KeypointInstance], what: str) -> None:
+    bad = [type(i).__name__ for i in instances if not isinstance(i, KeypointInstance)]
+    if bad:
+        raise InvalidInputError(f"{what} takes a list of KeypointInstance, got a {bad[0]}.")
+
+
+def add_outliers(instances: Sequence[KeypointInstance], num: int, seed: int = 0) -> List[KeypointInstance]:
+    """Copies of ``instances``, each with ``num`` unnamed outlier points appended.
+
+    The points are uniform in the bounding box of the instance's keypoints (``names`` ``None``:
+    no partner). Deterministic per image (see the module docstring). ``num == 0`` returns the
+    instances unchanged. Raises :class:`~pyg_ssgm.errors.InvalidInputError` for a negative
+    ``num``, an instance without keypoints, or one that already carries features ``x``.
+    """
+    if not isinstance(num, int) or num < 0:
+        raise InvalidInputError(f"num (outliers per image) must be an integer >= 0, got {num!r}.")
+    _check_instances(instances, "add_outliers")
+    if num == 0:
+        return list(instances)
+    out = []
+    for index, inst in enumerate(instances):
+        if inst.x is not None:
+            raise InvalidInputError(
+                f"instance {inst.id!r} already has features x; outliers are geometry only: add them before "
+                "sampling image features, or drop the features.")
+        if inst.pos.size(0) == 0:
+            raise InvalidInputError(f"instance {inst.id!r} has no keypoints: outliers are drawn inside the "
+                                    "bounding box of its keypoints.")
+        low, high = inst.pos.min(0).values, inst.pos.max(0).values
+        u = torch.rand(num, 2, generator=_generator(seed, "outliers", inst, index), dtype=torch.float64)
+        points = (low.double() + u * (high - low).double()).to(inst.pos.dtype)
+        out.append(replace(inst, pos=torch.cat([inst.pos, points]), names=list(inst.names) + [None] * num,
+                           extra=dict(inst.extra)))
+    return out
+
+
+def drop_parts(instances: Sequence[KeypointInstance], share: float, seed: int = 0) -> List[KeypointInstance]:
+    """Copies of ``instances`` with every keypoint removed independently with probability ``share``.
+
+    An image keeps at least :data:`MIN_KEPT` keypoints (all of them when it has fewer): where the
+    draw would leave fewer, the surviving ones are topped up from the dropped ones in a random
+    order. Deterministic per image. ``share == 0`` returns the instances unchanged.
+    """
+    if not isinstance(share, (int, float)) or not 0.0 <= share < 1.0:
+        raise InvalidInputError(f"share (extra dropped parts) must be in [0, 1), got {share!r}.")
+    _check_instances(instances, "drop_parts")
+    if share == 0:
+        return list(instances)
+    out = []
+    for index, inst in enumerate(instances):
+        n = inst.pos.size(0)
+        gen = _generator(seed, "drop", inst, index)
+        keep = torch.rand(n, generator=gen) >= share
+        missing = min(MIN_KEPT, n) - int(keep.sum())
+        if missing > 0:
+            dropped = (~keep).nonzero().flatten()
+            keep[dropped[torch.randperm(dropped.numel(), generator=gen)[:missing]]] = True
+        idx = keep.nonzero().flatten()
+        out.append(replace(inst, pos=inst.pos[idx], names=[inst.names[i] for i in idx.tolist()],
+                           x=inst.x[idx] if inst.x is not None else None, extra=dict(inst.extra)))
+    return out
+
+
+def perturb_splits(splits: Dict[str, List[KeypointInstance]], outliers: int = 0, extra_drop: float = 0.0,
+                   seed: int = 0) -> Dict[str, List[KeypointInstance]]:
+    """Every split of ``splits`` with :func:`drop_parts` (``extra_drop``) then :func:`add_outliers`
+    (``outliers``) applied; unchanged when both are 0."""
+    if not outliers and not extra_drop:
+        return splits
+    return {name: add_outliers(drop_parts(items, extra_drop, seed), outliers, seed)
+            for name, items in splits.items()}
