@@ -208,8 +208,9 @@ class SSGM(nn.Module):
         weights chosen on validation. Trained together with them, the learned embeddings lean on
         the raw terms and come out weaker, and a learned weight sinks (the embeddings fit the
         training pairs better than raw descriptors do), while the raw descriptors are what carries
-        over to new instances. On Willow validation: 0.908 without, 0.939 with the shape-context
-        term; 0.931 with the appearance term trained in, 0.968 with it fused late."""
+        over to new instances. On Willow validation (benchmarks/results/willow_ablation.md): 0.908
+        without, 0.936-0.939 with the shape-context term, 0.968 with the appearance term fused late
+        (0.931 in a development run with it trained in)."""
         c, out = self.config, 0.0
         if self.training:
             return out
