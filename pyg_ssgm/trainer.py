@@ -250,7 +250,6 @@ class Trainer:
         self.running: Dict[str, float] = {}  # loss sums of the epoch in progress (kept across a resume)
         self.pending_row: Dict[str, float] = {}  # metrics row of a trained epoch not yet logged in full
 
-
     @staticmethod
     def _check_splits(splits: Dict[str, List[KeypointInstance]]) -> Dict[str, List[KeypointInstance]]:
         """The user's own splits: ``{"train": [...], "val": [...], "test": [...]}`` lists of
