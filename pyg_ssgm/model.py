@@ -41,7 +41,7 @@ from .nn.shape_context import sparse_shape_context
 class EncodedGraph(NamedTuple):
     h: Tensor  # [N, C] encoder output
     x: Tensor  # [N, F] raw appearance descriptors (F = 0: geometry only)
-    shape_context: Tensor  # [N, 40] raw shape context of the normalised positions
+    shape_context: Tensor  # [N, 40] raw shape context of the normalised positions ([N, 0] when unused)
     pos: Tensor  # [N, 2] normalised positions
     batch: Tensor  # [N]
     center: Tensor  # [B, 2]
@@ -162,7 +162,10 @@ class SSGM(nn.Module):
         pos_norm, center, scale = normalize_positions(pos, batch, num_graphs)
         # Edge attributes from the normalised positions (the same quantity PairData stores).
         edge_attr = pos_norm[edge_index[1]] - pos_norm[edge_index[0]]
-        shape_context = sparse_shape_context(pos_norm, batch, num_graphs)
+        # Only where a node feature or the late-fused term uses it: it costs O(N^2) per graph.
+        shape_context = (sparse_shape_context(pos_norm, batch, num_graphs)
+                         if self.features.use_shape_context or self.config.shape_context_weight > 0
+                         else pos_norm.new_zeros(pos_norm.size(0), 0))
         h = self.encoder(self.features(x, pos_norm, edge_index, shape_context), edge_index, edge_attr)
         return EncodedGraph(h, x, shape_context, pos_norm, batch, center, scale)
 
