@@ -121,7 +121,7 @@ def _build_command(argv: Sequence[str]):
     @click.option("--skip-accuracy", is_flag=True, help="Only the speed tables (with an untrained model).")
     @click.option("--skip-speed", is_flag=True, help="Only the accuracy table.")
     @click.option("--sizes", help="Comma-separated keypoints per graph of the speed table (default "
-                  "10,20,50,100,200).")
+                  "10,20,50,100,200,500; 1000 needs about 10 GB for a training step at batch 16).")
     @click.option("--batch-sizes", help="Comma-separated batch sizes of the speed table (default 1,16; "
                   "--quick 1,8).")
     @click.option("--repeats", type=int, help="Timed repeats per measurement (default 5; --quick 3).")

@@ -209,10 +209,16 @@ def test_speed_part_end_to_end_on_two_small_sizes(tmp_path, capsys):
         assert r["solver_calls_per_batch"] == {"partial_hungarian": 1.0, "pygmtools.hungarian": 1.0}
         assert set(r["classical"]) == set(bm.CLASSICAL) and all("ms_per_pair" in c for c in r["classical"].values())
         assert 0 <= r["f1_ssgm"] <= 1 and r["infer_peak_bytes"] >= 0
+        assert all(c["peak_bytes"] >= 0 for c in r["classical"].values())
     assert [r["infer_rel"] for r in speed["rows"] if r["nodes"] == 6] == [1.0, 1.0]
     assert "exponent" in speed["fits"]["SSGM inference | batch 2"]
     assert {t["status"] for t in result["targets"]} <= {"PASS", "FAIL", "SKIP"}
-    assert len(result["targets"]) == 4
+    by_name = {t["name"]: t for t in result["targets"]}
+    assert len(by_name) == 6
+    assert by_name["F1 >= 0.95 at 100 and 200 nodes (speed pairs)"]["status"] == "SKIP"  # sizes 6 and 10 only
+    rrwm_rows = by_name["SSGM F1 >= RRWM F1 on every row where RRWM runs (sizes and missing shares)"]
+    assert rrwm_rows["status"] in ("PASS", "FAIL") and "6n/b1" in rrwm_rows["detail"]
+    assert "Peak memory of one batch's inference" in (tmp_path / "synthetic_full_speed.md").read_text()
 
 
 def test_speed_part_with_single_pair_batches_only():

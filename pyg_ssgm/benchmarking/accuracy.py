@@ -153,7 +153,10 @@ def run_accuracy(cfg: BenchmarkConfig, progress: Optional[bool] = None) -> Dict[
             feature_batches[key] = (unf, inter, _device_batches(unf, device), _device_batches(inter, device))
         return feature_batches[key]
 
-    steps = len(CLASSICAL) * 2 + len(variants) * 2 + (2 if images else 0)
+    # Where the model matches mirror images too (CUB: birds face either way), so do the solvers,
+    # in extra rows: the mirror test is not the model's alone.
+    mirror = bool(variants[0].settings.get("model", {}).get("mirror_test", False))
+    steps = len(CLASSICAL) * 2 * (1 + mirror) + len(variants) * 2 + (2 if images else 0)
     bar = tqdm(total=steps, desc="accuracy", disable=not progress)
     methods: List[Dict[str, Any]] = []
 
@@ -170,19 +173,20 @@ def run_accuracy(cfg: BenchmarkConfig, progress: Optional[bool] = None) -> Dict[
                         "ms_per_pair": 1e3 * elapsed / len(test_pairs), **extra})
         bar.update(1)
 
-    for key, (solver, label) in CLASSICAL.items():
-        matcher = ClassicalMatcher(solver)
-        add(key, label, "full", "none", matcher)
-        calibrated = ClassicalMatcher(solver)
-        threshold = None
-        if val_batches is not None:
-            bar.set_postfix_str(f"calibrating {key}")
-            # on CPU: calibration is not timed, and the metric code reads the batches on the host
-            threshold = calibrated.calibrate_threshold(val_batches)
-        mode = (f"partial, threshold {threshold:.3f} (val)" if threshold is not None
-                else "partial: no threshold beat full (val)" if val_batches is not None
-                else "partial: no val split, = full")
-        add(f"{key}_calibrated", label, mode, "none", calibrated, threshold=threshold)
+    for mirrored in (False, True)[:1 + mirror]:
+        for key, (solver, label) in CLASSICAL.items():
+            key, label = (f"{key}_mirror", f"{label}, mirror test") if mirrored else (key, label)
+            add(key, label, "full", "none", ClassicalMatcher(solver, mirror_test=mirrored))
+            calibrated = ClassicalMatcher(solver, mirror_test=mirrored)
+            threshold = None
+            if val_batches is not None:
+                bar.set_postfix_str(f"calibrating {key}")
+                # on CPU: calibration is not timed, and the metric code reads the batches on the host
+                threshold = calibrated.calibrate_threshold(val_batches)
+            mode = (f"partial, threshold {threshold:.3f} (val)" if threshold is not None
+                    else "partial: no threshold beat full (val)" if val_batches is not None
+                    else "partial: no val split, = full")
+            add(f"{key}_calibrated", label, mode, "none", calibrated, threshold=threshold)
     if images:  # the same solvers with the backbone's descriptors as node affinity
         default_features = feature_config(_ssgm_variants(cfg.dataset, True)[0].settings.get("features", {}))
         for key in ("hungarian", "rrwm"):

@@ -82,7 +82,7 @@ class BenchmarkConfig:
     test_pairs_per_category: Optional[int] = None
     val_pairs_per_category: Optional[int] = 60
     batch_size: int = 32
-    sizes: Tuple[int, ...] = (10, 20, 50, 100, 200)
+    sizes: Tuple[int, ...] = (10, 20, 50, 100, 200, 500)
     batch_sizes: Tuple[int, ...] = (1, 16)
     drop_rates: Tuple[float, ...] = (0.1, 0.3, 0.5)
     drop_size: int = 50

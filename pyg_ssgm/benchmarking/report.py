@@ -115,10 +115,21 @@ def format_speed(speed: Dict[str, Any]) -> str:
         c = r["classical"].get(s, {})
         return _f(c.get("f1"))
 
+    f1_solvers = [s for s in ("hungarian", "rrwm", "ipfp") if s in solvers]
     out.append(format_table(
-        ["nodes", "batch", "SSGM", *solvers, "RRWM/SSGM", "F1 SSGM", "F1 hungarian", "F1 rrwm"],
+        ["nodes", "batch", "SSGM", *solvers, "RRWM/SSGM", "F1 SSGM", *(f"F1 {s}" for s in f1_solvers)],
         [[r["nodes"], r["batch_size"], _ms(r["infer_ms_per_pair"] / 1e3), *(cell(r, s) for s in solvers),
-          _ratio(r["rrwm_over_ssgm"]), _f(r["f1_ssgm"]), f1cell(r, "hungarian"), f1cell(r, "rrwm")]
+          _ratio(r["rrwm_over_ssgm"]), _f(r["f1_ssgm"]), *(f1cell(r, s) for s in f1_solvers)]
+         for r in rows]))
+
+    def mib(value):
+        return None if value is None else f"{value / 2 ** 20:.1f}"
+
+    out.append("\n**Peak memory of one batch's inference** (MiB, same batches)\n")
+    out.append(format_table(
+        ["nodes", "batch", "SSGM", *solvers],
+        [[r["nodes"], r["batch_size"], mib(r["infer_peak_bytes"]),
+          *("skip" if "skipped" in r["classical"][s] else mib(r["classical"][s].get("peak_bytes")) for s in solvers)]
          for r in rows]))
     skipped = sorted({c["skipped"].split(" > ")[1] for r in rows + speed["drop_rows"]
                       for c in r["classical"].values() if "skipped" in c})

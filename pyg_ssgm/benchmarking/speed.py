@@ -126,7 +126,9 @@ def _measure_config(model, train_model, infer_batch, train_batch, cfg: Benchmark
             continue
         matcher = ClassicalMatcher(solver)
         t, times, preds = time_call(lambda: matcher(dev_batch), cfg.repeats, cfg.warmup, sync, cfg.long_call_s)
-        row["classical"][solver] = {"s": t, "times_s": times, "ms_per_pair": 1e3 * t / B, "f1": _f1(preds, cpu_batch)}
+        peak, _ = measure_peak_memory(lambda: matcher(dev_batch), device)
+        row["classical"][solver] = {"s": t, "times_s": times, "ms_per_pair": 1e3 * t / B, "f1": _f1(preds, cpu_batch),
+                                    "peak_bytes": peak}
     return row
 
 
