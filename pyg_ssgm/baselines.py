@@ -43,6 +43,7 @@ from torch import Tensor
 from torch_geometric.utils import to_dense_batch
 
 from .errors import ConfigError, InvalidInputError
+from .data.pair_data import mirrored
 from .matching import dense_connectivity
 from .nn.shape_context import shape_context
 from .metrics import MatchingReport, aggregate, as_pair_batch, batch_counts, batch_targets
@@ -82,7 +83,7 @@ class ClassicalMatcher:
 
     def __init__(self, solver: str = "rrwm", node_affinity: str = "auto", edge_sigma: float = 0.5,
                  node_weight: float = 1.0, threshold: Optional[float] = None, max_iter: int = 50,
-                 dtype: torch.dtype = torch.float64, **solver_kwargs: Any):
+                 dtype: torch.dtype = torch.float64, mirror_test: bool = False, **solver_kwargs: Any):
         if solver not in SOLVERS:
             raise ConfigError(f"solver={solver!r} is invalid: must be one of {list(SOLVERS)}.")
         if node_affinity not in NODE_AFFINITIES:
@@ -97,10 +98,12 @@ class ClassicalMatcher:
         self.edge_sigma, self.node_weight = float(edge_sigma), float(node_weight)
         self.threshold = threshold
         self.max_iter, self.dtype, self.solver_kwargs = max_iter, dtype, solver_kwargs
+        self.mirror_test = bool(mirror_test)
 
     def __repr__(self) -> str:
         return (f"ClassicalMatcher(solver={self.solver!r}, node_affinity={self.node_affinity!r}, "
-                f"edge_sigma={self.edge_sigma}, node_weight={self.node_weight}, threshold={self.threshold})")
+                f"edge_sigma={self.edge_sigma}, node_weight={self.node_weight}, threshold={self.threshold}"
+                + (", mirror_test=True)" if self.mirror_test else ")"))
 
     # ----------------------------------------------------------------------------------------------
     def __call__(self, batch: Any) -> List[Tensor]:
@@ -112,26 +115,45 @@ class ClassicalMatcher:
     @torch.no_grad()
     def predict(self, batch: Any) -> Tuple[List[Tensor], List[Tensor]]:
         """The solver's full matchings (``threshold`` ignored) and the node affinity of each
-        predicted pair (a float ``[K]`` per pair, aligned with the matching's columns)."""
+        predicted pair (a float ``[K]`` per pair, aligned with the matching's columns). With
+        ``mirror_test``, the target is also matched mirrored left-right and each pair keeps the
+        matching of the higher objective (:math:`x^\top K x`, or the summed node affinity for
+        ``"hungarian"``), as :meth:`pyg_ssgm.SSGM.predict` does."""
         batch = as_pair_batch(batch)
+        out, affs, value = self._predict_once(batch)
+        if not self.mirror_test:
+            return out, affs
+        out_m, affs_m, value_m = self._predict_once(mirrored(batch, "t"))
+        keep = (value >= value_m).tolist()
+        return ([a if k else b for a, b, k in zip(out, out_m, keep)],
+                [a if k else b for a, b, k in zip(affs, affs_m, keep)])
+
+    def _predict_once(self, batch: Any) -> Tuple[List[Tensor], List[Tensor], Tensor]:
+        """:meth:`predict` without the mirror test, and each pair's objective value ``[B]``."""
         dense = self._dense(batch)
         n1, n2 = dense["n1"], dense["n2"]
         num_pairs = n1.numel()
         device = batch.x_s.device
         out = [torch.empty(2, 0, dtype=torch.long, device=device)] * num_pairs
         affs = [torch.empty(0, dtype=self.dtype, device=device)] * num_pairs
+        value = torch.zeros(num_pairs, dtype=self.dtype, device=device)
         # Pairs with an empty side have nothing to match; keeping them out of the padded solver call
         # avoids 0/0 in the solvers' normalisations.
         idx = ((n1 > 0) & (n2 > 0)).nonzero().view(-1)
         if idx.numel() == 0:
-            return list(out), list(affs)
+            return list(out), list(affs), value
         sub = {k: v[idx] for k, v in dense.items()}
         S = _node_affinity(sub["d1"], sub["d2"]) * (sub["mask1"].unsqueeze(2) & sub["mask2"].unsqueeze(1))
-        perm = self._solve(S, sub)
+        perm, K = self._solve(S, sub)
+        if K is None:
+            value[idx] = (S * perm).sum((1, 2))
+        else:  # x in pygmtools' column-major vectorisation, as K
+            x = perm.transpose(1, 2).reshape(perm.size(0), -1, 1).to(K.dtype)
+            value[idx] = (x.transpose(1, 2) @ K @ x).view(-1)
         for k, b in enumerate(idx.tolist()):  # unpadding bookkeeping only
             m = perm[k, : n1[b], : n2[b]].nonzero().t().contiguous()
             out[b], affs[b] = m, S[k, m[0], m[1]]
-        return list(out), list(affs)
+        return list(out), list(affs), value
 
     # ----------------------------------------------------------------------------------------------
     def _dense(self, batch: Any) -> dict:
@@ -160,15 +182,16 @@ class ClassicalMatcher:
                         f"conn{i}": conn, f"edge{i}": attr})
         return out
 
-    def _solve(self, S: Tensor, d: dict) -> Tensor:
-        """One pygmtools call for the whole padded batch; returns 0/1 matrices ``[B, n1max, n2max]``."""
+    def _solve(self, S: Tensor, d: dict) -> Tuple[Tensor, Optional[Tensor]]:
+        """One pygmtools call for the whole padded batch: 0/1 matrices ``[B, n1max, n2max]``, and
+        the quadratic affinity matrix ``K`` (``None`` for ``"hungarian"``)."""
         n1, n2 = d["n1"], d["n2"]
         if self.solver == "hungarian":
-            return pygm.hungarian(S, n1, n2, backend="pytorch")
+            return pygm.hungarian(S, n1, n2, backend="pytorch"), None
         K = self._affinity_matrix(d)
         solve = {"sm": pygm.sm, "rrwm": pygm.rrwm, "ipfp": pygm.ipfp}[self.solver]
         X = solve(K, n1, n2, max_iter=self.max_iter, backend="pytorch", **self.solver_kwargs)
-        return pygm.hungarian(X, n1, n2, backend="pytorch")
+        return pygm.hungarian(X, n1, n2, backend="pytorch"), K
 
     def _affinity_matrix(self, d: dict) -> Tensor:
         """``K`` ``[B, n1max*n2max, n1max*n2max]`` (pygmtools' column-major vectorisation)."""

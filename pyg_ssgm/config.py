@@ -79,6 +79,9 @@ class SSGMConfig:
         completion: generate missing nodes with the query decoder (off: the ablation
             "SSGM without completion", matching the observed nodes only).
         num_queries, decoder_layers: the query decoder's learned queries per graph and depth.
+        query_fraction: where a graph of the batch has more than ``num_queries / query_fraction``
+            nodes, ``query_fraction`` of its size is the number of queries instead (the learned
+            ones reused cyclically): the nodes a graph lacks grow with its size.
         structure: edges of the completed graph: "delaunay", "knn" or "learned" (attention).
         knn_k: neighbours for the "knn" structure.
         exist_threshold: a query whose existence probability exceeds this becomes a node.
@@ -93,6 +96,12 @@ class SSGMConfig:
             Unlike the learned embeddings, the raw descriptors cannot overfit a small training set.
         shape_context_weight: the same for the raw shape context of the point set (geometry).
         consensus_iterations: rounds of (soft matching, affine fit) that align the two graphs.
+        coherence_rounds: rounds of non-rigid refinement after the affine alignment (0: off): each
+            node is expected where the displacement of its neighbourhood takes it (a Gaussian
+            kernel of ``coherence_bandwidth`` node spacings, see
+            :func:`~pyg_ssgm.nn.alignment.coherent_positions`), and the squared distance to that
+            place, in node spacings, enters the affinity with ``coherence_weight`` times the
+            geometric weight. It keeps the geometric term decisive as graphs grow dense.
         matching_loss: "sinkhorn" (cross-entropy on the soft matching) or "hamming" (on the
             Hungarian matching, through blackbox differentiation with constant ``bb_lambda``).
         sinkhorn_iter: Sinkhorn iterations.
@@ -100,6 +109,10 @@ class SSGMConfig:
             of the affinity) or "rrwm" (the affinity as the unary term of a quadratic assignment
             with edge-to-edge geometric agreement over the completed graphs, solved by RRWM; see
             :mod:`pyg_ssgm.matching.quadratic`). Training losses are first-order either way.
+        mirror_test: at inference, match each pair a second time with the target mirrored
+            left-right and keep the matching of the higher objective (affinity minus threshold,
+            summed over the matched pairs): for objects seen from either side (birds, animals),
+            whose mirrored views no planar alignment or shape descriptor relates.
         qap_node_weight, qap_edge_sigma: weight of the unary term and Gaussian width of the edge
             term of that quadratic problem (edges in units of the graph's RMS radius).
         qap_max_nodes: pairs with a completed graph larger than this fall back to "hungarian"
@@ -123,6 +136,7 @@ class SSGMConfig:
     shape_context: bool = True
     completion: bool = True
     num_queries: int = 8
+    query_fraction: float = 0.0
     decoder_layers: int = 2
     structure: str = "delaunay"
     knn_k: int = 6
@@ -133,10 +147,14 @@ class SSGMConfig:
     appearance_weight: float = 0.0
     shape_context_weight: float = 0.0
     consensus_iterations: int = 2
+    coherence_rounds: int = 8
+    coherence_bandwidth: float = 1.0
+    coherence_weight: float = 0.3
     matching_loss: str = "sinkhorn"
     bb_lambda: float = 10.0
     sinkhorn_iter: int = 20
     solver: str = "hungarian"
+    mirror_test: bool = False
     qap_node_weight: float = 1.0
     qap_edge_sigma: float = 0.5
     qap_max_nodes: int = 64
@@ -168,10 +186,14 @@ class SSGMConfig:
             raise ConfigError(f"exist_threshold must be in (0, 1), got {self.exist_threshold}.")
         if self.temperature <= 0:
             raise ConfigError(f"temperature must be > 0, got {self.temperature}.")
+        if self.coherence_rounds < 0 or not self.coherence_bandwidth > 0 or self.coherence_weight < 0:
+            raise ConfigError("coherence_rounds must be >= 0, coherence_bandwidth > 0 and coherence_weight >= 0.")
         if self.consensus_iterations < 1:
             raise ConfigError(f"consensus_iterations must be >= 1, got {self.consensus_iterations}.")
         if self.in_channels < 0 or self.encoder_layers < 0:
             raise ConfigError("in_channels and encoder_layers must be >= 0.")
+        if not 0 <= self.query_fraction <= 1:
+            raise ConfigError(f"query_fraction must be in [0, 1], got {self.query_fraction}.")
         if self.completion and (self.num_queries < 1 or self.decoder_layers < 1):
             raise ConfigError("with completion on, num_queries and decoder_layers must be >= 1 "
                               "(use completion=False for the model without completion).")

@@ -8,6 +8,8 @@ r"""SSGM: the whole self-supervised, generative, partial graph matching model in
                        QueryDecoder(h_t | h_s) → queries_t
                        completed graph = kept nodes + queries that exist; GraphRebuilder refines
                        S = cos(h_s, h_t) / T - w |p_s - A p_t|^2 (+ raw descriptor cosines at inference)
+                       coherence rounds: S = cos / T - w' |p_s + d(p_s) - A p_t|^2 / spacing^2, where
+                           d is the neighbourhood's displacement under the soft matching of S
                        → partial Hungarian (or RRWM over the rebuilt edges) → real-to-real pairs
 
 A real node matched to a *generated* node of the other side has no partner there: generated
@@ -25,11 +27,13 @@ from torch import Tensor, nn
 from torch_geometric.utils import to_dense_batch
 
 from .config import SSGMConfig
+from .data.pair_data import mirrored
 from .errors import InvalidInputError
 from .matching import (SetMatcher, blackbox_hungarian, dense_connectivity, hamming_loss, hungarian, info_nce,
                        matching_cross_entropy, partial_hungarian, rrwm_refine, set_prediction_loss, sinkhorn,
                        threshold_to_unmatch)
-from .nn.alignment import apply_affine, dual_softmax, fit_affine, squared_distances
+from .nn.alignment import (apply_affine, coherent_positions, dual_softmax, fit_affine, node_spacing,
+                           squared_distances)
 from .nn.diagnostics import mean_pairwise_cosine
 from .nn.encoder import GraphEncoder
 from .nn.features import NodeFeatures, normalize_positions
@@ -227,11 +231,20 @@ class SSGM(nn.Module):
             out = out + weight * (D_s @ D_t.transpose(1, 2))
         return out
 
-    def _query_init(self, ctx_other: Tensor, best_other: Tensor, batch_other: Tensor, num_graphs: int):
-        """Query selection. Returns ``init [B * Q, C]`` (query ``k`` of graph ``b`` starts from the
-        ``k``-th least matched node of the other graph of pair ``b``; zeros when that graph has
-        fewer than ``Q`` nodes) and ``seed [B * Q]``, the global index of that node (-1: none)."""
-        Q, C = self.config.num_queries, ctx_other.size(1)
+    def _num_queries(self, batch_other: Tensor, num_graphs: int) -> Tensor:
+        """Queries of each graph, long ``[B]``: ``num_queries``, or ``query_fraction`` of the size of
+        the other graph of its pair where that is more (a graph lacks a share of the other's nodes,
+        not a fixed number of them)."""
+        c = self.config
+        size_other = torch.bincount(batch_other, minlength=num_graphs)
+        return (c.query_fraction * size_other).ceil().long().clamp(min=c.num_queries)
+
+    def _query_init(self, ctx_other: Tensor, best_other: Tensor, batch_other: Tensor, num_graphs: int,
+                    counts: Tensor):
+        """Query selection. Returns ``init [sum(counts), C]`` (query ``k`` of graph ``b`` starts
+        from the ``k``-th least matched node of the other graph of pair ``b``; zeros when that graph
+        has fewer than ``counts[b]`` nodes) and ``seed``, the global index of that node (-1: none)."""
+        C, Q = ctx_other.size(1), int(counts.max()) if counts.numel() else 0
         H, mask = to_dense_batch(ctx_other, batch_other, batch_size=num_graphs)
         score, _ = to_dense_batch(best_other[:, 0], batch_other, batch_size=num_graphs, fill_value=float("inf"))
         k = min(Q, H.size(1))
@@ -244,7 +257,8 @@ class SSGM(nn.Module):
             init[:, :k] = self.query_select(picked) * valid.unsqueeze(-1)
             ptr = torch.cat([batch_other.new_zeros(1), torch.bincount(batch_other, minlength=num_graphs).cumsum(0)])
             seed[:, :k] = torch.where(valid, order + ptr[:-1].unsqueeze(1), seed[:, :k])
-        return init.view(num_graphs * Q, C), seed.view(-1)
+        keep = torch.arange(Q, device=H.device).unsqueeze(0) < counts.unsqueeze(1)
+        return init[keep], seed[keep]
 
     def _assign(self, q: QueryOutput, seed: Tensor, tgt, num_graphs: int):
         """Queries for completion targets: a target goes to the query seeded from the node it stands
@@ -307,11 +321,12 @@ class SSGM(nn.Module):
         if self.decoder is not None:
             ctx_s = enc_s.h + self.matchability(consensus.match_s)
             ctx_t = enc_t.h + self.matchability(consensus.match_t)
-            init_s, seed_s = self._query_init(ctx_t, consensus.match_t, enc_t.batch, B)
-            init_t, seed_t = self._query_init(ctx_s, consensus.match_s, enc_s.batch, B)
-            queries_s = self.decoder(ctx_s, enc_s.batch, ctx_t, enc_t.batch, B, query_init=init_s,
+            count_s, count_t = self._num_queries(enc_t.batch, B), self._num_queries(enc_s.batch, B)
+            init_s, seed_s = self._query_init(ctx_t, consensus.match_t, enc_t.batch, B, count_s)
+            init_t, seed_t = self._query_init(ctx_s, consensus.match_s, enc_s.batch, B, count_t)
+            queries_s = self.decoder(ctx_s, enc_s.batch, ctx_t, enc_t.batch, B, query_init=init_s, num_queries=count_s,
                                      return_attention=return_attention)
-            queries_t = self.decoder(ctx_t, enc_t.batch, ctx_s, enc_s.batch, B, query_init=init_t,
+            queries_t = self.decoder(ctx_t, enc_t.batch, ctx_s, enc_s.batch, B, query_init=init_t, num_queries=count_t,
                                      return_attention=return_attention)
             # A query seeded from a node of the other graph predicts its position as that node's
             # position mapped into its own frame, plus the residual of the position head.
@@ -336,14 +351,28 @@ class SSGM(nn.Module):
         n1, n2 = mask_s.sum(1), mask_t.sum(1)
         # Appearance and geometric consensus: cosine similarity minus the squared distance between
         # the nodes once the target is aligned on the source (second-order consistency, cheaply),
-        # plus, at inference, the late-fused raw descriptor terms.
-        geometric = squared_distances(P_s, apply_affine(consensus.A_ts, P_t))
-        S = (H_s @ H_t.transpose(1, 2) / self.temperature - self.log_geometric_weight.exp() * geometric
-             + self._raw_affinity(enc_s, enc_t, B, H_s.size(1), H_t.size(1)))
+        # plus, at inference, the late-fused raw descriptor terms; then the non-rigid rounds.
+        P_t_aligned = apply_affine(consensus.A_ts, P_t)
+        S_nodes = H_s @ H_t.transpose(1, 2) / self.temperature + self._raw_affinity(enc_s, enc_t, B, H_s.size(1),
+                                                                                       H_t.size(1))
+        geometric_weight = self.log_geometric_weight.exp()
+        S = S_nodes - geometric_weight * squared_distances(P_s, P_t_aligned)
+        c = self.config
+        if c.coherence_rounds > 0:
+            # Non-rigid refinement. The affine residual is of the size of the deformation, which
+            # exceeds the spacing of a dense graph's nodes; the residual left after following the
+            # neighbourhood's displacement does not. Bandwidth and residual are measured in node
+            # spacings, so the term means the same for 10 nodes as for 500.
+            spacing = node_spacing(P_s, mask_s)
+            for _ in range(c.coherence_rounds):
+                P = dual_softmax(S, mask_s.unsqueeze(2) & mask_t.unsqueeze(1))
+                expected = coherent_positions(P, P_s, P_t_aligned, mask_s, c.coherence_bandwidth * spacing)
+                residual = squared_distances(expected, P_t_aligned) / spacing.pow(2).view(-1, 1, 1)
+                S = S_nodes - geometric_weight * c.coherence_weight * residual
         threshold = self.match_threshold / self.temperature
         with torch.no_grad():
             if self.config.solver == "rrwm" and max(S.size(1), S.size(2)) <= self.config.qap_max_nodes:
-                X = self._quadratic_matching(S.detach(), mask_s, mask_t, n1, n2, P_s, apply_affine(consensus.A_ts, P_t),
+                X = self._quadratic_matching(S.detach(), mask_s, mask_t, n1, n2, P_s, P_t_aligned,
                                              (comp_s, edges_s), (comp_t, edges_t), threshold.detach(), B)
             else:
                 X = partial_hungarian(S.detach(), n1, n2, threshold.detach())
@@ -384,13 +413,27 @@ class SSGM(nn.Module):
 
     @torch.no_grad()
     def predict(self, data) -> List[Tensor]:
-        """The predicted partial matching of each pair: a list of long ``[2, K]`` tensors."""
+        """The predicted partial matching of each pair: a list of long ``[2, K]`` tensors. With
+        ``mirror_test``, the target is also matched mirrored left-right, and each pair keeps the
+        matching of the higher :meth:`objective`."""
         was_training = self.training
         self.eval()
         try:
-            return self(data, compute_loss=False).pairs
+            out = self(data, compute_loss=False)
+            if not self.config.mirror_test:
+                return out.pairs
+            flipped = self(mirrored(data, "t"), compute_loss=False)
+            keep = self.objective(out) >= self.objective(flipped)
+            return [a if k else b for a, b, k in zip(out.pairs, flipped.pairs, keep.tolist())]
         finally:
             self.train(was_training)
+
+    @torch.no_grad()
+    def objective(self, out: SSGMOutput) -> Tensor:
+        """``[B]`` value of each pair's partial matching, the quantity the solver maximises: the sum
+        over matched pairs (generated nodes included) of the affinity minus the unmatched threshold."""
+        threshold = self.match_threshold / self.temperature
+        return ((out.S - threshold) * out.X).sum((1, 2))
 
     # ------------------------------------------------------------------ losses
     def _ground_truth(self, data, out: SSGMOutput, assign, include) -> Tensor:

@@ -61,16 +61,17 @@ def _groups(instances: Sequence[KeypointInstance], group_size: int, seed: int) -
 
 def pseudo_label(instances: Sequence[KeypointInstance], solver: str = "rrwm", min_agreement: float = 0.5,
                  group_size: int = 20, seed: int = 0, batch_size: int = 64,
-                 progress: bool = True) -> List[PseudoPair]:
+                 progress: bool = True, mirror_test: bool = False) -> List[PseudoPair]:
     r"""Cycle-consistent correspondences between the instances of each category (see the module
     docstring). Returns one :class:`PseudoPair` per unordered pair of a group that keeps at least
-    one correspondence. ``solver`` is any :class:`~pyg_ssgm.baselines.ClassicalMatcher` solver."""
+    one correspondence. ``solver`` is any :class:`~pyg_ssgm.baselines.ClassicalMatcher` solver;
+    ``mirror_test``: its mirror test (each pair also matched with the target mirrored)."""
     if not 0.0 < min_agreement <= 1.0:
         raise ConfigError(f"min_agreement must be in (0, 1], got {min_agreement}.")
     if group_size < 3:
         raise ConfigError(f"group_size must be >= 3 (cycles need three instances), got {group_size}.")
     instances = [_unnamed(inst) for inst in instances]
-    matcher = ClassicalMatcher(solver)
+    matcher = ClassicalMatcher(solver, mirror_test=mirror_test)
     groups = [g for g in _groups(instances, group_size, seed) if len(g) >= 3]
     ordered = [(a, b) for g in groups for a, b in itertools.combinations(g, 2)]
     maps: Dict[Tuple[int, int], Tensor] = {}
@@ -111,12 +112,13 @@ class PseudoLabelledPairs(Dataset):
     completion targets are estimated by an affine fit on the pseudo correspondences."""
 
     def __init__(self, instances: Sequence[KeypointInstance], pairs: Sequence[PseudoPair], seed: int = 0,
-                 drop_rate: float = 0.25, min_kept: int = 3):
+                 drop_rate: float = 0.25, min_kept: int = 3, orient: bool = False):
         if not pairs:
             raise InvalidInputError("PseudoLabelledPairs needs at least one pseudo-labelled pair; "
                                     "pseudo_label found no cycle-consistent correspondence.")
         self.instances, self.pairs = list(instances), list(pairs)
         self.seed, self.drop_rate, self.min_kept, self.epoch = seed, drop_rate, min_kept, 0
+        self.orient = orient
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -141,9 +143,22 @@ class PseudoLabelledPairs(Dataset):
         tgt = self.instances[b].subset(y[1][keep_t])
         src = dataclasses.replace(src, names=[str(k) for k in keep_s.nonzero().view(-1).tolist()], extra={})
         tgt = dataclasses.replace(tgt, names=[str(k) for k in keep_t.nonzero().view(-1).tolist()], extra={})
+        if self.orient and is_mirror_image(self.instances[a].pos[y[0]], self.instances[b].pos[y[1]]):
+            tgt = dataclasses.replace(tgt, pos=tgt.pos * tgt.pos.new_tensor([-1.0, 1.0]))
         pair = add_completion_targets(make_pair(src, tgt))
         pair.num_hidden = int((~keep_s & ~keep_t).sum())
         return pair
 
 
-__all__ = ["PseudoPair", "pseudo_label", "PseudoLabelledPairs"]
+def is_mirror_image(pos_s: Tensor, pos_t: Tensor) -> bool:
+    """Whether the least-squares affine map from corresponding points ``pos_t`` to ``pos_s``
+    (``[K, 2]`` each) reverses orientation (negative determinant): the two views face opposite ways.
+    False below 3 correspondences, where the map is not determined."""
+    if pos_s.size(0) < 3:
+        return False
+    design = torch.cat([pos_t.double(), pos_t.new_ones(pos_t.size(0), 1).double()], dim=1)
+    A = torch.linalg.lstsq(design, pos_s.double()).solution  # [3, 2]: linear part A[:2], shift A[2]
+    return bool(torch.linalg.det(A[:2]) < 0)
+
+
+__all__ = ["PseudoPair", "pseudo_label", "PseudoLabelledPairs", "is_mirror_image"]

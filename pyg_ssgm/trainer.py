@@ -275,9 +275,13 @@ class Trainer:
             return generated
         from .pseudo_labels import PseudoLabelledPairs, pseudo_label
 
+        # A model that matches mirror images too learns from pseudo-labels found the same way, on
+        # pairs turned to face the same way (it meets the other orientation by its mirror test).
+        mirror = self.model_cfg.mirror_test
         labels = pseudo_label(self.splits["train"], min_agreement=cfg.pseudo_min_agreement, seed=cfg.seed,
-                              progress=self.progress)
-        real = PseudoLabelledPairs(self.splits["train"], labels, seed=cfg.seed, drop_rate=cfg.drop_rate)
+                              progress=self.progress, mirror_test=mirror)
+        real = PseudoLabelledPairs(self.splits["train"], labels, seed=cfg.seed, drop_rate=cfg.drop_rate,
+                                   orient=mirror)
         return EpochConcat([generated, real])
 
     def learning_rate(self, epoch: int) -> float:

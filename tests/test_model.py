@@ -142,8 +142,10 @@ def test_predictions_are_equivariant_to_source_node_permutation(tiny_data, thres
         assert out.pairs[0].size(1) > 0
 
 
-def test_batched_predictions_equal_one_pair_at_a_time(real_pairs):
-    model = tiny_model(seed=2).eval()
+@pytest.mark.parametrize("options", [{}, dict(query_fraction=0.5, num_queries=2), dict(coherence_rounds=0)],
+                         ids=["default", "queries-follow-size", "affine-only"])
+def test_batched_predictions_equal_one_pair_at_a_time(real_pairs, options):
+    model = tiny_model(seed=2, **options).eval()
     with torch.no_grad():
         model.match_threshold.fill_(0.0)  # more pairs: a stronger check
     batched = model.predict(to_batch(real_pairs))
@@ -232,9 +234,10 @@ def test_unmatched_nodes_have_affinity_below_the_threshold(real_batch):
 @pytest.mark.parametrize("options", [
     dict(structure="delaunay"), dict(structure="knn", knn_k=3), dict(structure="learned"),
     dict(completion=False), dict(completion=False, matching_loss="hamming"),
-    dict(use_appearance=False), dict(weight_contrastive=0.5),
+    dict(use_appearance=False), dict(weight_contrastive=0.5), dict(query_fraction=0.5, num_queries=2),
+    dict(coherence_rounds=0),
 ], ids=["delaunay", "knn", "learned", "no-completion", "no-completion-hamming", "geometry-only",
-        "contrastive"])
+        "contrastive", "queries-follow-size", "affine-only"])
 def test_structure_and_ablation_options_run_forward_and_backward(generated_batch, options):
     model = tiny_model(**options).train()
     out = model(generated_batch)
@@ -372,3 +375,40 @@ def test_ssgm_learns_on_generated_pairs_and_predicts_partial_matchings(tiny_data
     for pred, pair in zip(preds, real_pairs):
         assert_valid_matching(pred, pair.num_nodes_s, pair.num_nodes_t)
     assert sum(p.size(1) for p in preds) > 0
+
+
+def test_queries_follow_the_size_of_the_other_graph(real_batch):
+    """``query_fraction``: each graph gets max(num_queries, ceil(fraction * size of the other graph))
+    queries, the learned ones reused cyclically."""
+    model = tiny_model(seed=0, query_fraction=0.5, num_queries=2).eval()
+    with torch.no_grad():
+        out = model(real_batch, compute_loss=False)
+    size_s = torch.bincount(real_batch.x_s_batch, minlength=real_batch.num_graphs)
+    size_t = torch.bincount(real_batch.x_t_batch, minlength=real_batch.num_graphs)
+    expected_s = (0.5 * size_t).ceil().long().clamp(min=2)
+    expected_t = (0.5 * size_s).ceil().long().clamp(min=2)
+    assert torch.equal(torch.bincount(out.queries_s.batch, minlength=real_batch.num_graphs), expected_s)
+    assert torch.equal(torch.bincount(out.queries_t.batch, minlength=real_batch.num_graphs), expected_t)
+    assert int(expected_s.max()) > 2  # the check covers graphs with more queries than learned ones
+
+
+def test_mirror_test_keeps_the_orientation_of_higher_objective(real_batch):
+    from pyg_ssgm.data import mirrored
+
+    flipped = mirrored(real_batch, "t")
+    assert torch.equal(flipped.pos_t[:, 0], -real_batch.pos_t[:, 0])
+    assert torch.equal(flipped.pos_t[:, 1], real_batch.pos_t[:, 1])
+    assert torch.equal(flipped.pos_s, real_batch.pos_s) and flipped.x_t is real_batch.x_t
+    assert not torch.equal(real_batch.pos_t, flipped.pos_t)  # the original is left as it was
+    model = tiny_model(seed=3).eval()
+    with torch.no_grad():
+        plain, mirror = model(real_batch, compute_loss=False), model(flipped, compute_loss=False)
+        model.config.mirror_test = True
+        chosen = model.predict(real_batch)
+    keep = model.objective(plain) >= model.objective(mirror)
+    for b, pred in enumerate(chosen):
+        assert torch.equal(pred, (plain if keep[b] else mirror).pairs[b])
+    threshold = (model.match_threshold / model.temperature).detach()
+    expected = sum(float(plain.S[b, i, j] - threshold) for b in range(len(plain.pairs))
+                   for i, j in (plain.X[b].nonzero().tolist()))
+    assert abs(float(model.objective(plain).sum()) - expected) < 1e-3

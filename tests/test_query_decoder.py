@@ -219,6 +219,25 @@ def test_decoder_batched_equals_separate(decoder):
                                        atol=ATOL, rtol=ATOL)
 
 
+def test_decoder_per_graph_query_counts_reuse_the_learned_queries(decoder):
+    """``num_queries`` per graph: graph g gets counts[g] queries, query k starting from learned
+    query k mod Q, and each graph's queries equal those of the graph decoded alone."""
+    h_own, own_batch, h_other, other_batch = make_batch([5, 3, 4], [4, 6, 2], seed=5)
+    counts = torch.tensor([2, Q + 3, Q])
+    out = decoder(h_own, own_batch, h_other, other_batch, 3, num_queries=counts)
+    assert out.batch.tolist() == [g for g in range(3) for _ in range(int(counts[g]))]
+    for g in range(3):
+        alone = decoder(h_own[own_batch == g], own_batch[own_batch == g] * 0, h_other[other_batch == g],
+                        other_batch[other_batch == g] * 0, 1, num_queries=int(counts[g]))
+        torch.testing.assert_close(out.pos[out.batch == g], alone.pos, atol=ATOL, rtol=ATOL)
+    # the default is the learned number for every graph
+    assert_same_output(decoder(h_own, own_batch, h_other, other_batch, 3),
+                       decoder(h_own, own_batch, h_other, other_batch, 3, num_queries=Q))
+    for bad in (0, torch.tensor([1, 2]), torch.tensor([1.0, 2.0, 3.0]), torch.tensor([1, 0, 2])):
+        with pytest.raises(InvalidInputError, match="num_queries"):
+            decoder(h_own, own_batch, h_other, other_batch, 3, num_queries=bad)
+
+
 def test_decoder_output_depends_on_both_graphs(decoder):
     h_own, own_batch, h_other, other_batch = make_batch([3], [3], seed=4)
     ref = decoder(h_own, own_batch, h_other, other_batch, 1)

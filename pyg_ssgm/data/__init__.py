@@ -3,7 +3,7 @@ from .datasets import EpochSampler, GeneratedPairs, LabelledPairs, RealPairs, cr
 from .generator import PairGenerator, add_completion_targets, make_pair
 from .graph import delaunay_edges, edge_attributes, graph_scale, knn_edges
 from .instance import KeypointInstance
-from .pair_data import PairData
+from .pair_data import PairData, mirrored
 from .perturb import add_outliers, drop_parts, perturb_splits
 from .readers import READERS, load_dataset
 from .sources import DATASETS, load_splits
@@ -12,7 +12,7 @@ from .transforms import GeometricAugmentation
 from .views import View, ViewAugmentation
 
 __all__ = [
-    "KeypointInstance", "PairData", "PairGenerator", "make_pair", "add_completion_targets",
+    "KeypointInstance", "PairData", "mirrored", "PairGenerator", "make_pair", "add_completion_targets",
     "GeometricAugmentation", "ViewAugmentation", "View",
     "SyntheticConfig", "SyntheticKeypoints", "load_synthetic",
     "READERS", "load_dataset", "DATASETS", "load_splits",

@@ -1,10 +1,13 @@
 """`PairData`: a source and a target keypoint graph, their correspondences and completion targets."""
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import torch
 from torch_geometric.data import Data
+
+from ..errors import InvalidInputError
 
 # Index fields and the side whose node count offsets them when pairs are batched.
 # ``y`` (row 0 source nodes, row 1 target nodes) is handled separately: it needs both.
@@ -72,3 +75,20 @@ class PairData(Data):
         if key == "y":
             return -1
         return super().__cat_dim__(key, value, *args, **kwargs)
+
+
+def mirrored(data: Any, side: str = "t") -> Any:
+    """A shallow copy of a pair or batch of pairs with graph ``side`` ("s" or "t") mirrored
+    left-right: its x coordinates (``pos``, ``edge_attr`` and completion targets) negated.
+    Everything else is shared with ``data``, which is left unchanged. Names, edges and appearance
+    descriptors stay as they are; a keypoint keeps its identity in the mirror image."""
+    if side not in ("s", "t"):
+        raise InvalidInputError(f"side must be 's' or 't', got {side!r}.")
+    out = copy.copy(data)
+    for key in (f"pos_{side}", f"edge_attr_{side}", f"comp_pos_{side}"):
+        value = getattr(data, key, None)
+        if value is not None:
+            flipped = value.clone()
+            flipped[:, 0] = -flipped[:, 0]
+            setattr(out, key, flipped)
+    return out

@@ -8,7 +8,7 @@ where that node is, and what it looks like (DESIGN.md section 2, "Query decoder"
 Every attention is a :class:`~pyg_ssgm.nn.attention.GraphAttention` over a complete bipartite
 ``edge_index`` built per graph by :func:`full_bipartite`, so graphs of any sizes batch the PyG way.
 """
-from typing import Dict, List, NamedTuple, Optional, Tuple
+from typing import Dict, List, NamedTuple, Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -347,6 +347,7 @@ class QueryDecoder(nn.Module):
         return_attention: bool = False,
         return_aux: bool = False,
         query_init: Optional[Tensor] = None,
+        num_queries: Union[int, Tensor, None] = None,
     ) -> QueryOutput:
         r"""Decode ``num_queries`` queries for each of the ``num_graphs`` own graphs.
 
@@ -358,11 +359,15 @@ class QueryDecoder(nn.Module):
             num_graphs (int): number of pairs ``G`` (graphs may have no node on either side).
             return_attention (bool, optional): fill ``QueryOutput.attention`` (last layer).
             return_aux (bool, optional): fill ``QueryOutput.aux`` (earlier layers' predictions).
-            query_init (Tensor, optional): ``[G * Q, C]`` added to the learned query contents, for
+            query_init (Tensor, optional): ``[total queries, C]`` added to the learned query contents, for
                 queries initialised from selected nodes (two-stage "query selection" as in
                 Deformable DETR / DINO). (default: ``None``)
+            num_queries (int or Tensor, optional): queries per graph in this call, one number or a
+                long ``[G]`` per graph (default: the number of learned queries :math:`Q_0`). Query
+                :math:`k` of a graph starts from learned query :math:`k \bmod Q_0`, so the number of
+                queries can follow the size of the graphs while the parameters stay fixed.
         """
-        C, Q = self.channels, self.num_queries
+        C = self.channels
         if isinstance(num_graphs, Tensor):
             num_graphs = int(num_graphs)
         if not isinstance(num_graphs, int) or num_graphs < 0:
@@ -375,14 +380,17 @@ class QueryDecoder(nn.Module):
         _check_finite("h_other", h_other)
 
         device = h_own.device
-        q = self.query_content.repeat(num_graphs, 1)
+        counts = self._query_counts(num_queries, num_graphs, device)
+        q_batch = torch.arange(num_graphs, device=device).repeat_interleave(counts)
+        first = torch.cumsum(counts, 0) - counts
+        learned = (torch.arange(q_batch.numel(), device=device) - first[q_batch]) % self.num_queries
+        q = self.query_content[learned]
         if query_init is not None:
             if query_init.shape != q.shape:
-                raise InvalidInputError(f"query_init must have shape [G*Q, C] = {list(q.shape)}, "
+                raise InvalidInputError(f"query_init must have shape [total queries, C] = {list(q.shape)}, "
                                         f"got {list(query_init.shape)}.")
             q = q + query_init
-        query_pos = self.query_pos.repeat(num_graphs, 1)
-        q_batch = torch.arange(num_graphs, device=device).repeat_interleave(Q)
+        query_pos = self.query_pos[learned]
         edges = {
             "self": full_bipartite(q_batch, q_batch, num_graphs),
             "own": full_bipartite(own_batch, q_batch, num_graphs),
@@ -405,6 +413,18 @@ class QueryDecoder(nn.Module):
         return QueryOutput(embedding=q, batch=q_batch, exist_logit=exist_logit, pos=pos, feat=feat,
                            attention=attention if return_attention else None,
                            aux=aux if return_aux else None)
+
+    def _query_counts(self, num_queries, num_graphs: int, device) -> Tensor:
+        """``num_queries`` (None, an int or a ``[G]`` tensor) as a long ``[G]`` of counts >= 1."""
+        if num_queries is None:
+            num_queries = self.num_queries
+        if isinstance(num_queries, int) and not isinstance(num_queries, bool):
+            num_queries = torch.full((num_graphs,), num_queries, dtype=torch.long, device=device)
+        if (not isinstance(num_queries, Tensor) or num_queries.dtype != torch.long
+                or num_queries.shape != (num_graphs,) or (num_queries < 1).any()):
+            raise InvalidInputError(f"num_queries must be a positive int or a long tensor of {num_graphs} "
+                                    f"positive counts (one per graph), got {num_queries!r}.")
+        return num_queries.to(device)
 
     def __repr__(self) -> str:
         return (f"{self.__class__.__name__}({self.channels}, num_queries={self.num_queries}, "

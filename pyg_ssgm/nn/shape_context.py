@@ -41,7 +41,9 @@ def shape_context(pos: Tensor, mask: Tensor, radial_bins: int = 5, angular_bins:
     w_a = torch.exp(kappa * (torch.cos(theta.unsqueeze(-1) - centres_a) - 1))  # [B, i, j, A]
     eye = torch.eye(pos.size(1), dtype=torch.bool, device=pos.device)
     pair_mask = (mask.unsqueeze(1) & mask.unsqueeze(2) & ~eye).to(pos.dtype)  # other real nodes only
-    hist = torch.einsum("bijr,bija,bij->bira", w_r, w_a, pair_mask).flatten(2)
+    # Two operands, so einsum contracts j by a batched matmul; with the mask as a third operand it
+    # would first build the [B, N, N, R, A] outer product (gigabytes at 1,000 nodes).
+    hist = torch.einsum("bijr,bija->bira", w_r * pair_mask.unsqueeze(-1), w_a).flatten(2)
     return torch.nn.functional.normalize(hist, dim=-1) * mask.unsqueeze(-1)
 
 
