@@ -40,6 +40,22 @@ def as_set(pairs: torch.Tensor) -> set:
 # --------------------------------------------------------------------------- gradients
 
 
+def test_coincident_keypoints_keep_the_gradients_finite(generated_pairs):
+    """Two keypoints on one spot (real annotations do this: CUB's eyes of a bird seen head-on) give
+    a zero nearest-neighbour distance; the node spacing must not turn it into a NaN gradient."""
+    pairs = []
+    for pair in generated_pairs[:4]:
+        pair = pair.clone()
+        pair.pos_s[1] = pair.pos_s[0]
+        pair.pos_t[2] = pair.pos_t[0]
+        pairs.append(pair)
+    model = tiny_model(seed=0).train()
+    out = model(to_batch(pairs))
+    out.losses["loss"].backward()
+    assert torch.isfinite(out.losses["loss"])
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
 @pytest.mark.parametrize("matching_loss", ["sinkhorn", "hamming"])
 def test_gradients_reach_every_parameter_group(generated_batch, matching_loss):
     model = tiny_model(matching_loss=matching_loss)

@@ -76,14 +76,18 @@ def coherent_positions(P: Tensor, pos_s: Tensor, pos_t: Tensor, mask_s: Tensor, 
 
 
 
-def node_spacing(pos: Tensor, mask: Tensor) -> Tensor:
+def node_spacing(pos: Tensor, mask: Tensor, eps: float = 1e-6) -> Tensor:
     """``[B]`` mean distance from each node to its nearest neighbour in its graph (1 for a graph of
-    fewer than two nodes): the length in which a local residual means the same at any graph size."""
-    d = squared_distances(pos, pos)
-    d = d.masked_fill(~(mask.unsqueeze(2) & mask.unsqueeze(1)), float("inf"))
-    d = d.masked_fill(torch.eye(d.size(1), dtype=torch.bool, device=d.device), float("inf"))
-    nearest = d.amin(2)
-    has = torch.isfinite(nearest)
-    total = torch.where(has, nearest.clamp(min=0).sqrt(), torch.zeros_like(nearest)).sum(1)
-    count = has.sum(1)
-    return torch.where(count > 0, total / count.clamp(min=1), torch.ones_like(total))
+    fewer than two nodes, at least ``eps``): the length in which a local residual means the same at
+    any graph size. A unit, not a quantity to learn: no gradient flows through it (the square root
+    of a zero distance, two nodes on one spot, would make it NaN)."""
+    with torch.no_grad():
+        d = squared_distances(pos, pos)
+        d = d.masked_fill(~(mask.unsqueeze(2) & mask.unsqueeze(1)), float("inf"))
+        d = d.masked_fill(torch.eye(d.size(1), dtype=torch.bool, device=d.device), float("inf"))
+        nearest = d.amin(2)
+        has = torch.isfinite(nearest)
+        total = torch.where(has, nearest.sqrt(), torch.zeros_like(nearest)).sum(1)
+        count = has.sum(1)
+        spacing = torch.where(count > 0, total / count.clamp(min=1), torch.ones_like(total))
+        return spacing.clamp(min=eps)
