@@ -14,8 +14,8 @@ validation split, never on its test split.
 * ``use_appearance=False`` with images: the learned encoder sees geometry only; given the
   descriptors as input it fits the 70 training images and falls to 0.79 on validation.
 * ``coherence_rounds = 0``: the non-rigid refinement that keeps large graphs matched (the
-  default, 8 rounds) does not help Willow's 10-node graphs: validation 0.932 without / 0.927
-  with it (geometry), 0.965 / 0.963 (images).
+  default, 8 rounds) does not help Willow's 10-node graphs: validation 0.932 without / 0.920
+  with it (geometry), 0.965 / 0.964 (images); ``benchmarks/results/willow_coherence.md``.
 
 **CUB-200-2011** (geometry only: no images; 600 validation pairs, 3 per class, from the last 10 %
 of each class's training images; unfiltered macro F1 after 3 epochs, seed 0;

@@ -58,7 +58,8 @@ def check_targets(speed: Optional[Dict[str, Any]], accuracy: Optional[Dict[str, 
                               shares))
 
     # 2. 5x faster than RRWM per pair at 20 nodes, at equal or better F1
-    name = "CPU inference at 20 nodes >= 5x faster per pair than RRWM at the largest batch, >= 2x at batch 1, F1 >= RRWM's"
+    name = ("CPU inference at 20 nodes >= 5x faster per pair than RRWM at the largest batch, >= 2x at batch 1, "
+            "F1 >= RRWM's")
     at20 = [r for r in rows if r["nodes"] == 20 and "ms_per_pair" in r["classical"].get("rrwm", {})]
     if not on_cpu:
         targets.append(Target(name, "SKIP", f"measured on {speed['device']}"))
