@@ -8,6 +8,11 @@ of inference, not a parameter, so it is swept on every trained model. Writes
 
     python benchmarks/validation_choice.py --dataset cub --root ../shared/data/CUB_200_2011 --epochs 3
     python benchmarks/validation_choice.py --dataset willow --root ../shared/data/WillowObject --outliers 2
+    python benchmarks/validation_choice.py --dataset cub --epochs 2 --variants generated --mirror
+
+``--mirror`` also scores every setting with the mirror test (``mirror_test``, a setting of
+inference: the target matched mirrored too), adds learning-free RRWM with and without it for
+reference, and writes ``<name>_mirror_validation.{md,json}``.
 """
 import argparse
 import json
@@ -33,8 +38,8 @@ SHAPE_CONTEXT_WEIGHTS = (0.0, 10.0, 20.0, 40.0)
 RRWM_WEIGHTS = (0.0, 20.0)
 
 
-def scores(model, instances, max_pairs):
-    out = evaluate_matching(model.predict, instances, max_pairs_per_category=max_pairs)
+def scores(predict, instances, max_pairs):
+    out = evaluate_matching(predict, instances, max_pairs_per_category=max_pairs)
     unf = out["unfiltered"].mean
     return {"f1": unf.f1, "precision": unf.precision, "recall": unf.recall,
             "intersection_accuracy": out["intersection"].mean.recall}
@@ -48,6 +53,7 @@ def main():
     parser.add_argument("--outliers", type=int, default=0)
     parser.add_argument("--val-pairs-per-category", type=int, default=None, help="default: all")
     parser.add_argument("--variants", default=",".join(v[0] for v in VARIANTS))
+    parser.add_argument("--mirror", action="store_true", help="also score with the mirror test")
     parser.add_argument("--output-dir", default="benchmarks/results")
     args = parser.parse_args()
     chosen = args.variants.split(",")
@@ -70,24 +76,40 @@ def main():
                 modes.append((description + ", generated nodes off at inference", 1.0, "hungarian"))
             settings = [(w, m) for w in SHAPE_CONTEXT_WEIGHTS for m in modes]
             settings += [(w, (description + ", solver rrwm", modes[0][1], "rrwm")) for w in RRWM_WEIGHTS]
-            for weight, (label, exist_threshold, solver) in settings:
-                model.config.shape_context_weight, model.config.exist_threshold = weight, exist_threshold
-                model.config.solver = solver
-                row = {"key": key, "variant": label, "shape_context_weight": weight, "train_s": train_s,
-                       "exist_threshold": exist_threshold, "solver": solver,
-                       **scores(model, trainer.splits["val"], args.val_pairs_per_category)}
-                rows.append(row)
-                print(f"{row['f1']:.3f} F1  {row['intersection_accuracy']:.3f} acc  {label}, "
-                      f"shape_context_weight={weight}", flush=True)
+            for mirror in (False, True)[:1 + args.mirror]:
+                for weight, (label, exist_threshold, solver) in settings:
+                    if mirror and solver == "rrwm":
+                        continue
+                    model.config.shape_context_weight, model.config.exist_threshold = weight, exist_threshold
+                    model.config.solver, model.config.mirror_test = solver, mirror
+                    label = label + (", mirror test" if mirror else "")
+                    row = {"key": key, "variant": label, "shape_context_weight": weight, "train_s": train_s,
+                           "exist_threshold": exist_threshold, "solver": solver, "mirror_test": mirror,
+                           **scores(model.predict, trainer.splits["val"], args.val_pairs_per_category)}
+                    rows.append(row)
+                    print(f"{row['f1']:.3f} F1  {row['intersection_accuracy']:.3f} acc  {label}, "
+                          f"shape_context_weight={weight}", flush=True)
+        if args.mirror:  # the learning-free reference on the same pairs, with and without the test
+            from pyg_ssgm.baselines import ClassicalMatcher
+            from pyg_ssgm.data import load_splits, perturb_splits
+
+            val = perturb_splits(load_splits(args.dataset, args.root), args.outliers)["val"]
+            for mirror in (False, True):
+                matcher = ClassicalMatcher("rrwm", mirror_test=mirror)
+                label = "RRWM (learning-free), full" + (", mirror test" if mirror else "")
+                rows.append({"key": "rrwm", "variant": label, "shape_context_weight": 0.0, "train_s": 0.0,
+                             "mirror_test": mirror, **scores(matcher, val, args.val_pairs_per_category)})
+                print(f"{rows[-1]['f1']:.3f} F1  {label}", flush=True)
     from pyg_ssgm.data import RealPairs, load_splits, perturb_splits
 
     val = perturb_splits(load_splits(args.dataset, args.root), args.outliers)["val"]
     num_pairs = len(RealPairs(val, args.val_pairs_per_category, seed=0))
-    name = args.dataset + (f"_outliers{args.outliers}" if args.outliers else "")
+    name = args.dataset + (f"_outliers{args.outliers}" if args.outliers else "") + ("_mirror" if args.mirror else "")
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     command = "python benchmarks/validation_choice.py " + " ".join(
-        f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v is not None and k != "output_dir")
+        f"--{k.replace('_', '-')}" + ("" if v is True else f" {v}") for k, v in vars(args).items()
+        if v is not None and v is not False and k != "output_dir")
     result = {"command": command, "epochs": args.epochs, "num_val_pairs": num_pairs, "rows": rows,
               "wall_s": time.perf_counter() - start, "torch": torch.__version__}
     (out / f"{name}_validation.json").write_text(json.dumps(result, indent=2))

@@ -85,6 +85,9 @@ class SSGMConfig:
         structure: edges of the completed graph: "delaunay", "knn" or "learned" (attention).
         knn_k: neighbours for the "knn" structure.
         exist_threshold: a query whose existence probability exceeds this becomes a node.
+        generate_at_inference: False keeps the generated nodes out of the matching at inference
+            (``eval()`` mode) while they are still trained: a setting of inference, chosen on
+            validation (on CUB the generated nodes absorb real nodes that have a partner).
 
     Matching:
         temperature: initial temperature of the cosine affinity (learned).
@@ -141,6 +144,7 @@ class SSGMConfig:
     structure: str = "delaunay"
     knn_k: int = 6
     exist_threshold: float = 0.5
+    generate_at_inference: bool = True
     temperature: float = 0.1
     match_threshold: float = 0.5
     geometric_weight: float = 10.0

@@ -301,6 +301,8 @@ class SSGM(nn.Module):
             return complete_graph(enc.h, enc.pos, enc.batch, empty, enc.pos.new_zeros(0, 2),
                                   enc.batch.new_zeros(0)), None
         include = torch.sigmoid(queries.exist_logit) > self.config.exist_threshold
+        if not self.training and not self.config.generate_at_inference:
+            include = torch.zeros_like(include)
         if force is not None:  # training: the queries assigned to a real missing node always take part
             include = include.clone()
             include[force] = True

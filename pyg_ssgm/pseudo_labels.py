@@ -89,20 +89,35 @@ def pseudo_label(instances: Sequence[KeypointInstance], solver: str = "rrwm", mi
 
     out: List[PseudoPair] = []
     for g in groups:
-        for a, b in itertools.combinations(g, 2):
+        support = _cycle_support(g, maps)
+        for (u, a), (v, b) in itertools.combinations(enumerate(g), 2):
             m = maps[a, b]
-            src = (m >= 0).nonzero().view(-1)
-            support = torch.zeros(src.numel())
-            for k in g:
-                if k in (a, b):
-                    continue
-                via = maps[a, k][src]
-                ok = via >= 0
-                support[ok] += (maps[k, b][via[ok]] == m[src[ok]]).float()
-            keep = src[support >= min_agreement * (len(g) - 2)]
+            keep = ((m >= 0) & (support[u, v, :m.numel()] >= min_agreement * (len(g) - 2))).nonzero().view(-1)
             if keep.numel():
                 out.append(PseudoPair(a, b, torch.stack([keep, m[keep]])))
     return out
+
+
+def _cycle_support(group: Sequence[int], maps: Dict[Tuple[int, int], Tensor]) -> Tensor:
+    """``support[u, v, p]``: for how many third instances ``k`` of the group the path
+    ``group[u] -> k -> group[v]`` takes node ``p`` where the direct matching does (all cycles of
+    the group at once: a ``[g, g, g, n]`` comparison instead of a Python loop per pair and ``k``)."""
+    g, n = len(group), max(maps[a, b].numel() for a in group for b in group if a != b)
+    M = torch.full((g, g, n + 1), -1, dtype=torch.long)  # M[u, v, p]: partner in v of node p of u; column n: "none"
+    for u, a in enumerate(group):
+        for v, b in enumerate(group):
+            if u != v:
+                M[u, v, :maps[a, b].numel()] = maps[a, b]
+    via = M[:, :, :n]  # [u, k, p]: node of k reached from node p of u
+    # two_step[u, k, v, p] = M[k, v, via[u, k, p]] (a missing partner, -1, reads column n: -1 again)
+    index = torch.where(via >= 0, via, torch.full_like(via, n))  # [u, k, p]
+    two_step = torch.gather(M.unsqueeze(0).expand(g, g, g, n + 1), 3,
+                            index.unsqueeze(2).expand(g, g, g, n))  # [u, k, v, p]
+    direct = M[:, :, :n].unsqueeze(1)  # [u, 1, v, p]
+    agree = (two_step == direct) & (via.unsqueeze(2) >= 0) & (direct >= 0)
+    third = ~torch.eye(g, dtype=torch.bool)  # k differs from u and from v
+    agree &= (third.unsqueeze(2) & third.unsqueeze(0)).unsqueeze(-1)  # [u, k, v]: k != u and k != v
+    return agree.sum(1).float()  # [u, v, p]
 
 
 class PseudoLabelledPairs(Dataset):

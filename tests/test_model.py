@@ -428,3 +428,17 @@ def test_mirror_test_keeps_the_orientation_of_higher_objective(real_batch):
     expected = sum(float(plain.S[b, i, j] - threshold) for b in range(len(plain.pairs))
                    for i, j in (plain.X[b].nonzero().tolist()))
     assert abs(float(model.objective(plain).sum()) - expected) < 1e-3
+
+
+def test_generated_nodes_can_stay_out_of_the_matching_at_inference(generated_batch):
+    model = tiny_model(seed=1, exist_threshold=0.01)  # nearly every query would exist
+    model.eval()
+    with torch.no_grad():
+        on = model(generated_batch, compute_loss=False)
+        model.config.generate_at_inference = False
+        off = model(generated_batch, compute_loss=False)
+    assert int(on.num_generated_s.sum() + on.num_generated_t.sum()) > 0
+    assert int(off.num_generated_s.sum() + off.num_generated_t.sum()) == 0
+    model.train()  # training still completes the graphs and trains the queries
+    out = model(generated_batch)
+    assert int(out.num_generated_s.sum()) > 0 and "exist" in out.losses

@@ -107,6 +107,31 @@ def test_pseudo_labels_are_precise_and_never_read_names():
     assert [(p.source, p.target, p.y.tolist()) for p in again] == [(p.source, p.target, p.y.tolist()) for p in labels]
 
 
+def test_cycle_support_counts_every_consistent_third_instance():
+    """The vectorised cycle test against its definition, one pair and one third instance at a time."""
+    from pyg_ssgm.pseudo_labels import _cycle_support
+
+    g = torch.Generator().manual_seed(0)
+    group, sizes = [3, 7, 1, 4, 9], {3: 5, 7: 6, 1: 4, 4: 6, 9: 3}
+    maps = {}
+    for a in group:
+        for b in group:
+            if a != b:  # random partial maps, -1 where a node has no partner
+                m = torch.randint(-1, sizes[b], (sizes[a],), generator=g)
+                maps[a, b] = m
+    support = _cycle_support(group, maps)
+    for u, a in enumerate(group):
+        for v, b in enumerate(group):
+            if u == v:
+                continue
+            for p in range(sizes[a]):
+                expected = 0
+                for k in group:
+                    if k not in (a, b) and maps[a, b][p] >= 0 and maps[a, k][p] >= 0:
+                        expected += int(maps[k, b][maps[a, k][p]] == maps[a, b][p])
+                assert support[u, v, p] == expected, (a, b, p)
+
+
 def test_pseudo_labelled_pairs_follow_the_pseudo_labels_and_are_partial():
     data = SyntheticKeypoints(tiny_synthetic_config(num_train=6, max_clutter=0))
     train = data["train"]

@@ -225,22 +225,23 @@ def run_accuracy(cfg: BenchmarkConfig, progress: Optional[bool] = None) -> Dict[
             extra["validation"] = _validation_scores(train_cfg.output_dir)
             add(key, label, "partial (learned threshold)", labels, model.predict, features=features, **extra)
             if key == "ssgm" and model.config.completion:
-                # the same trained model with its generated nodes switched off at inference (no
-                # query passes an existence threshold of 1): what the generated nodes buy the matching
-                off = copy.deepcopy(model)
-                off.config.exist_threshold = 1.0
+                # the same trained model with its generated nodes switched the other way at inference
+                # (off by default, on where the preset keeps them out): what they buy the matching
+                flipped = copy.deepcopy(model)
+                flipped.config.generate_at_inference = not model.config.generate_at_inference
+                state = "on" if flipped.config.generate_at_inference else "off"
                 bar.total += 1
                 val = {}
                 if trainer.splits["val"]:
                     from ..evaluate import evaluate_matching
 
-                    scores = evaluate_matching(off.predict, trainer.splits["val"],
+                    scores = evaluate_matching(flipped.predict, trainer.splits["val"],
                                                max_pairs_per_category=train_cfg.val_pairs_per_category, device=device)
                     val = {"val_f1": scores["unfiltered"].mean.f1, "val_precision": scores["unfiltered"].mean.precision,
                            "val_recall": scores["unfiltered"].mean.recall,
                            "val_intersection_acc": scores["intersection"].mean.recall}
-                add("ssgm_generated_off", f"{label}, generated nodes off at inference (ablation)",
-                    "partial (learned threshold)", labels, off.predict, features=features, validation=val)
+                add(f"ssgm_generated_{state}", f"{label}, generated nodes {state} at inference (ablation)",
+                    "partial (learned threshold)", labels, flipped.predict, features=features, validation=val)
     finally:
         shutil.rmtree(train_dir, ignore_errors=True)
     bar.close()
