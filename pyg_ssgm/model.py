@@ -32,8 +32,8 @@ from .errors import InvalidInputError
 from .matching import (SetMatcher, blackbox_hungarian, dense_connectivity, hamming_loss, hungarian, info_nce,
                        matching_cross_entropy, partial_hungarian, rrwm_refine, set_prediction_loss, sinkhorn,
                        threshold_to_unmatch)
-from .nn.alignment import (apply_affine, coherent_positions, dual_softmax, fit_affine, node_spacing,
-                           squared_distances)
+from .nn.alignment import (apply_affine, coherence_kernel, coherent_positions, dual_softmax, fit_affine,
+                           node_spacing, squared_distances)
 from .nn.diagnostics import mean_pairwise_cosine
 from .nn.encoder import GraphEncoder
 from .nn.features import NodeFeatures, normalize_positions
@@ -366,9 +366,10 @@ class SSGM(nn.Module):
             # neighbourhood's displacement does not. Bandwidth and residual are measured in node
             # spacings, so the term means the same for 10 nodes as for 500.
             spacing = node_spacing(P_s, mask_s)
+            kernel = coherence_kernel(P_s, mask_s, c.coherence_bandwidth * spacing)
+            pair_mask = mask_s.unsqueeze(2) & mask_t.unsqueeze(1)
             for _ in range(c.coherence_rounds):
-                P = dual_softmax(S, mask_s.unsqueeze(2) & mask_t.unsqueeze(1))
-                expected = coherent_positions(P, P_s, P_t_aligned, mask_s, c.coherence_bandwidth * spacing)
+                expected = coherent_positions(dual_softmax(S, pair_mask), P_s, P_t_aligned, kernel)
                 residual = squared_distances(expected, P_t_aligned) / spacing.pow(2).view(-1, 1, 1)
                 S = S_nodes - geometric_weight * c.coherence_weight * residual
         threshold = self.match_threshold / self.temperature

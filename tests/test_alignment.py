@@ -6,8 +6,8 @@ import torch
 import torch.nn.functional as F
 
 from pyg_ssgm.matching import hungarian
-from pyg_ssgm.nn.alignment import (apply_affine, coherent_positions, dual_softmax, fit_affine, node_spacing,
-                                   squared_distances)
+from pyg_ssgm.nn.alignment import (apply_affine, coherence_kernel, coherent_positions, dual_softmax, fit_affine,
+                                   node_spacing, squared_distances)
 
 
 def _grid(n: int, step: float) -> torch.Tensor:
@@ -35,7 +35,8 @@ def test_coherent_positions_follow_a_translation_and_ignore_a_nodes_own_wrong_pa
     P[0, 12] = 0.0
     P[0, 12, 0] = 1.0  # node 12's soft partner is wrong, far away
     mask = torch.ones(1, 25, dtype=torch.bool)
-    expected = coherent_positions(P, pos_s, pos_t, mask, torch.tensor([1.0], dtype=torch.double))
+    kernel = coherence_kernel(pos_s, mask, torch.tensor([1.0], dtype=torch.double))
+    expected = coherent_positions(P, pos_s, pos_t, kernel)
     # node 12 is expected at its true partner (the estimate is its neighbours'); the wrong partner
     # pulls its neighbours a little and the nodes three spacings away not at all
     assert torch.allclose(expected[0, 12], pos_t[0, 12], atol=1e-6)
@@ -84,8 +85,9 @@ def test_coherence_keeps_the_geometric_term_decisive_as_graphs_grow(num_nodes):
         S = S_nodes - weight * squared_distances(pos_s, aligned)
         right["affine"].append((hungarian(S, n, n)[0].argmax(1) == truth).double().mean())
         spacing = node_spacing(pos_s, mask)
+        kernel = coherence_kernel(pos_s, mask, spacing)
         for _ in range(8):
-            expected = coherent_positions(dual_softmax(S, pair_mask), pos_s, aligned, mask, spacing)
+            expected = coherent_positions(dual_softmax(S, pair_mask), pos_s, aligned, kernel)
             S = S_nodes - 0.3 * weight * squared_distances(expected, aligned) / spacing.pow(2)
         right["coherent"].append((hungarian(S, n, n)[0].argmax(1) == truth).double().mean())
     affine, coherent = (float(torch.stack(v).mean()) for v in right.values())

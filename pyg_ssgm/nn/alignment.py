@@ -47,7 +47,17 @@ def squared_distances(a: Tensor, b: Tensor) -> Tensor:
     return torch.baddbmm(sq, a, b.transpose(1, 2), alpha=-2).clamp(min=0)
 
 
-def coherent_positions(P: Tensor, pos_s: Tensor, pos_t: Tensor, mask_s: Tensor, bandwidth: Tensor) -> Tensor:
+def coherence_kernel(pos_s: Tensor, mask_s: Tensor, bandwidth: Tensor) -> Tensor:
+    r"""``K [B, N1, N1]`` of :func:`coherent_positions`: :math:`K_{ik} = e^{-\lVert p^s_i - p^s_k
+    \rVert^2 / 2 \sigma^2}` between the real nodes of a graph, 0 on the diagonal (a node's own
+    partner is left out) and for padding. ``bandwidth`` :math:`\sigma`: ``[B]``, in the units of
+    the positions. It depends on the source positions only: build it once for every round."""
+    K = torch.exp(-squared_distances(pos_s, pos_s) / (2 * bandwidth.view(-1, 1, 1) ** 2))
+    K = K * (mask_s.unsqueeze(2) & mask_s.unsqueeze(1))
+    return K * (1 - torch.eye(K.size(1), dtype=K.dtype, device=K.device))
+
+
+def coherent_positions(P: Tensor, pos_s: Tensor, pos_t: Tensor, kernel: Tensor) -> Tensor:
     r"""Where each source node should lie in the (aligned) target frame under a smooth, non-rigid
     deformation: the displacement towards its soft partner, averaged over the *other* source
     nodes with a Gaussian kernel in space (motion coherence, as in coherent point drift).
@@ -55,25 +65,20 @@ def coherent_positions(P: Tensor, pos_s: Tensor, pos_t: Tensor, mask_s: Tensor, 
     .. math::
         d_i = \frac{\sum_j P_{ij} p^t_j}{\sum_j P_{ij}} - p^s_i, \qquad
         \hat p_i = p^s_i + \frac{\sum_{k \ne i} K_{ik} m_k d_k}{\sum_{k \ne i} K_{ik} m_k}, \qquad
-        K_{ik} = e^{-\lVert p^s_i - p^s_k \rVert^2 / 2 \sigma^2},\ m_k = \textstyle\sum_j P_{kj}.
+        m_k = \textstyle\sum_j P_{kj},
 
-    A node's own soft partner is left out of its estimate, so a wrong partner cannot confirm
-    itself: the estimate comes from the neighbourhood. An affine fit leaves a residual of the
-    size of the deformation, which exceeds the spacing of the nodes once a graph is dense; this
-    residual shrinks with the spacing, which is what keeps the geometric term decisive as graphs
-    grow. ``P [B, N1, N2]`` (padding 0), ``pos_s [B, N1, 2]``, ``pos_t [B, N2, 2]``,
-    ``mask_s [B, N1]``, ``bandwidth`` :math:`\sigma` in the units of the positions. Cost O(N1^2 + N1 N2).
+    with :math:`K` = ``kernel`` (:func:`coherence_kernel`). A node's own soft partner is left out
+    of its estimate, so a wrong partner cannot confirm itself: the estimate comes from the
+    neighbourhood. An affine fit leaves a residual of the size of the deformation, which exceeds
+    the spacing of the nodes once a graph is dense; this residual shrinks with the spacing, which
+    is what keeps the geometric term decisive as graphs grow. ``P [B, N1, N2]`` (padding 0),
+    ``pos_s [B, N1, 2]``, ``pos_t [B, N2, 2]``. Cost O(N1^2 + N1 N2).
     """
     mass = P.sum(2)  # [B, N1]
     partner = (P @ pos_t) / mass.clamp(min=1e-9).unsqueeze(-1)
-    disp = partner - pos_s
-    K = torch.exp(-squared_distances(pos_s, pos_s) / (2 * bandwidth.view(-1, 1, 1) ** 2))
-    K = K * (mask_s.unsqueeze(2) & mask_s.unsqueeze(1))
-    K = K * (1 - torch.eye(K.size(1), dtype=K.dtype, device=K.device))
-    W = K * mass.unsqueeze(1)
-    smoothed = (W @ disp) / W.sum(2, keepdim=True).clamp(min=1e-9)
+    W = kernel * mass.unsqueeze(1)
+    smoothed = (W @ (partner - pos_s)) / W.sum(2, keepdim=True).clamp(min=1e-9)
     return pos_s + smoothed
-
 
 
 def node_spacing(pos: Tensor, mask: Tensor, eps: float = 1e-6) -> Tensor:
