@@ -50,6 +50,17 @@ VARIANTS = [  # key, description, settings
 SWEEPS = {"appearance_weight": (10.0, 20.0, 40.0, 60.0, 90.0), "shape_context_weight": (10.0, 20.0, 40.0)}
 
 
+def per_class_table(columns, rows, cells):
+    """Markdown table: ``columns`` (the leading ones), then ``val acc.`` and one column per class;
+    ``cells(row)`` gives a row's leading cells. Every row has ``val_accuracy`` and ``per_class``."""
+    classes = list(rows[0]["per_class"])
+    lines = ["| " + " | ".join([*columns, "val acc.", *classes]) + " |",
+             "|:--|" + "--:|" * (len(columns) - 1 + 1 + len(classes))]
+    lines += ["| " + " | ".join([*cells(r), f"{r['val_accuracy']:.3f}", *(f"{r['per_class'][c]:.3f}" for c in classes)])
+              + " |" for r in rows]
+    return lines
+
+
 def val_accuracy(model, instances):
     report = evaluate_matching(model.predict, instances)["intersection"]
     return report.mean.recall, {k: v.recall for k, v in report.per_class.items()}
@@ -88,17 +99,12 @@ def main():
     result = {"command": "python benchmarks/willow_ablation.py", "epochs": args.epochs, "rows": rows,
               "sweeps": sweeps, "wall_s": time.perf_counter() - start, "torch": torch.__version__}
     (out / "willow_ablation.json").write_text(json.dumps(result, indent=2))
-    classes = list(rows[0]["per_class"])
     lines = ["# Willow ablation (validation split only)", "",
              f"`python benchmarks/willow_ablation.py` ({args.epochs} epochs, seed 0; 75 validation pairs; "
-             f"intersection accuracy).", "",
-             "| variant | val acc. | " + " | ".join(classes) + " |", "|:--|--:|" + "--:|" * len(classes)]
-    lines += [f"| {r['variant']} | {r['val_accuracy']:.3f} | " + " | ".join(f"{r['per_class'][c]:.3f}"
-                                                                        for c in classes) + " |" for r in rows]
-    lines += ["", "Late-fusion weights on the images preset's trained model (one weight on, the other off):", "",
-              "| setting | val acc. | " + " | ".join(classes) + " |", "|:--|--:|" + "--:|" * len(classes)]
-    lines += [f"| {next(f'{k}={v}' for k, v in s.items() if k in SWEEPS)} | {s['val_accuracy']:.3f} | "
-              + " | ".join(f"{s['per_class'][c]:.3f}" for c in classes) + " |" for s in sweeps]
+             f"intersection accuracy).", ""]
+    lines += per_class_table(["variant"], rows, lambda r: [r["variant"]])
+    lines += ["", "Late-fusion weights on the images preset's trained model (one weight on, the other off):", ""]
+    lines += per_class_table(["setting"], sweeps, lambda r: [next(f"{k}={v}" for k, v in r.items() if k in SWEEPS)])
     (out / "willow_ablation.md").write_text("\n".join(lines) + "\n")
     print(f"written {out / 'willow_ablation.md'} ({result['wall_s']:.0f} s)")
 

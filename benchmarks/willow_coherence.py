@@ -11,7 +11,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from willow_ablation import settings, val_accuracy
+from willow_ablation import per_class_table, settings, val_accuracy
 
 from pyg_ssgm import SSGMConfig
 from pyg_ssgm.presets import preset
@@ -42,13 +42,9 @@ def main():
     command = "python benchmarks/willow_coherence.py"
     (out / "willow_coherence.json").write_text(json.dumps(
         {"command": command, "epochs": args.epochs, "rows": rows, "wall_s": time.perf_counter() - start}, indent=2))
-    classes = list(rows[0]["per_class"])
     lines = ["# Willow: coherence rounds on or off (validation split only)", "",
-             f"`{command}` ({args.epochs} epochs, seed 0; 75 validation pairs; intersection accuracy).", "",
-             "| preset | coherence_rounds | val acc. | " + " | ".join(classes) + " |",
-             "|:--|--:|--:|" + "--:|" * len(classes)]
-    lines += [f"| {r['preset']} | {r['coherence_rounds']} | {r['val_accuracy']:.3f} | "
-              + " | ".join(f"{r['per_class'][c]:.3f}" for c in classes) + " |" for r in rows]
+             f"`{command}` ({args.epochs} epochs, seed 0; 75 validation pairs; intersection accuracy).", ""]
+    lines += per_class_table(["preset", "coherence_rounds"], rows, lambda r: [r["preset"], str(r["coherence_rounds"])])
     (out / "willow_coherence.md").write_text("\n".join(lines) + "\n")
     print(f"written {out / 'willow_coherence.md'}")
 
