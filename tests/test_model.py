@@ -442,3 +442,18 @@ def test_generated_nodes_can_stay_out_of_the_matching_at_inference(generated_bat
     model.train()  # training still completes the graphs and trains the queries
     out = model(generated_batch)
     assert int(out.num_generated_s.sum()) > 0 and "exist" in out.losses
+
+
+def test_completion_quality_counts_the_generated_nodes_whatever_the_inference_switch(tiny_data):
+    """The count is the model's completion, not whether the nodes enter the matching: a model
+    with ``generate_at_inference=False`` must not be scored as predicting 0 missing nodes."""
+    from pyg_ssgm.evaluate import completion_quality
+
+    model = tiny_model(seed=1, exist_threshold=0.01)  # nearly every query exists: counts far from 0
+    on = completion_quality(model, tiny_data.test)
+    model.config.generate_at_inference = False
+    off = completion_quality(model, tiny_data.test)
+    assert on == off
+    model.config.exist_threshold = 0.999999  # no query exists: exact only where nothing is missing
+    none = completion_quality(model, tiny_data.test)
+    assert none["count_accuracy_graph"] != on["count_accuracy_graph"]

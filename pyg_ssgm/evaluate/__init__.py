@@ -52,8 +52,10 @@ def completion_quality(model, instances: Sequence[KeypointInstance], generator: 
                        seed: int = 12345, batch_size: int = 32, device: torch.device | str = "cpu") -> Dict[str, float]:
     r"""How well the model completes *generated* pairs of ``instances`` (ground truth by construction).
 
-    * ``count_accuracy``: share of pairs whose number of generated nodes is exactly the number
-      of missing nodes on **both** sides; ``count_accuracy_graph``: the same per graph;
+    * ``count_accuracy``: share of pairs whose number of generated nodes (queries whose existence
+      passes ``exist_threshold``, whether or not ``generate_at_inference`` lets them into the
+      matching) is exactly the number of missing nodes on **both** sides;
+      ``count_accuracy_graph``: the same per graph;
     * ``position_error``: mean distance between generated and true positions of missing nodes
       (each true one paired with a generated one by the Hungarian algorithm), in units of the
       graph's RMS radius.
@@ -70,14 +72,17 @@ def completion_quality(model, instances: Sequence[KeypointInstance], generator: 
         for side, q, enc in (("s", out.queries_s, out.encoded_s), ("t", out.queries_t, out.encoded_t)):
             tgt_batch = getattr(batch, f"comp_pos_{side}_batch")
             wanted = torch.bincount(tgt_batch, minlength=B)
-            made = out.num_generated_s if side == "s" else out.num_generated_t
+            # The nodes the model generates, whether or not ``generate_at_inference`` lets them
+            # into the matching (counting ``num_generated`` would score a switched-off model as
+            # predicting 0 missing nodes everywhere).
+            keep = None if q is None else torch.sigmoid(q.exist_logit) > model.config.exist_threshold
+            made = torch.zeros_like(wanted) if keep is None else torch.bincount(q.batch[keep], minlength=B)
             ok &= made == wanted
             graphs_ok += int((made == wanted).sum())
             graphs += B
-            if q is None:
+            if keep is None:
                 continue
             tgt = (getattr(batch, f"comp_pos_{side}") - enc.center[tgt_batch]) / enc.scale[tgt_batch].unsqueeze(-1)
-            keep = torch.sigmoid(q.exist_logit) > model.config.exist_threshold
             for b in range(B):
                 pred_b, tgt_b = q.pos[keep & (q.batch == b)], tgt[tgt_batch == b]
                 if len(pred_b) and len(tgt_b):
