@@ -19,7 +19,7 @@ learned threshold stay unmatched as well.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, List, NamedTuple, Optional
+from typing import Dict, List, NamedTuple, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -151,6 +151,10 @@ class SSGM(nn.Module):
             pos = getattr(data, f"pos_{side}")
             if not torch.isfinite(pos).all():
                 raise InvalidInputError(f"pos_{side} contains NaN or infinite coordinates.")
+        if data.x_s.size(-1) != data.x_t.size(-1):
+            raise InvalidInputError(f"the source graphs carry {data.x_s.size(-1)} appearance features per node and "
+                                    f"the target graphs {data.x_t.size(-1)}; both need the same number (the model "
+                                    f"expects {self.config.in_channels}).")
         B = data.num_graphs
         for side in "st":
             counts = torch.bincount(getattr(data, f"x_{side}_batch"), minlength=B)
@@ -160,18 +164,30 @@ class SSGM(nn.Module):
                                         "graph; every graph needs at least one keypoint.")
         return B
 
-    def encode(self, data, side: str, num_graphs: int) -> EncodedGraph:
-        pos, x = getattr(data, f"pos_{side}"), getattr(data, f"x_{side}")
-        batch, edge_index = getattr(data, f"x_{side}_batch"), getattr(data, f"edge_index_{side}")
-        pos_norm, center, scale = normalize_positions(pos, batch, num_graphs)
+    def encode(self, data, num_graphs: int) -> Tuple[EncodedGraph, EncodedGraph]:
+        """Both graphs of every pair, encoded in one pass: the target graphs follow the source
+        graphs as graphs ``B .. 2B-1``. Nothing crosses from one graph to another (per-graph
+        normalisation, message passing along each graph's edges), so this is the same as encoding
+        each side alone, at half the calls: what a single pair costs is mostly per-call overhead."""
+        B, n_s = num_graphs, data.pos_s.size(0)
+        pos = torch.cat([data.pos_s, data.pos_t])
+        x = torch.cat([data.x_s, data.x_t])
+        batch = torch.cat([data.x_s_batch, data.x_t_batch + B])
+        edge_index = torch.cat([data.edge_index_s, data.edge_index_t + n_s], dim=1)
+        pos_norm, center, scale = normalize_positions(pos, batch, 2 * B)
         # Edge attributes from the normalised positions (the same quantity PairData stores).
         edge_attr = pos_norm[edge_index[1]] - pos_norm[edge_index[0]]
         # Only where a node feature or the late-fused term uses it: it costs O(N^2) per graph.
-        shape_context = (sparse_shape_context(pos_norm, batch, num_graphs)
+        shape_context = (sparse_shape_context(pos_norm, batch, 2 * B)
                          if self.features.use_shape_context or self.config.shape_context_weight > 0
                          else pos_norm.new_zeros(pos_norm.size(0), 0))
         h = self.encoder(self.features(x, pos_norm, edge_index, shape_context), edge_index, edge_attr)
-        return EncodedGraph(h, x, shape_context, pos_norm, batch, center, scale)
+
+        def side(nodes: slice, graphs: slice, offset: int) -> EncodedGraph:
+            return EncodedGraph(h[nodes], x[nodes], shape_context[nodes], pos_norm[nodes], batch[nodes] - offset,
+                                center[graphs], scale[graphs])
+
+        return side(slice(0, n_s), slice(0, B), 0), side(slice(n_s, None), slice(B, None), B)
 
     def _consensus(self, enc_s: EncodedGraph, enc_t: EncodedGraph, num_graphs: int) -> Consensus:
         """Soft matching of the encoder embeddings, the affine maps it implies between the two
@@ -186,7 +202,10 @@ class SSGM(nn.Module):
         logits = cos / self.temperature + self._raw_affinity(enc_s, enc_t, num_graphs, P_s.size(1), P_t.size(1))
         P = dual_softmax(logits, mask)
         A_ts = fit_affine(P, P_s, P_t)
-        for _ in range(self.config.consensus_iterations - 1):
+        c = self.config
+        iterations = (c.consensus_iterations if self.training or c.inference_consensus_iterations is None
+                      else c.inference_consensus_iterations)
+        for _ in range(iterations - 1):
             # Re-weigh the soft matching by the current alignment, then re-fit: correspondences
             # that disagree with the geometry lose their say (a soft, differentiable RANSAC).
             P = dual_softmax(logits - self.log_geometric_weight.exp() * squared_distances(P_s, apply_affine(A_ts, P_t)),
@@ -260,6 +279,40 @@ class SSGM(nn.Module):
         keep = torch.arange(Q, device=H.device).unsqueeze(0) < counts.unsqueeze(1)
         return init[keep], seed[keep]
 
+    def _decode(self, ctx_s: Tensor, batch_s: Tensor, ctx_t: Tensor, batch_t: Tensor, num_graphs: int,
+                init: Tuple[Tensor, Tensor], counts: Tuple[Tensor, Tensor], return_attention: bool = False):
+        """The queries of both sides: one decoder call over ``2B`` graphs, the target graphs as
+        graphs ``B .. 2B-1`` (queries attend within their own pair only, so this equals one call per
+        side, at half the overhead). With ``return_attention``, one call per side, so that each
+        side's attention maps keep their own indexing."""
+        B = num_graphs
+        if return_attention:
+            return (self.decoder(ctx_s, batch_s, ctx_t, batch_t, B, query_init=init[0], num_queries=counts[0],
+                                 return_attention=True),
+                    self.decoder(ctx_t, batch_t, ctx_s, batch_s, B, query_init=init[1], num_queries=counts[1],
+                                 return_attention=True))
+        q = self.decoder(torch.cat([ctx_s, ctx_t]), torch.cat([batch_s, batch_t + B]),
+                         torch.cat([ctx_t, ctx_s]), torch.cat([batch_t, batch_s + B]), 2 * B,
+                         query_init=torch.cat(init), num_queries=torch.cat(counts))
+        first = q.batch < B
+        return tuple(q._replace(embedding=q.embedding[m], batch=q.batch[m] - offset, exist_logit=q.exist_logit[m],
+                                pos=q.pos[m], feat=q.feat[m])
+                     for m, offset in ((first, 0), (~first, B)))
+
+    def _rebuild(self, comp_s: CompletedGraph, comp_t: CompletedGraph, num_graphs: int):
+        """New edges and refined embeddings of both completed graphs in one rebuilder call (the
+        target graphs as graphs ``B .. 2B-1``, as in :meth:`_decode`). Returns ``h_s, edges_s, h_t,
+        edges_t``, each side's ``edge_index`` in its own node numbering."""
+        n_s = comp_s.h.size(0)
+        both = CompletedGraph(torch.cat([comp_s.h, comp_t.h]), torch.cat([comp_s.pos, comp_t.pos]),
+                              torch.cat([comp_s.batch, comp_t.batch + num_graphs]),
+                              torch.cat([comp_s.is_generated, comp_t.is_generated]),
+                              torch.cat([comp_s.real_index, comp_t.real_index + n_s]),
+                              torch.cat([comp_s.gen_index, comp_t.gen_index + n_s]))
+        h, edges = self.rebuilder(both, 2 * num_graphs)
+        on_s = edges[0] < n_s
+        return h[:n_s], edges[:, on_s], h[n_s:], edges[:, ~on_s] - n_s
+
     def _assign(self, q: QueryOutput, seed: Tensor, tgt, num_graphs: int):
         """Queries for completion targets: a target goes to the query seeded from the node it stands
         for (an anchor, as in DINO's query selection); targets whose node was not selected go to the
@@ -313,7 +366,7 @@ class SSGM(nn.Module):
     # ------------------------------------------------------------------ forward
     def forward(self, data, compute_loss: Optional[bool] = None, return_attention: bool = False) -> SSGMOutput:
         B = self._check(data)
-        enc_s, enc_t = self.encode(data, "s", B), self.encode(data, "t", B)
+        enc_s, enc_t = self.encode(data, B)
         compute_loss = self.training if compute_loss is None else compute_loss
 
         queries_s = queries_t = None
@@ -326,10 +379,8 @@ class SSGM(nn.Module):
             count_s, count_t = self._num_queries(enc_t.batch, B), self._num_queries(enc_s.batch, B)
             init_s, seed_s = self._query_init(ctx_t, consensus.match_t, enc_t.batch, B, count_s)
             init_t, seed_t = self._query_init(ctx_s, consensus.match_s, enc_s.batch, B, count_t)
-            queries_s = self.decoder(ctx_s, enc_s.batch, ctx_t, enc_t.batch, B, query_init=init_s, num_queries=count_s,
-                                     return_attention=return_attention)
-            queries_t = self.decoder(ctx_t, enc_t.batch, ctx_s, enc_s.batch, B, query_init=init_t, num_queries=count_t,
-                                     return_attention=return_attention)
+            queries_s, queries_t = self._decode(ctx_s, enc_s.batch, ctx_t, enc_t.batch, B, (init_s, init_t),
+                                                (count_s, count_t), return_attention)
             # A query seeded from a node of the other graph predicts its position as that node's
             # position mapped into its own frame, plus the residual of the position head.
             queries_s = queries_s._replace(pos=queries_s.pos + self._anchor_pos(seed_s, enc_t, consensus.A_ts))
@@ -343,8 +394,7 @@ class SSGM(nn.Module):
                         assign[side] = self._assign(q, seed, tgt, B)
         comp_s, include_s = self._complete(enc_s, queries_s, assign["s"][0] if "s" in assign else None)
         comp_t, include_t = self._complete(enc_t, queries_t, assign["t"][0] if "t" in assign else None)
-        h_s, edges_s = self.rebuilder(comp_s, B)
-        h_t, edges_t = self.rebuilder(comp_t, B)
+        h_s, edges_s, h_t, edges_t = self._rebuild(comp_s, comp_t, B)
 
         H_s, mask_s = to_dense_batch(F.normalize(h_s, dim=-1), comp_s.batch, batch_size=B)
         H_t, mask_t = to_dense_batch(F.normalize(h_t, dim=-1), comp_t.batch, batch_size=B)
@@ -420,7 +470,8 @@ class SSGM(nn.Module):
         ``mirror_test``, the target is also matched mirrored left-right, and each pair keeps the
         matching of the higher :meth:`objective`."""
         was_training = self.training
-        self.eval()
+        if was_training:  # switching modes walks every submodule: not free on a single pair
+            self.eval()
         try:
             out = self(data, compute_loss=False)
             if not self.config.mirror_test:
@@ -429,7 +480,8 @@ class SSGM(nn.Module):
             keep = self.objective(out) >= self.objective(flipped)
             return [a if k else b for a, b, k in zip(out.pairs, flipped.pairs, keep.tolist())]
         finally:
-            self.train(was_training)
+            if was_training:
+                self.train()
 
     @torch.no_grad()
     def objective(self, out: SSGMOutput) -> Tensor:

@@ -457,3 +457,45 @@ def test_completion_quality_counts_the_generated_nodes_whatever_the_inference_sw
     model.config.exist_threshold = 0.999999  # no query exists: exact only where nothing is missing
     none = completion_quality(model, tiny_data.test)
     assert none["count_accuracy_graph"] != on["count_accuracy_graph"]
+
+
+def test_both_sides_in_one_pass_equal_each_side_alone(real_pairs):
+    """Encoder and query decoder run both graphs of every pair in one call; nothing may cross from
+    one graph to another: a source graph encodes the same whatever its target, and the fused
+    decoder call gives the queries of one call per side (the attention path)."""
+    model = tiny_model(seed=3).eval()
+    batch = to_batch(real_pairs[:3])
+    swapped = [p.clone() for p in real_pairs[:3]]
+    for p, q in zip(swapped, real_pairs[3:6]):
+        p.x_t, p.pos_t, p.edge_index_t = q.x_t, q.pos_t, q.edge_index_t
+        p.y = p.y[:, :0]
+    with torch.no_grad():
+        enc_s, _ = model.encode(batch, 3)
+        other_s, _ = model.encode(to_batch(swapped), 3)
+        fused = model(batch, compute_loss=False)
+        apart = model(batch, compute_loss=False, return_attention=True)
+    assert torch.allclose(enc_s.h, other_s.h, atol=1e-5)
+    for side in ("queries_s", "queries_t"):
+        a, b = getattr(fused, side), getattr(apart, side)
+        assert torch.equal(a.batch, b.batch)
+        for field in ("exist_logit", "pos", "feat", "embedding"):
+            assert torch.allclose(getattr(a, field), getattr(b, field), atol=1e-5), (side, field)
+    assert all(torch.equal(x, y) for x, y in zip(fused.pairs, apart.pairs))
+
+
+def test_inference_aligns_with_its_own_number_of_consensus_rounds(real_batch, monkeypatch):
+    calls = []
+    fit = model_module.fit_affine
+    monkeypatch.setattr(model_module, "fit_affine", lambda *a, **k: calls.append(1) or fit(*a, **k))
+
+    def fits(model, training):
+        calls.clear()
+        model.train(training)
+        with torch.no_grad():
+            model(real_batch, compute_loss=False)
+        return len(calls)  # one fit per round, plus the reverse map
+
+    model = tiny_model(consensus_iterations=2, inference_consensus_iterations=5)
+    assert (fits(model, True), fits(model, False)) == (3, 6)
+    model.config.inference_consensus_iterations = None  # as in training
+    assert fits(model, False) == 3
