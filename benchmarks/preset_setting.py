@@ -1,9 +1,18 @@
-"""Does the non-rigid refinement (``coherence_rounds``, the default 8) help on Willow? Each Willow
-preset is trained with and without it (30 epochs, seed 0) and scored on the *validation* split
-(75 pairs; intersection accuracy). The presets keep the better setting. Writes
-benchmarks/results/willow_coherence.{md,json}.
+"""Which value of one model setting should a preset use? Each named preset is trained with each
+value (seed 0) and scored on its dataset's *validation* split only; the preset keeps the better
+value. Willow: 30 epochs, all 75 validation pairs, intersection accuracy (per class as well).
+CUB: the preset's epochs, 3 validation pairs per class (600), unfiltered macro F1 (the partial
+setting). Writes benchmarks/results/<datasets>_<setting>.{md,json}.
 
-    python benchmarks/willow_coherence.py [../shared/data/WillowObject] [--epochs 30]
+    python benchmarks/preset_setting.py --setting inference_consensus_iterations --values 8,2 --inference-only
+    python benchmarks/preset_setting.py --presets cub --setting inference_consensus_iterations --values 8,2 \
+        --inference-only
+
+``--inference-only``: the setting does not change training (late-fusion weights, the alignment
+rounds at inference, ...): each preset is trained once and evaluated with each value.
+
+The coherence-rounds choice was made with this script's predecessor (``willow_coherence.py``);
+its results are ``willow_coherence.{md,json}``.
 """
 import argparse
 import json
@@ -11,42 +20,84 @@ import tempfile
 import time
 from pathlib import Path
 
-from willow_ablation import per_class_table, settings, val_accuracy
+from willow_ablation import per_class_table, settings
 
 from pyg_ssgm import SSGMConfig
+from pyg_ssgm.evaluate import evaluate_matching
 from pyg_ssgm.presets import preset
 from pyg_ssgm.trainer import TrainConfig, feature_config, train
+
+#: dataset -> (default root, epochs (None: the preset's), validation pairs per class (None: all))
+DATASETS = {"willow": ("../shared/data/WillowObject", 30, None), "cub": ("../shared/data/CUB_200_2011", None, 3)}
+
+
+def pairs_per_class(preset_name: str) -> str:
+    n = DATASETS[preset_name.split("_")[0]][2]
+    return f"{n} per class" if n else "all"
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("root", nargs="?", default="../shared/data/WillowObject")
-    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--presets", default="willow_geometry,willow_images")
+    parser.add_argument("--setting", required=True, help="a field of SSGMConfig, e.g. consensus_iterations")
+    parser.add_argument("--values", required=True, help="comma-separated integers, the default first")
+    parser.add_argument("--root", action="append", default=[], metavar="DATASET=PATH",
+                        help="a dataset's local root (default: under ../shared/data)")
+    parser.add_argument("--inference-only", action="store_true",
+                        help="a setting of inference: train once per preset, evaluate each value")
     parser.add_argument("--output-dir", default="benchmarks/results")
     args = parser.parse_args()
+    if args.setting not in SSGMConfig().to_dict():
+        parser.error(f"--setting must be a field of SSGMConfig, got {args.setting!r}")
+    values = [int(v) for v in args.values.split(",")]
+    names = args.presets.split(",")
+    roots = {k: v[0] for k, v in DATASETS.items()} | dict(r.split("=", 1) for r in args.root)
     rows, start = [], time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        for name in ("willow_geometry", "willow_images"):
-            for rounds in (SSGMConfig().coherence_rounds, 0):
-                s = settings(preset(name), model={"coherence_rounds": rounds})
-                cfg = TrainConfig(**{**s.get("train", {}), "dataset": "willow", "root": args.root,
-                                     "epochs": args.epochs, "output_dir": f"{tmp}/{name}_{rounds}",
-                                     "val_pairs_per_category": None, "test_pairs_per_category": 1})
-                trainer, _ = train(cfg, SSGMConfig(**s.get("model", {})),
-                                   features=feature_config(s.get("features", {})), progress=False)
-                mean, per_class = val_accuracy(trainer.model.eval(), trainer.splits["val"])
-                rows.append({"preset": name, "coherence_rounds": rounds, "val_accuracy": mean, "per_class": per_class})
-                print(f"{name}, coherence_rounds={rounds}: {mean:.3f}", flush=True)
+        for name in names:
+            dataset = name.split("_")[0]
+            if dataset not in DATASETS:
+                parser.error(f"no validation protocol for preset {name!r}; known datasets: {sorted(DATASETS)}")
+            _, epochs, val_pairs = DATASETS[dataset]
+            model = None
+            for value in values:
+                if model is None or not args.inference_only:
+                    s = settings(preset(name), model={} if args.inference_only else {args.setting: value})
+                    train_settings = {**s.get("train", {}), "dataset": dataset, "root": roots[dataset],
+                                      "output_dir": f"{tmp}/{name}_{value}", "val_pairs_per_category": val_pairs,
+                                      "test_pairs_per_category": 1}
+                    if epochs is not None:
+                        train_settings["epochs"] = epochs
+                    trainer, _ = train(TrainConfig(**train_settings), SSGMConfig(**s.get("model", {})),
+                                       features=feature_config(s.get("features", {})), progress=False)
+                    model = trainer.model.eval()
+                setattr(model.config, args.setting, value)
+                result = evaluate_matching(model.predict, trainer.splits["val"], max_pairs_per_category=val_pairs)
+                inter, unf = result["intersection"], result["unfiltered"].mean
+                rows.append({"preset": name, args.setting: value, "epochs": trainer.cfg.epochs,
+                             "val_f1": unf.f1, "val_accuracy": inter.mean.recall,
+                             "per_class": {k: v.recall for k, v in inter.per_class.items()}})
+                print(f"{name}, {args.setting}={value}: F1 {unf.f1:.3f}, intersection accuracy "
+                      f"{inter.mean.recall:.3f}", flush=True)
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    command = "python benchmarks/willow_coherence.py"
-    (out / "willow_coherence.json").write_text(json.dumps(
-        {"command": command, "epochs": args.epochs, "rows": rows, "wall_s": time.perf_counter() - start}, indent=2))
-    lines = ["# Willow: coherence rounds on or off (validation split only)", "",
-             f"`{command}` ({args.epochs} epochs, seed 0; 75 validation pairs; intersection accuracy).", ""]
-    lines += per_class_table(["preset", "coherence_rounds"], rows, lambda r: [r["preset"], str(r["coherence_rounds"])])
-    (out / "willow_coherence.md").write_text("\n".join(lines) + "\n")
-    print(f"written {out / 'willow_coherence.md'}")
+    command = (f"python benchmarks/preset_setting.py --presets {args.presets} --setting {args.setting} "
+               f"--values {args.values}" + (" --inference-only" if args.inference_only else ""))
+    stem = out / f"{'_'.join(sorted({n.split('_')[0] for n in names}))}_{args.setting}"
+    stem.with_suffix(".json").write_text(json.dumps(
+        {"command": command, "rows": rows, "wall_s": time.perf_counter() - start}, indent=2))
+    lines = [f"# {args.setting} in the presets (validation split only)", "", f"`{command}` (seed 0).", "",
+             "| preset | " + args.setting + " | epochs | val pairs | unfiltered F1 | intersection acc. |",
+             "|:--|--:|--:|--:|--:|--:|"]
+    lines += [f"| {r['preset']} | {r[args.setting]} | {r['epochs']} | "
+              f"{pairs_per_class(r['preset'])} | {r['val_f1']:.3f} | "
+              f"{r['val_accuracy']:.3f} |" for r in rows]
+    willow = [r for r in rows if r["preset"].startswith("willow")]
+    if willow:
+        lines += ["", "Willow, intersection accuracy per class:", ""]
+        lines += per_class_table(["preset", args.setting], willow, lambda r: [r["preset"], str(r[args.setting])])
+    stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print(f"written {stem.with_suffix('.md')}")
 
 
 if __name__ == "__main__":
