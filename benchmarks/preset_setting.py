@@ -4,8 +4,8 @@ value. Willow: 30 epochs, all 75 validation pairs, intersection accuracy (per cl
 CUB: the preset's epochs, 3 validation pairs per class (600), unfiltered macro F1 (the partial
 setting). Writes benchmarks/results/<datasets>_<setting>.{md,json}.
 
-    python benchmarks/preset_setting.py --setting inference_consensus_iterations --values 8,2 --inference-only
-    python benchmarks/preset_setting.py --presets cub --setting inference_consensus_iterations --values 8,2 \
+    python benchmarks/preset_setting.py --setting inference_consensus_iterations --values 12,8,2 --inference-only
+    python benchmarks/preset_setting.py --presets cub --setting inference_consensus_iterations --values 12,8,2 \
         --inference-only
 
 ``--inference-only``: the setting does not change training (late-fusion weights, the alignment

@@ -16,9 +16,10 @@ validation split, never on its test split.
 * ``coherence_rounds = 0``: the non-rigid refinement that keeps large graphs matched (the
   default, 8 rounds) does not help Willow's 10-node graphs: validation 0.932 without / 0.920
   with it (geometry), 0.965 / 0.964 (images); ``benchmarks/results/willow_coherence.md``.
-* ``inference_consensus_iterations``: the default 8 alignment rounds at inference (the model
-  trains with 2) help the images preset, 0.959 -> 0.968, and not the geometry preset, 0.932 ->
-  0.929, which keeps 2 (``benchmarks/results/willow_inference_consensus_iterations.md``).
+* ``inference_consensus_iterations``: the default 12 alignment rounds at inference (the model
+  trains with 2) help the images preset, 0.959 -> 0.968 (8 rounds: the same), and not the
+  geometry preset, 0.932 -> 0.929, which keeps 2
+  (``benchmarks/results/willow_inference_consensus_iterations.md``).
 
 **CUB-200-2011** (geometry only: no images; 600 validation pairs, 3 per class, from the last 10 %
 of each class's training images; unfiltered macro F1, seed 0;
@@ -35,8 +36,8 @@ of each class's training images; unfiltered macro F1, seed 0;
   partner: 0.563 with them, 0.673 without (the model is still trained with completion).
 * ``shape_context_weight = 0``: late fusion of the raw shape context hurts with the mirror test
   and the generated nodes off (0.673 at 0; 0.653 / 0.637 / 0.625 at 10 / 20 / 40).
-* ``inference_consensus_iterations = 2``: 8 alignment rounds at inference give 0.673, 2 give
-  0.675 (``benchmarks/results/cub_inference_consensus_iterations.md``).
+* ``inference_consensus_iterations = 2``: 12 / 8 alignment rounds at inference give 0.674 /
+  0.673, 2 give 0.675 (``benchmarks/results/cub_inference_consensus_iterations.md``).
 * Generated pairs only, 2 epochs: the pseudo-labelled real pairs (earlier choice, 0.454 -> 0.481
   without the mirror test; ``cub_validation.md``) are 8x more pairs per epoch, and with the mirror
   test in the pseudo-labeller they scored 0.519 after 1 epoch (a development run, generated nodes

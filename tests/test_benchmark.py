@@ -77,6 +77,16 @@ def test_time_call_counts_a_long_warmup_as_the_measurement():
     assert len(times) == 1 and median >= 0.02
 
 
+def test_time_call_repeats_short_calls_until_the_minimum_time():
+    calls = []
+    _, times, _ = bm.time_call(lambda: calls.append(time.sleep(0.005)), repeats=2, warmup=0, min_time_s=0.05)
+    assert len(times) == len(calls) and len(times) >= 10 and sum(times) >= 0.05
+    _, capped, _ = bm.time_call(lambda: time.sleep(0.005), repeats=2, warmup=0, min_time_s=10.0, max_repeats=4)
+    assert len(capped) == 4  # never more than max_repeats
+    _, plain, _ = bm.time_call(lambda: None, repeats=3, warmup=0)
+    assert len(plain) == 3  # without a minimum time: exactly the repeats
+
+
 def test_peak_memory_sees_a_large_temporary_tensor():
     pytest.importorskip("psutil")
 

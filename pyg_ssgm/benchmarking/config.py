@@ -65,8 +65,8 @@ class BenchmarkConfig:
 
     Speed: ``sizes`` (keypoints per graph), ``batch_sizes``, ``drop_rates`` (share of missing
     keypoints per graph, swept at ``drop_size`` keypoints and the largest batch size), timing
-    ``repeats`` after ``warmup`` calls (a warm-up call longer than ``long_call_s`` counts as the
-    single measurement), ``max_affinity_gib``: SM / RRWM / IPFP are skipped where the dense
+    ``repeats`` after ``warmup`` calls, and more until the timed calls add up to ``min_time_s``
+    (a warm-up call longer than ``long_call_s`` counts as the single measurement), ``max_affinity_gib``: SM / RRWM / IPFP are skipped where the dense
     affinity matrix ``K`` of one batch (float64, ``B (n1 n2)^2`` entries) would exceed it.
     """
 
@@ -87,6 +87,7 @@ class BenchmarkConfig:
     drop_rates: Tuple[float, ...] = (0.1, 0.3, 0.5)
     drop_size: int = 50
     repeats: int = 5
+    min_time_s: float = 0.5
     warmup: int = 2
     long_call_s: float = 2.0
     max_affinity_gib: float = 1.0
@@ -100,7 +101,8 @@ class BenchmarkConfig:
     def quick_preset(cls, **overrides) -> "BenchmarkConfig":
         """Tiny training, few pairs, 3 repeats: both tables in a few minutes on 2 CPU cores."""
         values = dict(quick=True, epochs=3, test_pairs_per_category=10, val_pairs_per_category=10,
-                      batch_sizes=(1, 8), repeats=3, warmup=1, long_call_s=1.0, max_affinity_gib=0.5)
+                      batch_sizes=(1, 8), repeats=3, warmup=1, long_call_s=1.0, max_affinity_gib=0.5,
+                      min_time_s=0.1)
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 
@@ -129,8 +131,8 @@ class BenchmarkConfig:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ConfigError(f"{name} must be >= 1 (or None for all pairs), got {value}.")
-        if self.batch_size < 1 or self.repeats < 1 or self.warmup < 0:
-            raise ConfigError("batch_size and repeats must be >= 1 and warmup >= 0.")
+        if self.batch_size < 1 or self.repeats < 1 or self.warmup < 0 or not self.min_time_s >= 0:
+            raise ConfigError("batch_size and repeats must be >= 1, warmup and min_time_s >= 0.")
         if not self.sizes or any(not isinstance(n, (int, np.integer)) or n < 3 for n in self.sizes):
             raise ConfigError(f"sizes must be integers >= 3 (a keypoint graph needs a triangle), got {self.sizes}.")
         if not self.batch_sizes or any(not isinstance(b, (int, np.integer)) or b < 1 for b in self.batch_sizes):

@@ -93,7 +93,8 @@ def _measure_config(model, train_model, infer_batch, train_batch, cfg: Benchmark
                            "nodes_per_graph": float(torch.cat([cpu_batch.x_s_ptr.diff(),
                                                                cpu_batch.x_t_ptr.diff()]).float().mean())}
     # inference
-    t, times, preds = time_call(lambda: model.predict(dev_batch), cfg.repeats, cfg.warmup, sync, cfg.long_call_s)
+    t, times, preds = time_call(lambda: model.predict(dev_batch), cfg.repeats, cfg.warmup, sync, cfg.long_call_s,
+                                cfg.min_time_s)
     row.update(infer_s=t, infer_times_s=times, infer_ms_per_pair=1e3 * t / B, pairs_per_s=B / t,
                f1_ssgm=_f1(preds, cpu_batch))
     # stage breakdown (separate, instrumented calls)
@@ -108,7 +109,7 @@ def _measure_config(model, train_model, infer_batch, train_batch, cfg: Benchmark
     # training step (on a copy: the benchmarked model stays as trained)
     step = _train_step_fn(train_model, dev_train)
     train_model.train()
-    t, times, _ = time_call(step, cfg.repeats, cfg.warmup, sync, cfg.long_call_s)
+    t, times, _ = time_call(step, cfg.repeats, cfg.warmup, sync, cfg.long_call_s, cfg.min_time_s)
     row.update(train_step_s=t, train_times_s=times, train_ms_per_pair=1e3 * t / train_batch.num_graphs)
     with CallCounter(_training_solver_targets(), sync) as counter:
         step()
@@ -125,7 +126,8 @@ def _measure_config(model, train_model, infer_batch, train_batch, cfg: Benchmark
             row["classical"][solver] = {"skipped": f"K needs {gib:.2f} GiB > {cfg.max_affinity_gib} GiB"}
             continue
         matcher = ClassicalMatcher(solver)
-        t, times, preds = time_call(lambda: matcher(dev_batch), cfg.repeats, cfg.warmup, sync, cfg.long_call_s)
+        t, times, preds = time_call(lambda: matcher(dev_batch), cfg.repeats, cfg.warmup, sync, cfg.long_call_s,
+                                        cfg.min_time_s)
         peak, _ = measure_peak_memory(lambda: matcher(dev_batch), device)
         row["classical"][solver] = {"s": t, "times_s": times, "ms_per_pair": 1e3 * t / B, "f1": _f1(preds, cpu_batch),
                                     "peak_bytes": peak}
@@ -224,6 +226,7 @@ def run_speed(cfg: BenchmarkConfig, model: Optional[torch.nn.Module] = None, pro
     return {
         "trained_model": trained, "device": str(device), "sizes": list(cfg.sizes),
         "batch_sizes": list(cfg.batch_sizes), "repeats": cfg.repeats, "warmup": cfg.warmup,
+        "min_time_s": cfg.min_time_s,
         "train_drop_rate": base_drop, "rows": rows, "drop_rows": drop_rows, "fits": fits,
         "memory_method": rows[0]["memory_method"] if rows else None,
     }

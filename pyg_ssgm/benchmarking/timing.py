@@ -70,8 +70,12 @@ def _sync_fn(device: torch.device) -> Callable[[], None]:
 
 
 def time_call(fn: Callable[[], Any], repeats: int = 3, warmup: int = 1, sync: Optional[Callable[[], None]] = None,
-              long_call_s: float = math.inf) -> Tuple[float, List[float], Any]:
-    """Median wall time of ``fn()`` over ``repeats`` calls after ``warmup`` calls.
+              long_call_s: float = math.inf, min_time_s: float = 0.0,
+              max_repeats: int = 1000) -> Tuple[float, List[float], Any]:
+    """Median wall time of ``fn()`` over ``repeats`` calls after ``warmup`` calls, and more calls
+    (up to ``max_repeats``) until the timed calls add up to ``min_time_s``: a call of a few
+    milliseconds is at the mercy of the machine's jitter, and the median of many is steadier
+    (as ``timeit`` sizes its loops).
 
     ``sync`` (e.g. ``torch.cuda.synchronize``) runs before starting and before stopping each clock.
     A warm-up call that takes longer than ``long_call_s`` is taken as the single measurement (its
@@ -92,8 +96,8 @@ def time_call(fn: Callable[[], Any], repeats: int = 3, warmup: int = 1, sync: Op
         elapsed, out = once()
         if elapsed > long_call_s:
             return elapsed, [elapsed], out
-    times = []
-    for _ in range(repeats):
+    times: List[float] = []
+    while len(times) < repeats or (sum(times) < min_time_s and len(times) < max_repeats):
         elapsed, out = once()
         times.append(elapsed)
     return statistics.median(times), times, out
