@@ -66,8 +66,9 @@ class BenchmarkConfig:
     Speed: ``sizes`` (keypoints per graph), ``batch_sizes``, ``drop_rates`` (share of missing
     keypoints per graph, swept at ``drop_size`` keypoints and the largest batch size), timing
     ``repeats`` after ``warmup`` calls, and more until the timed calls add up to ``min_time_s``
-    (a warm-up call longer than ``long_call_s`` counts as the single measurement), ``max_affinity_gib``: SM / RRWM / IPFP are skipped where the dense
-    affinity matrix ``K`` of one batch (float64, ``B (n1 n2)^2`` entries) would exceed it.
+    (a warm-up call longer than ``long_call_s`` counts as the single measurement);
+    ``max_affinity_gib``: SM / RRWM / IPFP are skipped where the dense affinity matrix ``K`` of one
+    batch (float64, ``B (n1 n2)^2`` entries) would exceed it.
     """
 
     quick: bool = False

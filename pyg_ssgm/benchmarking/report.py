@@ -88,8 +88,8 @@ def format_speed(speed: Dict[str, Any]) -> str:
     rows = speed["rows"]
     model_note = "trained (the accuracy table's self-supervised model)" if speed["trained_model"] else "untrained"
     out.append(f"**SSGM throughput and cost** (device {speed['device']}, model {model_note}; median of "
-               f"{speed['repeats']} repeats, more until the timed calls add up to {speed.get('min_time_s', 0):g} s, after "
-               f"{speed['warmup']} warm-up; x: relative to the smallest size, "
+               f"{speed['repeats']} repeats, more until the timed calls add up to "
+               f"{speed.get('min_time_s', 0):g} s, after {speed['warmup']} warm-up; x: relative to the smallest size, "
                "same batch size)\n")
     out.append(format_table(
         ["nodes", "batch", "infer ms/pair", "pairs/s", "infer x", "train ms/step", "train x", "infer peak MiB",
