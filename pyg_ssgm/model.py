@@ -415,8 +415,9 @@ class SSGM(nn.Module):
             # exceeds the spacing of a dense graph's nodes; the residual left after following the
             # neighbourhood's displacement does not. Bandwidth and residual are measured in node
             # spacings, so the term means the same for 10 nodes as for 500.
-            spacing = node_spacing(P_s, mask_s)
-            kernel = coherence_kernel(P_s, mask_s, c.coherence_bandwidth * spacing)
+            within_s = squared_distances(P_s, P_s)  # one N x N matrix for both the unit and the kernel
+            spacing = node_spacing(P_s, mask_s, distances=within_s)
+            kernel = coherence_kernel(P_s, mask_s, c.coherence_bandwidth * spacing, distances=within_s)
             pair_mask = mask_s.unsqueeze(2) & mask_t.unsqueeze(1)
             for _ in range(c.coherence_rounds):
                 expected = coherent_positions(dual_softmax(S, pair_mask), P_s, P_t_aligned, kernel)

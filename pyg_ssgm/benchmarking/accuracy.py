@@ -173,11 +173,11 @@ def run_accuracy(cfg: BenchmarkConfig, progress: Optional[bool] = None) -> Dict[
                         "ms_per_pair": 1e3 * elapsed / len(test_pairs), **extra})
         bar.update(1)
 
-    for mirrored in (False, True)[:1 + mirror]:
+    for mirror_test in (False, True)[:1 + mirror]:
         for key, (solver, label) in CLASSICAL.items():
-            key, label = (f"{key}_mirror", f"{label}, mirror test") if mirrored else (key, label)
-            add(key, label, "full", "none", ClassicalMatcher(solver, mirror_test=mirrored))
-            calibrated = ClassicalMatcher(solver, mirror_test=mirrored)
+            key, label = (f"{key}_mirror", f"{label}, mirror test") if mirror_test else (key, label)
+            add(key, label, "full", "none", ClassicalMatcher(solver, mirror_test=mirror_test))
+            calibrated = ClassicalMatcher(solver, mirror_test=mirror_test)
             threshold = None
             if val_batches is not None:
                 bar.set_postfix_str(f"calibrating {key}")

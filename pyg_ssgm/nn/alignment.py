@@ -1,6 +1,8 @@
 """Geometric consensus: the affine map between two graphs implied by a soft matching."""
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 from torch import Tensor
 
@@ -47,12 +49,14 @@ def squared_distances(a: Tensor, b: Tensor) -> Tensor:
     return torch.baddbmm(sq, a, b.transpose(1, 2), alpha=-2).clamp(min=0)
 
 
-def coherence_kernel(pos_s: Tensor, mask_s: Tensor, bandwidth: Tensor) -> Tensor:
+def coherence_kernel(pos_s: Tensor, mask_s: Tensor, bandwidth: Tensor, distances: Optional[Tensor] = None) -> Tensor:
     r"""``K [B, N1, N1]`` of :func:`coherent_positions`: :math:`K_{ik} = e^{-\lVert p^s_i - p^s_k
     \rVert^2 / 2 \sigma^2}` between the real nodes of a graph, 0 on the diagonal (a node's own
     partner is left out) and for padding. ``bandwidth`` :math:`\sigma`: ``[B]``, in the units of
-    the positions. It depends on the source positions only: build it once for every round."""
-    K = torch.exp(-squared_distances(pos_s, pos_s) / (2 * bandwidth.view(-1, 1, 1) ** 2))
+    the positions. It depends on the source positions only: build it once for every round.
+    ``distances``: ``squared_distances(pos_s, pos_s)`` where the caller has it already."""
+    distances = squared_distances(pos_s, pos_s) if distances is None else distances
+    K = torch.exp(-distances / (2 * bandwidth.view(-1, 1, 1) ** 2))
     K = K * (mask_s.unsqueeze(2) & mask_s.unsqueeze(1))
     return K * (1 - torch.eye(K.size(1), dtype=K.dtype, device=K.device))
 
@@ -81,13 +85,14 @@ def coherent_positions(P: Tensor, pos_s: Tensor, pos_t: Tensor, kernel: Tensor) 
     return pos_s + smoothed
 
 
-def node_spacing(pos: Tensor, mask: Tensor, eps: float = 1e-6) -> Tensor:
+def node_spacing(pos: Tensor, mask: Tensor, eps: float = 1e-6, distances: Optional[Tensor] = None) -> Tensor:
     """``[B]`` mean distance from each node to its nearest neighbour in its graph (1 for a graph of
     fewer than two nodes, at least ``eps``): the length in which a local residual means the same at
     any graph size. A unit, not a quantity to learn: no gradient flows through it (the square root
-    of a zero distance, two nodes on one spot, would make it NaN)."""
+    of a zero distance, two nodes on one spot, would make it NaN). ``distances``:
+    ``squared_distances(pos, pos)`` where the caller has it already."""
     with torch.no_grad():
-        d = squared_distances(pos, pos)
+        d = squared_distances(pos, pos) if distances is None else distances
         d = d.masked_fill(~(mask.unsqueeze(2) & mask.unsqueeze(1)), float("inf"))
         d = d.masked_fill(torch.eye(d.size(1), dtype=torch.bool, device=d.device), float("inf"))
         nearest = d.amin(2)
