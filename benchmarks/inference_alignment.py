@@ -29,6 +29,10 @@ def main():
                                                                 "table uses 1000 + its --seed)")
     parser.add_argument("--output-dir", default="benchmarks/results")
     args = parser.parse_args()
+    try:
+        values = [int(v) for v in args.values.split(",")]
+    except ValueError:
+        parser.error(f"--values must be comma-separated integers, got {args.values!r}")
     start = time.perf_counter()
     model, _ = load_model(args.checkpoint)
     val = load_splits("synthetic", None)["val"]
@@ -41,7 +45,7 @@ def main():
         real = RealPairs(speed_instances(50, m, 7, feature_dim, seed=args.seed))
         batches[f"50 nodes, {int(100 * m)} % missing"] = _collate([real[i] for i in range(16)])
     rows = []
-    for value in (int(v) for v in args.values.split(",")):
+    for value in values:
         model.config.inference_consensus_iterations = value
         row = {"value": value, "embedded_val_f1": evaluate_matching(model.predict, val)["unfiltered"].mean.f1}
         row.update({name: _f1(model.predict(b), b) for name, b in batches.items()})

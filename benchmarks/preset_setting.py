@@ -24,7 +24,7 @@ from willow_ablation import per_class_table, settings
 
 from pyg_ssgm import SSGMConfig
 from pyg_ssgm.evaluate import evaluate_matching
-from pyg_ssgm.presets import preset
+from pyg_ssgm.presets import PRESETS, preset
 from pyg_ssgm.trainer import TrainConfig, feature_config, train
 
 #: dataset -> (default root, epochs (None: the preset's), validation pairs per class (None: all))
@@ -49,15 +49,23 @@ def main():
     args = parser.parse_args()
     if args.setting not in SSGMConfig().to_dict():
         parser.error(f"--setting must be a field of SSGMConfig, got {args.setting!r}")
-    values = [int(v) for v in args.values.split(",")]
+    try:
+        values = [int(v) for v in args.values.split(",")]
+    except ValueError:
+        parser.error(f"--values must be comma-separated integers, got {args.values!r}")
     names = args.presets.split(",")
+    unknown = [n for n in names if n not in PRESETS or n.split("_")[0] not in DATASETS]
+    if unknown:
+        parser.error(f"--presets: no validation protocol for {unknown}; known: "
+                     f"{sorted(n for n in PRESETS if n.split('_')[0] in DATASETS)}")
+    bad = [r for r in args.root if "=" not in r or r.split("=", 1)[0] not in DATASETS]
+    if bad:
+        parser.error(f"--root takes DATASET=PATH with DATASET one of {sorted(DATASETS)}, got {bad}")
     roots = {k: v[0] for k, v in DATASETS.items()} | dict(r.split("=", 1) for r in args.root)
     rows, start = [], time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:
             dataset = name.split("_")[0]
-            if dataset not in DATASETS:
-                parser.error(f"no validation protocol for preset {name!r}; known datasets: {sorted(DATASETS)}")
             _, epochs, val_pairs = DATASETS[dataset]
             model = None
             for value in values:
