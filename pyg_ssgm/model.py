@@ -304,12 +304,8 @@ class SSGM(nn.Module):
         target graphs as graphs ``B .. 2B-1``, as in :meth:`_decode`). Returns ``h_s, edges_s, h_t,
         edges_t``, each side's ``edge_index`` in its own node numbering."""
         n_s = comp_s.h.size(0)
-        both = CompletedGraph(torch.cat([comp_s.h, comp_t.h]), torch.cat([comp_s.pos, comp_t.pos]),
-                              torch.cat([comp_s.batch, comp_t.batch + num_graphs]),
-                              torch.cat([comp_s.is_generated, comp_t.is_generated]),
-                              torch.cat([comp_s.real_index, comp_t.real_index + n_s]),
-                              torch.cat([comp_s.gen_index, comp_t.gen_index + n_s]))
-        h, edges = self.rebuilder(both, 2 * num_graphs)
+        h, edges = self.rebuilder(torch.cat([comp_s.h, comp_t.h]), torch.cat([comp_s.pos, comp_t.pos]),
+                                  torch.cat([comp_s.batch, comp_t.batch + num_graphs]), 2 * num_graphs)
         on_s = edges[0] < n_s
         return h[:n_s], edges[:, on_s], h[n_s:], edges[:, ~on_s] - n_s
 

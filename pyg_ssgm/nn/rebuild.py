@@ -81,24 +81,25 @@ class GraphRebuilder(nn.Module):
         self.conv.reset_parameters()
         self.norm.reset_parameters()
 
-    def forward(self, graph: CompletedGraph, num_graphs: int, return_attention: bool = False):
-        """Returns the refined embeddings ``[N, C]`` and the ``edge_index`` used (plus, with
-        ``return_attention``, the attention weights per edge ``[E, heads]``)."""
+    def forward(self, h: Tensor, pos: Tensor, batch: Tensor, num_graphs: int, return_attention: bool = False):
+        """Nodes of completed graphs (a :class:`CompletedGraph`'s ``h [N, C]``, ``pos [N, 2]``,
+        ``batch [N]``). Returns the refined embeddings ``[N, C]`` and the ``edge_index`` used (plus,
+        with ``return_attention``, the attention weights per edge ``[E, heads]``)."""
         attention: Optional[Tensor] = None
         if self.structure == "learned":
             from .query_decoder import full_bipartite
 
-            edge_index = full_bipartite(graph.batch, graph.batch)
-            out = self.conv((graph.h, graph.h), edge_index, return_attention_weights=return_attention)
+            edge_index = full_bipartite(batch, batch)
+            out = self.conv((h, h), edge_index, return_attention_weights=return_attention)
             if return_attention:
                 out, (edge_index, attention) = out
         else:
-            edge_index = rebuild_edges(graph.pos, graph.batch, num_graphs, self.structure, self.k)
-            edge_attr = graph.pos[edge_index[1]] - graph.pos[edge_index[0]]
-            out = self.conv(graph.h, edge_index, edge_attr, return_attention_weights=return_attention or None)
+            edge_index = rebuild_edges(pos, batch, num_graphs, self.structure, self.k)
+            edge_attr = pos[edge_index[1]] - pos[edge_index[0]]
+            out = self.conv(h, edge_index, edge_attr, return_attention_weights=return_attention or None)
             if return_attention:
                 out, (edge_index, attention) = out
-        h = self.norm(graph.h + F.relu(out))
+        h = self.norm(h + F.relu(out))
         return (h, edge_index, attention) if return_attention else (h, edge_index)
 
     def __repr__(self) -> str:
