@@ -42,8 +42,10 @@ class TrainConfig:
     """Everything about a training run except the model (see :class:`~pyg_ssgm.SSGMConfig`).
 
     Data: ``dataset`` (one of ``DATASETS``) and ``root`` for real benchmarks. Pairs: ``drop_rate``,
-    ``feature_noise`` and the geometric augmentation (``rotation`` in degrees, ``jitter``) of the
-    pair generator; ``repeats`` generated pairs per training instance and epoch. Optimisation:
+    ``feature_noise`` and the geometric augmentation (``rotation`` in degrees, ``jitter``,
+    ``deformation``: the smooth non-rigid warp of
+    :class:`~pyg_ssgm.data.transforms.GeometricAugmentation`, 0 = none) of the pair generator;
+    ``repeats`` generated pairs per training instance and epoch. Optimisation:
     ``epochs``, ``batch_size``, ``lr`` (decayed to 0 along a cosine over the epochs unless
     ``lr_schedule="constant"``), ``weight_decay``, ``grad_clip``. ``supervised`` trains on
     real pairs with their labels instead (the upper bound). ``pseudo_labels`` adds, to the generated
@@ -75,6 +77,7 @@ class TrainConfig:
     feature_noise: float = 1.2
     rotation: float = 20.0
     jitter: float = 0.05
+    deformation: float = 0.0
     repeats: int = 1
     seed: int = 0
     device: str = "cpu"
@@ -123,7 +126,8 @@ class TrainConfig:
 
     def pair_generator(self) -> PairGenerator:
         return PairGenerator(drop_rate=self.drop_rate, feature_noise=self.feature_noise,
-                             augmentation=GeometricAugmentation(rotation=self.rotation, jitter=self.jitter))
+                             augmentation=GeometricAugmentation(rotation=self.rotation, jitter=self.jitter,
+                                                                deformation=self.deformation))
 
 
 def with_image_features(splits: Dict[str, List[KeypointInstance]], features: FeatureConfig, dataset: str,

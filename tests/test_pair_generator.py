@@ -66,6 +66,32 @@ def test_transform_keeps_correspondences(seed):
             assert torch.allclose(pred, getattr(data, f"comp_pos_{side}").double(), atol=1e-3)
 
 
+def test_warp_is_smooth_non_affine_and_shared_by_kept_and_missing_nodes():
+    """The non-rigid warp moves the points (by about ``deformation`` of the scale), more than any
+    affine map explains; it is a field over the plane, so the completion targets are warped like
+    the kept nodes; and switching it on leaves the affine part of the draw unchanged."""
+    inst = instance(15, seed=1)
+    affine = GeometricAugmentation(jitter=0.0)
+    warped = GeometricAugmentation(jitter=0.0, deformation=0.15)
+    tf_a = affine.sample(inst.pos, torch.Generator().manual_seed(3))
+    tf_w = warped.sample(inst.pos, torch.Generator().manual_seed(3))
+    assert tf_a.anchors is None or tf_a.anchors.numel() == 0
+    assert torch.equal(tf_a.matrix, tf_w.matrix) and torch.equal(tf_a.shift, tf_w.shift)
+    moved = tf_w.apply(inst.pos)
+    src = torch.cat([inst.pos, torch.ones(15, 1)], 1).double()
+    residual = src @ torch.linalg.lstsq(src, moved.double()).solution - moved.double()
+    scale = (inst.pos - inst.pos.mean(0)).pow(2).sum(-1).mean().sqrt()
+    assert residual.norm(dim=1).mean() > 0.01 * scale  # not an affine map
+    assert (moved - tf_a.apply(inst.pos)).norm(dim=1).max() < 1.0 * scale  # a mild one
+    assert torch.allclose(tf_w.apply(inst.pos[4:9]), moved[4:9])
+    data = PairGenerator(drop_rate=0.3, augmentation=warped)(inst, torch.Generator().manual_seed(0))
+    assert data.comp_pos_s.shape[0] + data.comp_pos_t.shape[0] > 0
+    with pytest.raises(ConfigError):
+        GeometricAugmentation(deformation=-0.1)
+    with pytest.raises(ConfigError):
+        GeometricAugmentation(deformation_bandwidth=0.0)
+
+
 def test_deterministic_given_generator():
     inst, gen = instance(20), PairGenerator(drop_rate=0.3)
     a = gen(inst, torch.Generator().manual_seed(5))

@@ -22,11 +22,15 @@ class GeometricAugmentation:
     r"""A random planar transform, sampled independently for each side of a generated pair.
 
     The transform acts about the centroid :math:`c` of the points:
-    :math:`p' = P\big(A (p - c)\big) + c + t`, with :math:`A = R(\theta)\,H(\gamma)\,
+    :math:`p' = P\big(A (D(p) - c)\big) + c + t`, with :math:`A = R(\theta)\,H(\gamma)\,
     \mathrm{diag}(s\,a, s/a)`, a rotation, a shear and an (an)isotropic scale, :math:`t` a
-    translation, and :math:`P` an optional mild perspective division. Then each observed point
-    is jittered by Gaussian noise. Every magnitude is relative to the point set's scale, and
-    setting it to 0 (or the range to ``(1, 1)``) switches that part off.
+    translation, :math:`P` an optional mild perspective division and :math:`D` an optional smooth
+    non-rigid warp, :math:`D(p) = p + \sum_m w_m \exp(-\lVert p - a_m \rVert^2 / 2\sigma^2)`
+    (Gaussian RBF displacement field; anchors :math:`a_m` drawn among the points, weights
+    :math:`w_m \sim \mathcal{N}(0, \delta^2 I)`): an affine copy of one instance shows how two
+    views of it differ, a warped copy also a little of how two instances do (a bird turning its
+    head). Then each observed point is jittered by Gaussian noise. Every magnitude is relative to
+    the point set's scale, and setting it to 0 (or the range to ``(1, 1)``) switches that part off.
 
     Args:
         rotation: maximum rotation angle in degrees (uniform in ``[-rotation, rotation]``).
@@ -36,6 +40,11 @@ class GeometricAugmentation:
         translation: maximum translation, as a fraction of the point set's scale.
         perspective: maximum perspective coefficient (relative to the scale); 0 is affine.
         jitter: standard deviation of the per-point noise, as a fraction of the scale.
+        deformation: standard deviation :math:`\delta` of the warp's displacement weights, as a
+            fraction of the scale; 0 (the default) keeps the transform affine (or projective).
+        deformation_bandwidth: the warp's length scale :math:`\sigma`, as a fraction of the
+            scale: large values bend the whole set, small ones move single points.
+        deformation_anchors: number of RBF anchors :math:`a_m`.
     """
 
     rotation: float = 30.0
@@ -45,15 +54,22 @@ class GeometricAugmentation:
     translation: float = 0.2
     perspective: float = 0.0
     jitter: float = 0.02
+    deformation: float = 0.0
+    deformation_bandwidth: float = 0.5
+    deformation_anchors: int = 4
 
     def __post_init__(self) -> None:
         check_field_types(self)  # a string or NaN magnitude: a named error (NaN passes every `< 0`)
         lo, hi = self.scale
         if not 0 < lo <= hi:
             raise ConfigError(f"scale must be a range (low, high) with 0 < low <= high, got {self.scale}.")
-        for name in ("rotation", "anisotropy", "shear", "translation", "perspective", "jitter"):
+        for name in ("rotation", "anisotropy", "shear", "translation", "perspective", "jitter", "deformation"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0 (0 switches it off), got {getattr(self, name)}.")
+        if self.deformation_bandwidth <= 0:
+            raise ConfigError(f"deformation_bandwidth must be > 0, got {self.deformation_bandwidth}.")
+        if self.deformation_anchors < 1:
+            raise ConfigError(f"deformation_anchors must be >= 1, got {self.deformation_anchors}.")
 
     @classmethod
     def identity(cls) -> "GeometricAugmentation":
@@ -73,22 +89,42 @@ class GeometricAugmentation:
         shift = (torch.rand(2, generator=generator) * 2 - 1) * self.translation * size
         persp = (torch.rand(2, generator=generator) * 2 - 1) * self.perspective / size
         center = pos.mean(0) if pos.numel() else torch.zeros(2)
+        # The warp draws its random numbers last and only when on, so that an affine augmentation
+        # samples exactly the transforms it did before the warp existed.
+        anchors, weights = pos.new_zeros(0, 2), pos.new_zeros(0, 2)
+        if self.deformation > 0 and pos.size(0) > 0:
+            anchors = pos[torch.randint(pos.size(0), (self.deformation_anchors,), generator=generator)]
+            weights = torch.randn(self.deformation_anchors, 2, generator=generator, dtype=pos.dtype)
+            weights = weights * self.deformation * size
         return PlanarTransform(matrix.to(pos.dtype), center.to(pos.dtype), shift.to(pos.dtype),
-                               persp.to(pos.dtype), self.jitter * size)
+                               persp.to(pos.dtype), self.jitter * size, anchors, weights,
+                               self.deformation_bandwidth * size)
 
 
 @dataclass
 class PlanarTransform:
-    """One sampled transform; :meth:`apply` maps points, :meth:`jitter` adds the per-point noise."""
+    """One sampled transform; :meth:`apply` maps points, :meth:`jitter` adds the per-point noise.
+    The warp is a field over the plane (``anchors``, ``weights``, ``bandwidth``; no anchors: none),
+    so any subset of the points it was sampled for maps consistently: the kept nodes and the
+    completion targets of a pair are warped alike."""
 
     matrix: Tensor
     center: Tensor
     shift: Tensor
     perspective: Tensor
     jitter_std: float
+    anchors: Optional[Tensor] = None
+    weights: Optional[Tensor] = None
+    bandwidth: float = 1.0
+
+    def warp(self, pos: Tensor) -> Tensor:
+        if self.anchors is None or self.anchors.size(0) == 0:
+            return pos
+        sq = (pos.unsqueeze(1) - self.anchors.unsqueeze(0)).pow(2).sum(-1)
+        return pos + torch.exp(-sq / (2 * self.bandwidth ** 2)) @ self.weights
 
     def apply(self, pos: Tensor) -> Tensor:
-        local = (pos - self.center) @ self.matrix.T
+        local = (self.warp(pos) - self.center) @ self.matrix.T
         # Mild perspective: divide by 1 + <w, p>; clamped so no point crosses the horizon.
         denom = (1 + local @ self.perspective).clamp(min=0.5).unsqueeze(-1)
         return local / denom + self.center + self.shift
