@@ -6,8 +6,8 @@
 from . import metrics
 from .config import SSGMConfig
 from .feature_cache import FeatureConfig, attach_features, build_backbone
-from .model import SSGM, SSGMOutput
+from .model import SSGM, GeneratedNodes, SSGMOutput
 
 __version__ = "0.1.0"
-__all__ = ["SSGM", "SSGMConfig", "SSGMOutput", "FeatureConfig", "attach_features", "build_backbone", "metrics",
-           "__version__"]
+__all__ = ["SSGM", "SSGMConfig", "SSGMOutput", "GeneratedNodes", "FeatureConfig", "attach_features", "build_backbone",
+           "metrics", "__version__"]

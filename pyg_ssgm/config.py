@@ -11,6 +11,7 @@ from .errors import ConfigError
 
 MATCHING_LOSSES = ("sinkhorn", "hamming")
 SOLVERS = ("hungarian", "rrwm")
+COMPLETION_SOURCES = ("queries", "matching")
 
 # Accepted Python types for the annotation strings used by the config dataclasses.
 _TYPES = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,)}
@@ -88,6 +89,14 @@ class SSGMConfig:
         generate_at_inference: False keeps the generated nodes out of the matching at inference
             (``eval()`` mode) while they are still trained: a setting of inference, chosen on
             validation (on CUB the generated nodes absorb real nodes that have a partner).
+        completion_source: which nodes the model reports as generated
+            (:meth:`SSGM.generated_nodes <pyg_ssgm.SSGM.generated_nodes>`): "queries" (the
+            decoder's queries whose existence passes ``exist_threshold``) or "matching" (decided
+            with the matching: one node per real node of the other graph that the matching leaves
+            without a real partner, placed where the affine map fitted to the matched pairs takes
+            it). Training is the same either way; the matching itself does not change. Chosen on
+            validation generated pairs (count exact on pairs, "matching" vs "queries"): embedded
+            74 % vs 58 %, Willow geometry 43 % vs 23 %, CUB 18 % vs 9 %; position error lower too.
 
     Matching:
         temperature: initial temperature of the cosine affinity (learned).
@@ -154,6 +163,7 @@ class SSGMConfig:
     knn_k: int = 6
     exist_threshold: float = 0.5
     generate_at_inference: bool = True
+    completion_source: str = "matching"
     temperature: float = 0.1
     match_threshold: float = 0.5
     geometric_weight: float = 10.0
@@ -192,6 +202,8 @@ class SSGMConfig:
             )
         if self.matching_loss not in MATCHING_LOSSES:
             raise ConfigError(f"matching_loss must be one of {MATCHING_LOSSES}, got {self.matching_loss!r}.")
+        if self.completion_source not in COMPLETION_SOURCES:
+            raise ConfigError(f"completion_source must be one of {COMPLETION_SOURCES}, got {self.completion_source!r}.")
         if self.solver not in SOLVERS:
             raise ConfigError(f"solver must be one of {SOLVERS}, got {self.solver!r}.")
         if not self.qap_edge_sigma > 0 or not self.qap_node_weight >= 0 or self.qap_max_nodes < 1:

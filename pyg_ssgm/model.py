@@ -52,6 +52,12 @@ class EncodedGraph(NamedTuple):
     scale: Tensor  # [B]
 
 
+class GeneratedNodes(NamedTuple):
+    """The nodes the model generates for one side of each pair (see ``completion_source``)."""
+    pos: Tensor  # [M, 2] in the graph's normalised frame (see EncodedGraph.center / scale)
+    batch: Tensor  # [M] the pair each belongs to
+
+
 class Consensus(NamedTuple):
     A_ts: Tensor  # [B, 3, 2] affine map from target to source (normalised) coordinates
     A_st: Tensor  # [B, 3, 2] from source to target
@@ -67,6 +73,7 @@ class SSGMOutput:
     ``b``. ``S`` / ``X`` are the affinity and discrete matching over the *completed* graphs
     (``n1``, ``n2`` nodes; the first ``num_real_s[b]`` / ``num_real_t[b]`` are the real ones).
     ``losses`` holds the training losses (``"loss"`` is the total) when they were computed.
+    :meth:`SSGM.generated_nodes` reads from it the nodes the model generates for each side.
     """
 
     pairs: List[Tensor]
@@ -443,6 +450,42 @@ class SSGM(nn.Module):
             out.losses = self._losses(data, out, S, threshold, targets, assign,
                                       {"s": include_s, "t": include_t}, h_s, h_t)
         return out
+
+    @torch.no_grad()
+    def generated_nodes(self, out: SSGMOutput) -> Tuple[Optional[GeneratedNodes], Optional[GeneratedNodes]]:
+        """The nodes the model generates for the source and the target graph of each pair of
+        ``out`` (what its completion says each side lacks), decided as ``completion_source`` says,
+        whether or not ``generate_at_inference`` let them into the matching. ``None`` for a side
+        without queries under "queries". Computed on demand: matching needs none of it."""
+        if self.config.completion_source == "queries":
+            def queried(q: Optional[QueryOutput]) -> Optional[GeneratedNodes]:
+                if q is None:
+                    return None
+                keep = torch.sigmoid(q.exist_logit) > self.config.exist_threshold
+                return GeneratedNodes(q.pos[keep], q.batch[keep])
+
+            return queried(out.queries_s), queried(out.queries_t)
+        B = out.X.size(0)
+        P_s, _ = to_dense_batch(out.completed_s.pos, out.completed_s.batch, batch_size=B, max_num_nodes=out.X.size(1))
+        P_t, _ = to_dense_batch(out.completed_t.pos, out.completed_t.batch, batch_size=B, max_num_nodes=out.X.size(2))
+        real_s = torch.arange(out.X.size(1), device=out.X.device) < out.num_real_s.unsqueeze(1)
+        real_t = torch.arange(out.X.size(2), device=out.X.device) < out.num_real_t.unsqueeze(1)
+        return self._transferred_nodes(out.X, P_s, P_t, real_s, real_t)
+
+    @torch.no_grad()
+    def _transferred_nodes(self, X: Tensor, P_s: Tensor, P_t: Tensor, real_s: Tensor,
+                           real_t: Tensor) -> Tuple[GeneratedNodes, GeneratedNodes]:
+        """``completion_source="matching"``: existence decided with the matching. Each side gets
+        one node per real node of the other graph that the matching ``X`` leaves without a real
+        partner, where the affine map fitted to the real matched pairs takes it: a fit to the hard
+        matching, not to the consensus' diffuse soft one. ``real_s [B, N1]`` / ``real_t [B, N2]``
+        mark the real nodes of the dense completed graphs ``P_s`` / ``P_t``."""
+        X = X.to(P_s.dtype) * (real_s.unsqueeze(2) & real_t.unsqueeze(1))
+        lacks_s, lacks_t = real_t & (X.sum(1) == 0), real_s & (X.sum(2) == 0)
+        into_s = apply_affine(fit_affine(X, P_s, P_t), P_t)
+        into_t = apply_affine(fit_affine(X.transpose(1, 2), P_t, P_s), P_s)
+        return (GeneratedNodes(into_s[lacks_s], lacks_s.nonzero()[:, 0]),
+                GeneratedNodes(into_t[lacks_t], lacks_t.nonzero()[:, 0]))
 
     def _quadratic_matching(self, S: Tensor, mask_s: Tensor, mask_t: Tensor, n1: Tensor, n2: Tensor, P_s: Tensor,
                             P_t_aligned: Tensor, graph_s, graph_t, threshold: Tensor, num_graphs: int) -> Tensor:

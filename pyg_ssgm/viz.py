@@ -298,14 +298,19 @@ def plot_pair(pair, pred: Optional[Tensor] = None, ax=None, images: Optional[Seq
     return fig
 
 
-def _generated_positions(output, side: str, b: int, exist_threshold: float) -> np.ndarray:
-    """Pixel-frame positions of the nodes the model generated for side ``side`` of pair ``b``."""
+def _generated_positions(output, side: str, b: int, exist_threshold: float, generated=None) -> np.ndarray:
+    """Pixel-frame positions of the nodes the model generated for side ``side`` of pair ``b``:
+    those of ``generated`` (``SSGM.generated_nodes(output)``) where given, else those of the
+    completed graph."""
     enc = output.encoded_s if side == "s" else output.encoded_t
     comp = output.completed_s if side == "s" else output.completed_t
     queries = output.queries_s if side == "s" else output.queries_t
     if enc is None:
         raise InvalidInputError("the SSGMOutput carries no encoded graphs; pass the output of SSGM.forward.")
-    if comp is not None:  # exactly the nodes the model added to its completed graph
+    if generated is not None:
+        nodes = generated[0 if side == "s" else 1]
+        norm = enc.pos.new_zeros(0, 2) if nodes is None else nodes.pos[nodes.batch == b]
+    elif comp is not None:  # exactly the nodes the model added to its completed graph
         norm = comp.pos[(comp.batch == b) & comp.is_generated]
     elif queries is not None:
         keep = (torch.sigmoid(queries.exist_logit) > exist_threshold) & (queries.batch == b)
@@ -315,7 +320,7 @@ def _generated_positions(output, side: str, b: int, exist_threshold: float) -> n
     return _np(norm * enc.scale[b] + enc.center[b]).reshape(-1, 2)
 
 
-def plot_completion(pair, output, b: int = 0, exist_threshold: float = 0.5):
+def plot_completion(pair, output, b: int = 0, exist_threshold: float = 0.5, generated=None):
     r"""Each side's generated nodes where the model placed them, against where the dropped nodes were.
 
     Args:
@@ -325,6 +330,9 @@ def plot_completion(pair, output, b: int = 0, exist_threshold: float = 0.5):
         b: index of the pair in that batch.
         exist_threshold: existence threshold, used only when ``output`` has no completed graphs
             (then the queries whose ``sigmoid(exist_logit)`` exceeds it are the generated nodes).
+        generated: the model's completion, ``model.generated_nodes(output)`` (its
+            ``completion_source`` decides it); default: the generated nodes of the completed graphs,
+            i.e. those that took part in the matching.
 
     The model predicts positions in each graph's normalised frame; they are mapped back with the
     graph's centre and RMS radius (``pos * scale + center``). Each true dropped node is paired with
@@ -354,7 +362,7 @@ def plot_completion(pair, output, b: int = 0, exist_threshold: float = 0.5):
     for ax, side in zip(axes, "st"):
         real = _np(getattr(single, f"pos_{side}")).reshape(-1, 2)
         true = _np(getattr(single, f"comp_pos_{side}")).reshape(-1, 2)
-        gen = _generated_positions(output, side, b, exist_threshold)
+        gen = _generated_positions(output, side, b, exist_threshold, generated)
         enc = output.encoded_s if side == "s" else output.encoded_t
         scale = float(enc.scale[b])
         _draw_edges(ax, real, getattr(single, f"edge_index_{side}", None))
@@ -742,6 +750,7 @@ def write_pictures(model, instances, out_dir: PathLike, num_pairs: int = 3, gene
         for k, idx in enumerate(_spread(len(instances), num_pairs)):
             pair = gen(instances[idx], torch.Generator().manual_seed(seed * 1000 + k))
             batch, out = run_model(model, pair, device)
-            written.append(save(plot_completion(batch, out, 0), out_dir / f"generated_{k}_completion.png", dpi))
+            completion = plot_completion(batch, out, 0, generated=model.generated_nodes(out))
+            written.append(save(completion, out_dir / f"generated_{k}_completion.png", dpi))
             written.append(save(plot_pair(pair, out.pairs[0].cpu()), out_dir / f"generated_{k}_matches.png", dpi))
     return written

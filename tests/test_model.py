@@ -12,8 +12,9 @@ import pyg_ssgm.model as model_module
 from conftest import FEATURE_DIM, tiny_model, to_batch
 from pyg_ssgm import SSGMOutput
 from pyg_ssgm.data import GeneratedPairs, PairData, PairGenerator, make_pair, pair_loader
-from pyg_ssgm.errors import InvalidInputError, SSGMError
+from pyg_ssgm.errors import ConfigError, InvalidInputError, SSGMError
 from pyg_ssgm.matching import hamming_loss, hungarian
+from pyg_ssgm.nn.alignment import apply_affine
 
 # Parameter groups that must all learn from the total loss (prefixes of named_parameters()).
 PARAMETER_GROUPS = ("features.", "encoder.", "decoder.exist_head.", "decoder.pos_head.", "decoder.feat_head.",
@@ -449,7 +450,8 @@ def test_completion_quality_counts_the_generated_nodes_whatever_the_inference_sw
     with ``generate_at_inference=False`` must not be scored as predicting 0 missing nodes."""
     from pyg_ssgm.evaluate import completion_quality
 
-    model = tiny_model(seed=1, exist_threshold=0.01)  # nearly every query exists: counts far from 0
+    model = tiny_model(seed=1, exist_threshold=0.01,  # nearly every query exists: counts far from 0
+                       completion_source="queries")
     on = completion_quality(model, tiny_data.test)
     model.config.generate_at_inference = False
     off = completion_quality(model, tiny_data.test)
@@ -457,6 +459,42 @@ def test_completion_quality_counts_the_generated_nodes_whatever_the_inference_sw
     model.config.exist_threshold = 0.999999  # no query exists: exact only where nothing is missing
     none = completion_quality(model, tiny_data.test)
     assert none["count_accuracy_graph"] != on["count_accuracy_graph"]
+
+
+def test_matching_decided_completion_transfers_the_unmatched_nodes():
+    """``completion_source="matching"``: a side lacks exactly the real nodes of the other graph that
+    the matching leaves without a real partner, placed by the affine map of the matched pairs;
+    padding and nodes matched to a generated node are not real partners."""
+    g = torch.Generator().manual_seed(0)
+    P_t = torch.randn(1, 7, 2, generator=g)
+    A = torch.tensor([[[0.9, 0.3], [-0.2, 1.1], [0.5, -0.4]]])  # [3, 2]: target -> source
+    P_s = torch.cat([apply_affine(A, P_t)[:, :5], torch.randn(1, 2, 2, generator=g)], 1)
+    X = torch.zeros(1, 7, 7)
+    X[0, torch.arange(5), torch.arange(5)] = 1  # real target nodes 0-4 matched to real source nodes
+    X[0, 5, 5] = 1  # target node 5 matched to the generated source node 5: no real partner
+    real_s = torch.tensor([[True] * 5 + [False, True]])  # source node 5: generated; 6: a real one, unmatched
+    real_t = torch.tensor([[True] * 6 + [False]])  # target node 6: padding
+    model = tiny_model(completion_source="matching")
+    into_s, into_t = model._transferred_nodes(X, P_s, P_t, real_s, real_t)
+    assert into_s.batch.tolist() == [0] and into_t.batch.tolist() == [0]
+    assert torch.allclose(into_s.pos, apply_affine(A, P_t)[0, 5:6], atol=0.05)  # where the source lacks it
+    inverse = torch.linalg.solve(A[0, :2], torch.eye(2))
+    assert torch.allclose(into_t.pos, (P_s[0, 6:7] - A[0, 2]) @ inverse, atol=0.05)
+    with pytest.raises(ConfigError):
+        tiny_model(completion_source="oracle")
+
+
+def test_matching_decided_completion_counts_what_the_matching_leaves(generated_batch):
+    model = tiny_model(seed=2, completion_source="matching").eval()
+    with torch.no_grad():
+        out = model(generated_batch, compute_loss=False)
+    into_s, into_t = model.generated_nodes(out)
+    for b, pairs in enumerate(out.pairs):
+        assert int((into_s.batch == b).sum()) == int(out.num_real_t[b]) - pairs.size(1)
+        assert int((into_t.batch == b).sum()) == int(out.num_real_s[b]) - pairs.size(1)
+    model.config.completion_source = "queries"
+    queried_s, _ = model.generated_nodes(out)
+    assert queried_s.pos.size(0) == int((torch.sigmoid(out.queries_s.exist_logit) > 0.5).sum())
 
 
 def test_both_sides_in_one_pass_equal_each_side_alone(real_pairs):

@@ -135,6 +135,20 @@ def test_plot_completion(tmp_path, generated_pairs, generated_run, model):
     assert np.allclose(np.sort(gen, 0), np.sort(expected, 0), atol=1e-4)
 
 
+def test_plot_completion_draws_the_completion_it_is_given(generated_pairs, generated_run, model):
+    """``generated=model.generated_nodes(out)``: the figure shows the model's completion as its
+    ``completion_source`` decides it, not the nodes that entered the matching."""
+    batch, out = generated_run
+    completion = model.generated_nodes(out)
+    fig = viz.plot_completion(batch, out, b=1, generated=completion)
+    made = int((completion[0].batch == 1).sum())
+    lacks = generated_pairs[1].comp_pos_s.size(0)
+    assert fig.axes[0].get_title().startswith(f"source: lacks {lacks}, generated {made}")
+    gen = viz._generated_positions(out, "s", 1, 0.5, completion)
+    expected = (completion[0].pos[completion[0].batch == 1] * out.encoded_s.scale[1] + out.encoded_s.center[1]).numpy()
+    assert np.allclose(gen, expected, atol=1e-5)
+
+
 def test_plot_completion_needs_a_generated_pair(real_pairs, real_run):
     batch, out = real_run
     with pytest.raises(InvalidInputError, match="generated pair"):

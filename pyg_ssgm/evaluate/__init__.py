@@ -52,10 +52,10 @@ def completion_quality(model, instances: Sequence[KeypointInstance], generator: 
                        seed: int = 12345, batch_size: int = 32, device: torch.device | str = "cpu") -> Dict[str, float]:
     r"""How well the model completes *generated* pairs of ``instances`` (ground truth by construction).
 
-    * ``count_accuracy``: share of pairs whose number of generated nodes (queries whose existence
-      passes ``exist_threshold``, whether or not ``generate_at_inference`` lets them into the
-      matching) is exactly the number of missing nodes on **both** sides;
-      ``count_accuracy_graph``: the same per graph;
+    * ``count_accuracy``: share of pairs whose number of generated nodes (:meth:`SSGM.generated_nodes
+      <pyg_ssgm.SSGM.generated_nodes>`: decided as ``completion_source`` says, whether or not
+      ``generate_at_inference`` lets them into the matching) is exactly the number of missing nodes
+      on **both** sides; ``count_accuracy_graph``: the same per graph;
     * ``position_error``: mean distance between generated and true positions of missing nodes
       (each true one paired with a generated one by the Hungarian algorithm), in units of the
       graph's RMS radius.
@@ -69,22 +69,22 @@ def completion_quality(model, instances: Sequence[KeypointInstance], generator: 
         out = model(batch, compute_loss=False)
         B = batch.num_graphs
         ok = torch.ones(B, dtype=torch.bool, device=out.n1.device)
-        for side, q, enc in (("s", out.queries_s, out.encoded_s), ("t", out.queries_t, out.encoded_t)):
+        generated_s, generated_t = model.generated_nodes(out)
+        for side, made_nodes, enc in (("s", generated_s, out.encoded_s), ("t", generated_t, out.encoded_t)):
             tgt_batch = getattr(batch, f"comp_pos_{side}_batch")
             wanted = torch.bincount(tgt_batch, minlength=B)
-            # The nodes the model generates, whether or not ``generate_at_inference`` lets them
-            # into the matching (counting ``num_generated`` would score a switched-off model as
-            # predicting 0 missing nodes everywhere).
-            keep = None if q is None else torch.sigmoid(q.exist_logit) > model.config.exist_threshold
-            made = torch.zeros_like(wanted) if keep is None else torch.bincount(q.batch[keep], minlength=B)
+            # Not ``num_generated``: with ``generate_at_inference=False`` that is 0 everywhere,
+            # which would score the model as predicting no missing node at all.
+            made = (torch.zeros_like(wanted) if made_nodes is None
+                    else torch.bincount(made_nodes.batch, minlength=B))
             ok &= made == wanted
             graphs_ok += int((made == wanted).sum())
             graphs += B
-            if keep is None:
+            if made_nodes is None:
                 continue
             tgt = (getattr(batch, f"comp_pos_{side}") - enc.center[tgt_batch]) / enc.scale[tgt_batch].unsqueeze(-1)
             for b in range(B):
-                pred_b, tgt_b = q.pos[keep & (q.batch == b)], tgt[tgt_batch == b]
+                pred_b, tgt_b = made_nodes.pos[made_nodes.batch == b], tgt[tgt_batch == b]
                 if len(pred_b) and len(tgt_b):
                     cost = torch.cdist(tgt_b, pred_b).cpu().numpy()
                     rows, cols = linear_sum_assignment(cost)
