@@ -1,6 +1,6 @@
-"""Which value of one setting (of the model or of training) should a preset use? Each named preset is trained with each
-value (seed 0) and scored on its dataset's *validation* split only; the preset keeps the better
-value. Willow: 30 epochs, all 75 validation pairs, intersection accuracy (per class as well).
+"""Which value of one setting (of the model or of training) should a preset use? Each named
+preset is trained with each value (seed 0) and scored on its dataset's *validation* split only;
+the preset keeps the better value. Willow: 30 epochs, all 75 validation pairs, intersection accuracy (per class as well).
 CUB: the preset's epochs, 3 validation pairs per class (600), unfiltered macro F1 (the partial
 setting). Writes benchmarks/results/<datasets>_<setting>.{md,json}.
 
