@@ -1,8 +1,8 @@
 """Which value of one setting (of the model or of training) should a preset use? Each named
 preset is trained with each value (seed 0) and scored on its dataset's *validation* split only;
-the preset keeps the better value. Willow: 30 epochs, all 75 validation pairs, intersection accuracy (per class as well).
-CUB: the preset's epochs, 3 validation pairs per class (600), unfiltered macro F1 (the partial
-setting). Writes benchmarks/results/<datasets>_<setting>.{md,json}.
+the preset keeps the better value. Willow: 30 epochs, all 75 validation pairs, intersection
+accuracy (per class as well). CUB: the preset's epochs, 3 validation pairs per class (600),
+unfiltered macro F1 (the partial setting). Writes benchmarks/results/<datasets>_<setting>.{md,json}.
 
     python benchmarks/preset_setting.py --setting inference_consensus_iterations --values 12,8,2 --inference-only
     python benchmarks/preset_setting.py --presets cub --setting inference_consensus_iterations --values 12,8,2 \
