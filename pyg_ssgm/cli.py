@@ -8,6 +8,7 @@ from typing import Any, Dict, Iterable, Optional
 
 import click
 
+from .config import COMPLETION_SOURCES
 from .errors import ConfigError, SSGMError
 
 
@@ -183,9 +184,11 @@ def train_command(config_file, overrides, resume, no_progress, **flags):
               "setting on its own dataset, else 0.")
 @click.option("--extra-drop", type=click.FloatRange(0.0, 1.0, max_open=True), help="Share of annotated keypoints "
               "removed per image (pyg_ssgm.data.drop_parts). Default: as --outliers.")
+@click.option("--completion-source", type=click.Choice(COMPLETION_SOURCES),
+              help="What the model says a graph lacks (SSGMConfig.completion_source). Default: the checkpoint's.")
 @click.option("--output", type=click.Path(), help="Write the results as JSON to this file.")
 def evaluate_command(checkpoint, solver, dataset, root, split, max_pairs_per_category, batch_size, device, threads,
-                     outliers, extra_drop, output):
+                     outliers, extra_drop, completion_source, output):
     """Evaluate a trained model (or a classical solver) on real cross-instance pairs.
 
     \b
@@ -202,6 +205,8 @@ def evaluate_command(checkpoint, solver, dataset, root, split, max_pairs_per_cat
     try:
         if (checkpoint is None) == (solver is None):
             raise ConfigError("give exactly one of --checkpoint or --solver.")
+        if completion_source is not None and checkpoint is None:
+            raise ConfigError("--completion-source applies to a model: give it with --checkpoint.")
         device = resolve_device(device)
         apply_thread_policy(threads)
         if output:  # now, not after a long evaluation
@@ -226,6 +231,8 @@ def evaluate_command(checkpoint, solver, dataset, root, split, max_pairs_per_cat
                                     train_cfg.extra_drop if extra_drop is None and own else extra_drop or 0.0)
             if features is not None:  # the same image features the model was trained on
                 splits = with_image_features({split: splits[split]}, features, dataset)
+            if completion_source is not None:
+                model.config.completion_source = completion_source
             predict = model.predict
             if max_pairs_per_category is None:
                 max_pairs_per_category = getattr(train_cfg, f"{split}_pairs_per_category")

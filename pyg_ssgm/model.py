@@ -472,7 +472,6 @@ class SSGM(nn.Module):
         real_t = torch.arange(out.X.size(2), device=out.X.device) < out.num_real_t.unsqueeze(1)
         return self._transferred_nodes(out.X, P_s, P_t, real_s, real_t)
 
-    @torch.no_grad()
     def _transferred_nodes(self, X: Tensor, P_s: Tensor, P_t: Tensor, real_s: Tensor,
                            real_t: Tensor) -> Tuple[GeneratedNodes, GeneratedNodes]:
         """``completion_source="matching"``: existence decided with the matching. Each side gets

@@ -192,6 +192,11 @@ def test_evaluate_checkpoint_reproduces_training_test_results(runner, tmp_path, 
     n_pairs = 3 * 2 if test_pairs is None else test_pairs * 2  # 3 test instances -> 3 pairs per class
     assert eval_results["unfiltered"]["mean"]["num_pairs"] == n_pairs
 
+    # what the model says a graph lacks, from its queries instead: the matching is the same
+    run_ok(runner, evaluate_command, args[:2] + ["--completion-source", "queries", "--output", str(tmp_path / "q.json")])
+    queried = json.loads((tmp_path / "q.json").read_text())
+    assert queried["unfiltered"] == eval_results["unfiltered"] and "count_accuracy" in queried["completion"]
+
 
 def test_evaluate_solver_hungarian_runs(runner, tmp_path):
     # evaluate has no option for a synthetic config: --solver scores the default embedded dataset,
@@ -226,6 +231,7 @@ def test_evaluate_solver_with_outliers_loses_precision(runner, tmp_path):
     (["--solver", "hungarian", "--checkpoint", "x.pt"], "exactly one"),
     (["--checkpoint", "missing.pt"], "does not exist"),
     (["--solver", "hungarian", "--dataset", "willow"], "root"),
+    (["--solver", "hungarian", "--completion-source", "queries"], "--checkpoint"),
 ])
 def test_evaluate_bad_values_print_error_and_exit_2(runner, tmp_path, args, mentions):
     with runner.isolated_filesystem(temp_dir=tmp_path):

@@ -91,7 +91,7 @@ class GeometricAugmentation:
         center = pos.mean(0) if pos.numel() else torch.zeros(2)
         # The warp draws its random numbers last and only when on, so that an affine augmentation
         # samples exactly the transforms it did before the warp existed.
-        anchors, weights = pos.new_zeros(0, 2), pos.new_zeros(0, 2)
+        anchors = weights = None
         if self.deformation > 0 and pos.size(0) > 0:
             anchors = pos[torch.randint(pos.size(0), (self.deformation_anchors,), generator=generator)]
             weights = torch.randn(self.deformation_anchors, 2, generator=generator, dtype=pos.dtype)
@@ -104,7 +104,7 @@ class GeometricAugmentation:
 @dataclass
 class PlanarTransform:
     """One sampled transform; :meth:`apply` maps points, :meth:`jitter` adds the per-point noise.
-    The warp is a field over the plane (``anchors``, ``weights``, ``bandwidth``; no anchors: none),
+    The warp is a field over the plane (``anchors``, ``weights``, ``bandwidth``; ``None``: no warp),
     so any subset of the points it was sampled for maps consistently: the kept nodes and the
     completion targets of a pair are warped alike."""
 
@@ -118,7 +118,7 @@ class PlanarTransform:
     bandwidth: float = 1.0
 
     def warp(self, pos: Tensor) -> Tensor:
-        if self.anchors is None or self.anchors.size(0) == 0:
+        if self.anchors is None:
             return pos
         sq = (pos.unsqueeze(1) - self.anchors.unsqueeze(0)).pow(2).sum(-1)
         return pos + torch.exp(-sq / (2 * self.bandwidth ** 2)) @ self.weights
