@@ -2,7 +2,9 @@
 preset is trained with each value (seed 0) and scored on its dataset's *validation* split only;
 the preset keeps the better value. Willow: 30 epochs, all 75 validation pairs, intersection
 accuracy (per class as well). CUB: the preset's epochs, 3 validation pairs per class (600),
-unfiltered macro F1 (the partial setting). Writes benchmarks/results/<datasets>_<setting>.{md,json}.
+unfiltered macro F1 (the partial setting). With completion on, also what the completion says is
+missing on the validation instances' generated pairs (``completion_quality``). Writes
+benchmarks/results/<datasets>_<setting>.{md,json}.
 
     python benchmarks/preset_setting.py --setting inference_consensus_iterations --values 12,8,2 --inference-only
     python benchmarks/preset_setting.py --presets cub --setting inference_consensus_iterations --values 12,8,2 \
@@ -27,7 +29,7 @@ from pathlib import Path
 from willow_ablation import per_class_table, settings
 
 from pyg_ssgm import SSGMConfig
-from pyg_ssgm.evaluate import evaluate_matching
+from pyg_ssgm.evaluate import completion_quality, evaluate_matching
 from pyg_ssgm.presets import PRESETS, preset
 from pyg_ssgm.trainer import TrainConfig, feature_config, train
 
@@ -92,8 +94,11 @@ def main():
                     setattr(model.config, args.setting, value)
                 result = evaluate_matching(model.predict, trainer.splits["val"], max_pairs_per_category=val_pairs)
                 inter, unf = result["intersection"], result["unfiltered"].mean
+                # what the completion says is missing, on the validation instances' generated pairs
+                count = (completion_quality(model, trainer.splits["val"], trainer.cfg.pair_generator())
+                         if model.config.completion else None)
                 rows.append({"preset": name, args.setting: value, "epochs": trainer.cfg.epochs,
-                             "val_f1": unf.f1, "val_accuracy": inter.mean.recall,
+                             "val_f1": unf.f1, "val_accuracy": inter.mean.recall, "completion": count,
                              "per_class": {k: v.recall for k, v in inter.per_class.items()}})
                 print(f"{name}, {args.setting}={value}: F1 {unf.f1:.3f}, intersection accuracy "
                       f"{inter.mean.recall:.3f}", flush=True)
@@ -106,10 +111,13 @@ def main():
         {"command": command, "rows": rows, "wall_s": time.perf_counter() - start}, indent=2))
     epochs_column = ("", "") if args.setting == "epochs" else (" | epochs", "|--:")  # not twice
     lines = [f"# {args.setting} in the presets (validation split only)", "", f"`{command}` (seed 0).", "",
-             "| preset | " + args.setting + epochs_column[0] + " | val pairs | unfiltered F1 | intersection acc. |",
-             "|:--|--:" + epochs_column[1] + "|--:|--:|--:|"]
+             "| preset | " + args.setting + epochs_column[0] + " | val pairs | unfiltered F1 | intersection acc. "
+             "| count exact (generated val pairs) | position error |",
+             "|:--|--:" + epochs_column[1] + "|--:|--:|--:|--:|--:|"]
     lines += [f"| {r['preset']} | {r[args.setting]}" + ("" if args.setting == "epochs" else f" | {r['epochs']}")
-              + f" | {pairs_per_class(r['preset'])} | {r['val_f1']:.3f} | {r['val_accuracy']:.3f} |" for r in rows]
+              + f" | {pairs_per_class(r['preset'])} | {r['val_f1']:.3f} | {r['val_accuracy']:.3f} | "
+              + (f"{r['completion']['count_accuracy']:.1%} | {r['completion']['position_error']:.3f} |"
+                 if r["completion"] else "- | - |") for r in rows]
     willow = [r for r in rows if r["preset"].startswith("willow")]
     if willow:
         lines += ["", "Willow, intersection accuracy per class:", ""]

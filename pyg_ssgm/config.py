@@ -134,6 +134,15 @@ class SSGMConfig:
             left-right and keep the matching of the higher objective (affinity minus threshold,
             summed over the matched pairs): for objects seen from either side (birds, animals),
             whose mirrored views no planar alignment or shape descriptor relates.
+        mirror_aware: tell the encoder which pairs face each other's mirror image (``mirror`` of
+            the pair, set by the mirror test and by ``PairGenerator.mirror_rate``): a learned
+            function of each target node's features is added to them there. Of a bird and the flipped image
+            of one facing the other way, the eyes, wings and legs that overlap are each other's
+            left/right counterparts, which the annotation does not match; a model told so can
+            leave them unmatched. Mirror pairs in training (``TrainConfig.mirror_rate`` > 0) turn it
+            on. With ``mirror_test``, the orientation is chosen by the flipped pass *not* told (told,
+            the unmatched parts lower the objective where the flip is right), the matching then
+            taken from the pass that is.
         qap_node_weight, qap_edge_sigma: weight of the unary term and Gaussian width of the edge
             term of that quadratic problem (edges in units of the graph's RMS radius).
         qap_max_nodes: pairs with a completed graph larger than this fall back to "hungarian"
@@ -145,6 +154,12 @@ class SSGMConfig:
         0.1, because each query is seeded from one candidate node, so existence is a balanced
         per-candidate decision and down-weighting "no object" biases every query towards
         existing); cost_exist, cost_pos, cost_feat.
+        weight_match_real: weight of a second matching loss over the real nodes alone (0: off).
+            In training, every real node whose partner the other graph lacks is matched to the
+            generated node forced in for it, so the main loss never asks for a real node to stay
+            unmatched; a model used with ``generate_at_inference=False`` must decide exactly that.
+            This term scores the matching among the real nodes, where such a node's row is empty,
+            so the unmatched threshold learns the decision it makes at inference.
     """
 
     in_channels: int = 0
@@ -179,6 +194,7 @@ class SSGMConfig:
     sinkhorn_iter: int = 20
     solver: str = "hungarian"
     mirror_test: bool = False
+    mirror_aware: bool = False
     qap_node_weight: float = 1.0
     qap_edge_sigma: float = 0.5
     qap_max_nodes: int = 64
@@ -187,6 +203,7 @@ class SSGMConfig:
     weight_pos: float = 1.0
     weight_feat: float = 1.0
     weight_contrastive: float = 0.0
+    weight_match_real: float = 0.0
     eos_weight: float = 1.0
     cost_exist: float = 1.0
     cost_pos: float = 1.0
@@ -235,7 +252,7 @@ class SSGMConfig:
             if not 0 <= getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be in [0, 1), got {getattr(self, name)}.")
         for name in ("geometric_weight", "appearance_weight", "shape_context_weight", "weight_match", "weight_exist", "weight_pos", "weight_feat",
-                     "weight_contrastive", "eos_weight", "cost_exist", "cost_pos", "cost_feat"):
+                     "weight_contrastive", "weight_match_real", "eos_weight", "cost_exist", "cost_pos", "cost_feat"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}.")
         if not (self.use_appearance and self.in_channels > 0) and not self.use_geometry:

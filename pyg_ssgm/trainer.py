@@ -45,6 +45,8 @@ class TrainConfig:
     ``feature_noise`` and the geometric augmentation (``rotation`` in degrees, ``jitter``,
     ``deformation``: the smooth non-rigid warp of
     :class:`~pyg_ssgm.data.transforms.GeometricAugmentation`, 0 = none) of the pair generator;
+    ``mirror_rate``, its share of mirror pairs (left and right exchanged on one side, for a
+    ``mirror_aware`` model; see :class:`~pyg_ssgm.data.PairGenerator`);
     ``repeats`` generated pairs per training instance and epoch. Optimisation:
     ``epochs``, ``batch_size``, ``lr`` (decayed to 0 along a cosine over the epochs unless
     ``lr_schedule="constant"``), ``weight_decay``, ``grad_clip``. ``supervised`` trains on
@@ -78,6 +80,7 @@ class TrainConfig:
     rotation: float = 20.0
     jitter: float = 0.05
     deformation: float = 0.0
+    mirror_rate: float = 0.0
     repeats: int = 1
     seed: int = 0
     device: str = "cpu"
@@ -117,6 +120,8 @@ class TrainConfig:
             raise ConfigError(f"num_workers must be >= 0, got {self.num_workers}.")
         if self.outliers < 0:
             raise ConfigError(f"outliers (unnamed points added per image) must be >= 0, got {self.outliers}.")
+        if not 0.0 <= self.mirror_rate <= 1.0:
+            raise ConfigError(f"mirror_rate (share of mirror pairs) must be in [0, 1], got {self.mirror_rate}.")
         if not 0.0 <= self.extra_drop < 1.0:
             raise ConfigError(f"extra_drop (share of keypoints removed per image) must be in [0, 1), "
                               f"got {self.extra_drop}.")
@@ -125,7 +130,7 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be >= 1 or null (all pairs), got {getattr(self, name)}.")
 
     def pair_generator(self) -> PairGenerator:
-        return PairGenerator(drop_rate=self.drop_rate, feature_noise=self.feature_noise,
+        return PairGenerator(drop_rate=self.drop_rate, feature_noise=self.feature_noise, mirror_rate=self.mirror_rate,
                              augmentation=GeometricAugmentation(rotation=self.rotation, jitter=self.jitter,
                                                                 deformation=self.deformation))
 
@@ -219,6 +224,7 @@ class Trainer:
                  splits: Optional[Dict[str, List[KeypointInstance]]] = None,
                  features: Optional[FeatureConfig] = None):
         self.cfg, self.synthetic, self.features = train, synthetic, features
+        model = self._check_mirror_pairs(train, model or SSGMConfig())
         self.threads = apply_thread_policy(train.threads)
         self.device = _resolve_device(train.device)
         self.rank, self.world_size = _setup_distributed(self.device)
@@ -253,6 +259,23 @@ class Trainer:
         self.epoch, self.step = 0, 0
         self.running: Dict[str, float] = {}  # loss sums of the epoch in progress (kept across a resume)
         self.pending_row: Dict[str, float] = {}  # metrics row of a trained epoch not yet logged in full
+
+    @staticmethod
+    def _check_mirror_pairs(train: TrainConfig, model: SSGMConfig) -> SSGMConfig:
+        """Mirror pairs are generated pairs, for a model told which pairs they are: ``mirror_rate``
+        > 0 makes the model ``mirror_aware`` (as the data decides ``in_channels``), and a mirror-aware
+        model needs them (its mirror shift would otherwise stay untrained). Supervised training
+        generates no pair, so it ignores ``mirror_rate`` as it does ``drop_rate``."""
+        mirror_pairs = train.mirror_rate > 0 and not train.supervised
+        if mirror_pairs and train.pseudo_labels:
+            raise ConfigError("mirror_rate > 0 cannot be combined with pseudo_labels=True: the pseudo-labelled "
+                              "real pairs carry no mirror flag. Set one of them off.")
+        if model.mirror_aware and not mirror_pairs:
+            raise ConfigError("mirror_aware=True learns from generated mirror pairs: set mirror_rate > 0 (for "
+                              "example 0.5) in self-supervised training, or mirror_aware=False.")
+        if mirror_pairs and not model.mirror_aware:
+            return SSGMConfig.from_dict({**model.to_dict(), "mirror_aware": True})
+        return model
 
     @staticmethod
     def _check_splits(splits: Dict[str, List[KeypointInstance]]) -> Dict[str, List[KeypointInstance]]:

@@ -9,7 +9,7 @@ import torch
 from torch_geometric.data import Batch
 
 import pyg_ssgm.model as model_module
-from conftest import FEATURE_DIM, tiny_model, to_batch
+from conftest import FEATURE_DIM, tiny_model, tiny_model_config, to_batch
 from pyg_ssgm import SSGMOutput
 from pyg_ssgm.data import GeneratedPairs, PairData, PairGenerator, make_pair, pair_loader
 from pyg_ssgm.errors import ConfigError, InvalidInputError, SSGMError
@@ -273,6 +273,40 @@ def test_structure_and_ablation_options_run_forward_and_backward(generated_batch
         assert_valid_matching(pairs, int(n_s), int(n_t))
 
 
+@pytest.mark.parametrize("matching_loss", ["sinkhorn", "hamming"])
+def test_real_only_matching_loss_leaves_partnerless_real_nodes_unmatched(generated_batch, monkeypatch,
+                                                                        matching_loss):
+    """``weight_match_real``: the main loss matches each real node whose partner the other graph
+    lacks to the generated node forced in for it; the second loss, over the real nodes alone,
+    wants exactly the common pairs, so the unmatched threshold learns to leave the others out."""
+    seen = []
+    matching_loss_fn = model_module.SSGM._matching_loss
+
+    def spy(self, S, X_gt, n1, n2, threshold):
+        seen.append((X_gt.detach(), n1, n2))
+        return matching_loss_fn(self, S, X_gt, n1, n2, threshold)
+
+    monkeypatch.setattr(model_module.SSGM, "_matching_loss", spy)
+    assert "match_real" not in tiny_model(matching_loss=matching_loss).train()(generated_batch).losses
+    seen.clear()
+    model = tiny_model(matching_loss=matching_loss, weight_match_real=1.0).train()
+    out = model(generated_batch)
+    (X_all, n1, n2), (X_real, r1, r2) = seen
+    assert torch.equal(n1, out.n1) and torch.equal(r1, out.num_real_s) and torch.equal(r2, out.num_real_t)
+    assert int(X_real.sum()) == generated_batch.y.size(1)  # the common pairs, nothing else
+    assert int(X_all.sum()) > int(X_real.sum())  # the premise: generated partners absorb the rest
+    assert torch.isfinite(out.losses["match_real"])
+    out.losses["match_real"].backward()
+    assert sum(float(p.grad.abs().sum()) for p in model.parameters() if p.grad is not None) > 0
+    if matching_loss == "sinkhorn":  # the blackbox gradient is 0 wherever a small step changes no decision
+        assert float(model.match_threshold.grad.abs()) > 0
+
+
+def test_negative_real_only_matching_weight_is_refused():
+    with pytest.raises(ConfigError, match="weight_match_real"):
+        tiny_model_config(weight_match_real=-1.0)
+
+
 @pytest.mark.parametrize("num_nodes", [1, 2, 3])
 @pytest.mark.parametrize("options", [{}, dict(structure="knn"), dict(completion=False, matching_loss="hamming")],
                          ids=["default", "knn", "no-completion-hamming"])
@@ -417,6 +451,8 @@ def test_mirror_test_keeps_the_orientation_of_higher_objective(real_batch):
     assert torch.equal(flipped.pos_t[:, 1], real_batch.pos_t[:, 1])
     assert torch.equal(flipped.pos_s, real_batch.pos_s) and flipped.x_t is real_batch.x_t
     assert not torch.equal(real_batch.pos_t, flipped.pos_t)  # the original is left as it was
+    assert flipped.mirror.tolist() == [1] * real_batch.num_graphs and not hasattr(real_batch, "mirror")
+    assert mirrored(flipped, "t").mirror.tolist() == [0] * real_batch.num_graphs  # flipped back
     model = tiny_model(seed=3).eval()
     with torch.no_grad():
         plain, mirror = model(real_batch, compute_loss=False), model(flipped, compute_loss=False)
@@ -429,6 +465,38 @@ def test_mirror_test_keeps_the_orientation_of_higher_objective(real_batch):
     expected = sum(float(plain.S[b, i, j] - threshold) for b in range(len(plain.pairs))
                    for i, j in (plain.X[b].nonzero().tolist()))
     assert abs(float(model.objective(plain).sum()) - expected) < 1e-3
+
+
+def test_a_mirror_aware_model_is_told_which_pairs_face_their_mirror_image(real_batch, tiny_data):
+    """``mirror_aware``: the mirror flag changes the target's embeddings (and so the matching's
+    affinity) and nothing else; a model without it, or a pair without the flag, is unaffected."""
+    from pyg_ssgm.data import mirrored
+
+    model = tiny_model(seed=2, mirror_aware=True).eval()
+    with torch.no_grad():
+        told = mirrored(real_batch, "t")
+        told.pos_t = real_batch.pos_t  # the flag alone, on unchanged positions
+        plain, flagged = model(real_batch, compute_loss=False), model(told, compute_loss=False)
+        assert torch.equal(plain.encoded_s.h, flagged.encoded_s.h)
+        assert not torch.allclose(plain.encoded_t.h, flagged.encoded_t.h)
+        unaware = tiny_model(seed=2).eval()
+        assert torch.equal(unaware(real_batch, compute_loss=False).S, unaware(told, compute_loss=False).S)
+        # the mirror test: the orientation is chosen by the flipped pass not told about the mirror
+        # (told, the model leaves the exchanged parts unmatched, which lowers that objective), the
+        # matching of the flipped orientation comes from the pass that is told
+        untold = mirrored(real_batch, "t")
+        untold.mirror = torch.zeros_like(untold.mirror)
+        flipped_told, flipped_untold = model(mirrored(real_batch, "t")), model(untold)
+        keep = model.objective(plain) >= model.objective(flipped_untold)
+        assert keep.any() and not keep.all()  # both orientations occur, so the check means something
+        model.config.mirror_test = True
+        for b, pred in enumerate(model.predict(real_batch)):
+            assert torch.equal(pred, (plain if keep[b] else flipped_told).pairs[b])
+    model.train()
+    gen = PairGenerator(mirror_rate=0.5)
+    out = model(to_batch([gen(inst, torch.Generator().manual_seed(k)) for k, inst in enumerate(tiny_data.train[:6])]))
+    out.losses["loss"].backward()
+    assert all(float(p.grad.abs().sum()) > 0 for p in model.mirror_shift.parameters())
 
 
 def test_generated_nodes_can_stay_out_of_the_matching_at_inference(generated_batch):

@@ -143,6 +143,50 @@ def test_make_pair_no_filtering_and_intersection():
     assert inter.num_nodes_s == inter.num_nodes_t == 2 and inter.y.size(1) == 2
 
 
+BIRD = ["beak", "left eye", "right eye", "left leg", "right leg", "left wing", "tail", "crown"]
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10_000), shown=st.sets(st.integers(0, len(BIRD) - 1), min_size=3))
+def test_mirror_pairs_exchange_left_and_right(seed, shown):
+    """A mirror pair's target stands for the mirror image: its names swap left and right, its
+    correspondences are exactly those of the names, and a node the source lacks is placed where
+    the source's own copy of that keypoint would be (unknown, so absent, where the instance does
+    not show it)."""
+    names = [BIRD[k] for k in sorted(shown)]
+    inst = instance(len(names), seed=seed, names=names)
+    gen = PairGenerator(drop_rate=0.3, mirror_rate=1.0, augmentation=GeometricAugmentation(jitter=0.0))
+    data = gen(inst, torch.Generator().manual_seed(seed))
+    assert data.mirror.tolist() == [1]
+    swap = {"left": "right", "right": "left"}
+    kept_t = [n for n in data.names_t]
+    assert all(" ".join(swap.get(w, w) for w in n.split()) in names for n in kept_t)
+    by_name = {(i, j) for i, a in enumerate(data.names_s) for j, b in enumerate(data.names_t) if a == b}
+    assert {tuple(p) for p in data.y.t().tolist()} == by_name
+    partnered_t = {j for _, j in by_name}
+    lacking = [j for j, n in enumerate(data.names_t) if j not in partnered_t and n in names]
+    assert sorted(data.comp_index_s.tolist()) == sorted(lacking)
+    ids_s = [names.index(n) for n in data.names_s]  # the source's affine map, from its kept nodes
+    src = torch.cat([inst.pos[ids_s], torch.ones(len(ids_s), 1)], 1).double()
+    affine = torch.linalg.lstsq(src, data.pos_s.double()).solution
+    for j, pos in zip(data.comp_index_s.tolist(), data.comp_pos_s):
+        where = torch.cat([inst.pos[names.index(data.names_t[j])], torch.ones(1)]).double() @ affine
+        assert torch.allclose(where, pos.double(), atol=1e-3)
+
+
+def test_mirror_flag_batches_and_stays_off_by_default():
+    inst = instance(8, names=BIRD)
+    assert not hasattr(PairGenerator()(inst, torch.Generator().manual_seed(0)), "mirror")
+    gen = PairGenerator(mirror_rate=0.5)
+    pairs = [gen(inst, torch.Generator().manual_seed(k)) for k in range(16)]
+    flags = [int(p.mirror) for p in pairs]
+    assert 0 < sum(flags) < 16
+    batch = Batch.from_data_list(pairs, follow_batch=PairData.FOLLOW_BATCH)
+    assert batch.mirror.tolist() == flags
+    with pytest.raises(ConfigError, match="mirror_rate"):
+        PairGenerator(mirror_rate=1.5)
+
+
 def test_bad_input_raises_named_errors():
     with pytest.raises(InvalidInputError):
         KeypointInstance(pos=torch.tensor([[0.0, float("nan")]]), names=["a"])

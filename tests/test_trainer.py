@@ -297,6 +297,25 @@ def test_train_config_validation():
         TrainConfig(dataset="imagenet")
     with pytest.raises(ConfigError, match="lr"):
         TrainConfig(lr=0.0)
+    with pytest.raises(ConfigError, match="mirror_rate"):
+        TrainConfig(mirror_rate=-0.1)
+
+
+def test_mirror_pairs_go_with_a_model_told_about_them(tmp_path):
+    """A model trained on mirror pairs must be told which pairs they are (or it would learn to
+    unmatch the eyes of every pair), and a mirror-aware model needs mirror pairs to learn from."""
+    settings = tiny_settings(tmp_path, mirror_rate=0.5)
+    trainer = Trainer(TrainConfig(**settings["train"]), SSGMConfig(**settings["model"]),
+                      SyntheticConfig(**settings["synthetic"]), progress=False)
+    assert trainer.model.config.mirror_aware and trainer.model.mirror_shift is not None
+    with pytest.raises(ConfigError, match="mirror_rate > 0"):
+        Trainer(TrainConfig(output_dir=str(tmp_path)), SSGMConfig(mirror_aware=True))
+    with pytest.raises(ConfigError, match="pseudo_labels"):
+        Trainer(TrainConfig(mirror_rate=0.5, pseudo_labels=True, output_dir=str(tmp_path)), SSGMConfig())
+    supervised = tiny_settings(tmp_path, mirror_rate=0.5, supervised=True)  # generates no pair: ignored
+    trainer = Trainer(TrainConfig(**supervised["train"]), SSGMConfig(**supervised["model"]),
+                      SyntheticConfig(**supervised["synthetic"]), progress=False)
+    assert not trainer.model.config.mirror_aware
 
 
 # --------------------------------------------------------------------------- distributed

@@ -12,6 +12,7 @@ from ..errors import ConfigError, InvalidInputError
 from .graph import delaunay_edges, edge_attributes
 from .instance import KeypointInstance
 from .pair_data import PairData
+from .sides import mirror_identity, swap_sides
 from .transforms import GeometricAugmentation
 
 
@@ -66,6 +67,14 @@ class PairGenerator:
         feature_noise: standard deviation of the Gaussian noise added to each copy's features,
             relative to the instance's feature standard deviation.
         shuffle: randomly permute the nodes of each copy.
+        mirror_rate: share of pairs whose target copy stands for the *mirror image* of the
+            instance: its keypoints keep their places but exchange "left" and "right" (see
+            :mod:`pyg_ssgm.data.sides`), so a left eye is the other copy's right eye, and a
+            keypoint whose counterpart the instance does not show has no partner and no
+            completion target (its place is unknown). Such a pair has ``mirror = 1``: it is what
+            the mirror test (``SSGMConfig.mirror_test``) shows a model once it has flipped the
+            target of two birds facing opposite ways. Every pair carries ``mirror`` (0 or 1) when
+            this is on; 0 (the default) draws no random number for it.
     """
 
     drop_rate: float = 0.2
@@ -73,6 +82,7 @@ class PairGenerator:
     augmentation: GeometricAugmentation = field(default_factory=GeometricAugmentation)
     feature_noise: float = 0.1
     shuffle: bool = True
+    mirror_rate: float = 0.0
 
     def __post_init__(self) -> None:
         check_field_types(self)  # drop_rate="0.5" or NaN: a named error, not a TypeError or a silent pass
@@ -82,6 +92,8 @@ class PairGenerator:
             raise ConfigError(f"min_kept must be >= 1, got {self.min_kept}.")
         if self.feature_noise < 0:
             raise ConfigError(f"feature_noise must be >= 0, got {self.feature_noise}.")
+        if not 0.0 <= self.mirror_rate <= 1.0:
+            raise ConfigError(f"mirror_rate must be in [0, 1], got {self.mirror_rate}.")
 
     def _keep_mask(self, n: int, generator: Optional[torch.Generator]) -> Tensor:
         keep = torch.rand(n, generator=generator) >= self.drop_rate
@@ -111,10 +123,21 @@ class PairGenerator:
         local_t = torch.full((n,), -1, dtype=torch.long)
         local_t[order_t] = torch.arange(order_t.numel())
 
-        common = (keep_s & keep_t).nonzero().view(-1)
-        y = torch.stack([local_s[common], local_t[common]])
-        lacks_s = (~keep_s & keep_t).nonzero().view(-1)  # the source must generate these
-        lacks_t = (keep_s & ~keep_t).nonzero().view(-1)
+        mirror = self.mirror_rate > 0 and bool(torch.rand((), generator=generator) < self.mirror_rate)
+        # The target's copy of keypoint k stands for keypoint ``ident[k]`` of the instance (k itself,
+        # or its left/right counterpart in a mirror pair, -1 where that is not annotated), and the
+        # target node standing for keypoint j is the copy of ``ident[j]`` (an involution).
+        ident = mirror_identity(inst.names) if mirror else torch.arange(n)
+        known = ident >= 0
+        in_t = known & keep_t[ident.clamp(min=0)]  # keypoint j has a node in the target
+        in_s = known & keep_s[ident.clamp(min=0)]  # the target node of keypoint k has one in the source
+        common = (keep_s & in_t).nonzero().view(-1)
+        y = torch.stack([local_s[common], local_t[ident[common]]])
+        # Nodes one side must generate: a node of the other side without a partner whose place is
+        # known (kept target node k: keypoint ident[k] of the source; kept source node j: the
+        # target's copy of ident[j]).
+        lacks_s = (keep_t & ~in_s & known).nonzero().view(-1)  # target nodes
+        lacks_t = (keep_s & ~in_t & known).nonzero().view(-1)  # source nodes
 
         view_s, view_t = self._views(inst, generator)
         tf_s = self.augmentation.sample(view_s.pos, generator)
@@ -124,15 +147,17 @@ class PairGenerator:
         x_s = self._noisy(_features(view_s, order_s), inst, generator)
         x_t = self._noisy(_features(view_t, order_t), inst, generator)
 
+        names_t = [inst.names[i] for i in order_t.tolist()]
+        extra = {"mirror": torch.tensor([int(mirror)])} if self.mirror_rate > 0 else {}
         return _pair(
             pos_s, x_s, [inst.names[i] for i in order_s.tolist()],
-            pos_t, x_t, [inst.names[i] for i in order_t.tolist()],
+            pos_t, x_t, [swap_sides(name) for name in names_t] if mirror else names_t,
             y, inst.category,
-            comp_pos_s=tf_s.apply(view_s.pos[lacks_s]), comp_index_s=local_t[lacks_s],
-            comp_x_s=_features(view_s, lacks_s),
-            comp_pos_t=tf_t.apply(view_t.pos[lacks_t]), comp_index_t=local_s[lacks_t],
-            comp_x_t=_features(view_t, lacks_t),
-            num_hidden=int((~keep_s & ~keep_t).sum()),
+            comp_pos_s=tf_s.apply(view_s.pos[ident[lacks_s]]), comp_index_s=local_t[lacks_s],
+            comp_x_s=_features(view_s, ident[lacks_s]),
+            comp_pos_t=tf_t.apply(view_t.pos[ident[lacks_t]]), comp_index_t=local_s[lacks_t],
+            comp_x_t=_features(view_t, ident[lacks_t]),
+            num_hidden=int((~keep_s & ~keep_t).sum()), **extra,
         )
 
     @staticmethod

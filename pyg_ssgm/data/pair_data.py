@@ -32,6 +32,8 @@ class PairData(Data):
     * generated pairs only: ``comp_pos_*`` float ``[C_*, 2]``, positions (in the frame of side
       ``*``) of the nodes that side lacks, ``comp_index_*`` long ``[C_*]``, the node of the *other*
       side that each one stands for, and optionally ``comp_x_*`` their clean features;
+    * optionally ``mirror`` long ``[1]``: 1 where the target stands for the mirror image of what
+      the source shows (left and right exchanged, see :mod:`pyg_ssgm.data.sides`); absent means 0;
     * ``names_*`` (lists of keypoint names) and ``category`` (str) for bookkeeping.
 
     ``Batch.from_data_list(pairs, follow_batch=["x_s", "x_t"])`` (or PyG's ``DataLoader`` with the
@@ -81,10 +83,14 @@ def mirrored(data: Any, side: str = "t") -> Any:
     """A shallow copy of a pair or batch of pairs with graph ``side`` ("s" or "t") mirrored
     left-right: its x coordinates (``pos``, ``edge_attr`` and completion targets) negated.
     Everything else is shared with ``data``, which is left unchanged. Names, edges and appearance
-    descriptors stay as they are; a keypoint keeps its identity in the mirror image."""
+    descriptors stay as they are; a keypoint keeps its identity in the mirror image. ``mirror``
+    (one per pair, absent = 0) is toggled: the two graphs now face each other's mirror image."""
     if side not in ("s", "t"):
         raise InvalidInputError(f"side must be 's' or 't', got {side!r}.")
     out = copy.copy(data)
+    mirror = getattr(data, "mirror", None)
+    out.mirror = (1 - mirror if mirror is not None
+                  else torch.ones(getattr(data, "num_graphs", 1), dtype=torch.long, device=data.pos_s.device))
     for key in (f"pos_{side}", f"edge_attr_{side}", f"comp_pos_{side}"):
         value = getattr(data, key, None)
         if value is not None:

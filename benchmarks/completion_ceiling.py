@@ -1,0 +1,115 @@
+"""How well could *any* completion do on a dataset's generated pairs? The ceiling that the
+positions themselves set, next to a trained model on the same pairs.
+
+A generated pair is two copies of one instance, each with its own random affine transform, its own
+per-point jitter and its own dropped nodes (``TrainConfig.pair_generator()``, the pairs that
+``completion_quality`` scores). Where a side lacks a node, the best a position-based completion can
+do is to map the other side's node through the transform between the copies. This script gives it
+that transform for free (the affine map fitted to the true common pairs) and measures:
+
+* **position error**: of the missing nodes so placed, in graph radii (what ``completion_quality``
+  reports): what is left is the jitter of the two copies;
+* **count exact**: share of pairs whose missing-node count is right on both sides when the node's
+  existence is decided from the aligned positions (a node lacks a partner unless the Hungarian
+  assignment of the distances gives it one closer than ``tau`` graph radii), at the best ``tau``.
+
+With ``--checkpoint`` the model's own figures on the same pairs are added (``completion_quality``).
+Validation split by default. Writes ``benchmarks/results/<dataset>_completion_ceiling_<split>.{md,json}``.
+
+    python benchmarks/completion_ceiling.py --dataset cub --root ../shared/data/CUB_200_2011 --preset cub
+"""
+import argparse
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy.optimize import linear_sum_assignment
+
+from pyg_ssgm.data import GeneratedPairs
+from pyg_ssgm.data.sources import load_splits
+from pyg_ssgm.evaluate import completion_quality, load_model
+from pyg_ssgm.nn.features import normalize_positions
+from pyg_ssgm.presets import preset
+from pyg_ssgm.trainer import TrainConfig
+
+THRESHOLDS = (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5)
+SEED = 12345  # completion_quality's pairs
+
+
+def normalized(pos: torch.Tensor, extra: torch.Tensor) -> tuple:
+    """``pos`` and ``extra`` in the model's frame of ``pos``: centred, divided by the RMS radius."""
+    out, center, scale = normalize_positions(pos, torch.zeros(pos.size(0), dtype=torch.long), 1)
+    return out.numpy(), ((extra - center) / scale).numpy()
+
+
+def affine(into: np.ndarray, frm: np.ndarray) -> np.ndarray:
+    """Least-squares ``[3, 2]`` map of the points ``frm`` onto ``into``."""
+    return np.linalg.lstsq(np.c_[frm, np.ones(len(frm))], into, rcond=None)[0]
+
+
+def oracle(pair) -> dict:
+    """Position errors and, per threshold, whether the count is exact, for one generated pair.
+    The least-squares fit is the true transform only where the pair has 3 common nodes or more."""
+    (p_s, truth_s), (p_t, truth_t) = normalized(pair.pos_s, pair.comp_pos_s), normalized(pair.pos_t, pair.comp_pos_t)
+    common = pair.y.numpy()
+    errors = []
+    for own, other, truth, mine, theirs, side in ((p_s, p_t, truth_s, 0, 1, "s"), (p_t, p_s, truth_t, 1, 0, "t")):
+        A = affine(own[common[mine]], other[common[theirs]])
+        lacking = getattr(pair, f"comp_index_{side}").numpy()
+        errors += np.linalg.norm(np.c_[other[lacking], np.ones(len(lacking))] @ A - truth, axis=1).tolist()
+    A = affine(p_s[common[0]], p_t[common[1]])
+    distance = np.linalg.norm(p_s[:, None] - (np.c_[p_t, np.ones(len(p_t))] @ A)[None], axis=-1)
+    rows, cols = linear_sum_assignment(distance)
+    exact = {tau: int((distance[rows, cols] <= tau).sum()) == common.shape[1] for tau in THRESHOLDS}
+    return {"errors": errors, "exact": exact}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", default="cub")
+    parser.add_argument("--root", default=None)
+    parser.add_argument("--preset", default=None, help="take the training pairs' settings from this preset")
+    parser.add_argument("--split", default="val", choices=["val", "test"])
+    parser.add_argument("--checkpoint", default=None, help="a trained model to score on the same pairs")
+    parser.add_argument("--output-dir", default="benchmarks/results")
+    args = parser.parse_args()
+    train = preset(args.preset)["train"] if args.preset else {}
+    cfg = TrainConfig(**{**train, "dataset": args.dataset, "root": args.root})
+    instances = load_splits(args.dataset, args.root)[args.split]
+    # plain pairs, as completion_quality scores (a mirror pair leaves out what has no known place)
+    pairs = GeneratedPairs(instances, replace(cfg.pair_generator(), mirror_rate=0.0), seed=SEED)
+    results = [oracle(pairs[k]) for k in range(len(pairs))]
+    errors = [e for r in results for e in r["errors"]]
+    exact = {tau: float(np.mean([r["exact"][tau] for r in results])) for tau in THRESHOLDS}
+    best = max(exact, key=exact.get)
+    underdetermined = sum(int(pairs[k].y.size(1) < 3) for k in range(len(pairs)))
+    summary = {"dataset": args.dataset, "split": args.split, "pairs": len(pairs), "jitter": cfg.jitter,
+               "pairs_with_fewer_than_3_common_nodes": underdetermined,
+               "oracle_position_error": float(np.mean(errors)), "oracle_count_exact": exact,
+               "oracle_best_threshold": best}
+    rows = [f"| true transform, positions only (threshold {best}) | {exact[best]:.1%} | {np.mean(errors):.3f} |"]
+    if args.checkpoint:
+        model, _ = load_model(args.checkpoint)
+        quality = completion_quality(model, instances, cfg.pair_generator(), seed=SEED)
+        summary["model"] = {"checkpoint": args.checkpoint, **quality}
+        rows.append(f"| the model (`{model.config.completion_source}`) | {quality['count_accuracy']:.1%} | "
+                    f"{quality['position_error']:.3f} |")
+    name = f"{args.dataset}_completion_ceiling_{args.split}"
+    out = Path(args.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps(summary, indent=2, default=str))
+    table = "\n".join([
+        f"# Completion ceiling: {args.dataset}, {len(pairs)} generated {args.split} pairs "
+        f"(jitter {cfg.jitter} of the point set's scale per copy)", "",
+        "| completion | count exact (pairs) | position error (graph radii) |", "|:--|--:|--:|", *rows, "",
+        "Count exact with the true transform, by threshold (graph radii): "
+        + ", ".join(f"{tau}: {v:.1%}" for tau, v in exact.items()) + f". {underdetermined} of the "
+        f"{len(pairs)} pairs have fewer than 3 common nodes, which do not fix the affine map."])
+    (out / f"{name}.md").write_text(table + "\n")
+    print(table)
+
+
+if __name__ == "__main__":
+    main()
