@@ -136,13 +136,13 @@ class SSGMConfig:
             whose mirrored views no planar alignment or shape descriptor relates.
         mirror_aware: tell the encoder which pairs face each other's mirror image (``mirror`` of
             the pair, set by the mirror test and by ``PairGenerator.mirror_rate``): a learned
-            function of each target node's features is added to them there. Of a bird and the flipped image
-            of one facing the other way, the eyes, wings and legs that overlap are each other's
-            left/right counterparts, which the annotation does not match; a model told so can
-            leave them unmatched. Mirror pairs in training (``TrainConfig.mirror_rate`` > 0) turn it
-            on. With ``mirror_test``, the orientation is chosen by the flipped pass *not* told (told,
-            the unmatched parts lower the objective where the flip is right), the matching then
-            taken from the pass that is.
+            function of each target node's features is added to them there. Of a bird and the
+            flipped image of one facing the other way, the eyes, wings and legs that overlap are
+            each other's left/right counterparts, which the annotation does not match; a model
+            told so can leave them unmatched. Mirror pairs in training (``TrainConfig.mirror_rate``
+            > 0) turn it on. With ``mirror_test``, the orientation is chosen by the flipped pass
+            *not* told (told, the unmatched parts lower the objective where the flip is right),
+            the matching then taken from the pass that is.
         qap_node_weight, qap_edge_sigma: weight of the unary term and Gaussian width of the edge
             term of that quadratic problem (edges in units of the graph's RMS radius).
         qap_max_nodes: pairs with a completed graph larger than this fall back to "hungarian"
@@ -159,7 +159,8 @@ class SSGMConfig:
             generated node forced in for it, so the main loss never asks for a real node to stay
             unmatched; a model used with ``generate_at_inference=False`` must decide exactly that.
             This term scores the matching among the real nodes, where such a node's row is empty,
-            so the unmatched threshold learns the decision it makes at inference.
+            so the unmatched threshold learns the decision it makes at inference. (Without
+            completion there is no generated node, and it repeats the main loss.)
     """
 
     in_channels: int = 0
@@ -251,8 +252,9 @@ class SSGMConfig:
         for name in ("dropout",):
             if not 0 <= getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be in [0, 1), got {getattr(self, name)}.")
-        for name in ("geometric_weight", "appearance_weight", "shape_context_weight", "weight_match", "weight_exist", "weight_pos", "weight_feat",
-                     "weight_contrastive", "weight_match_real", "eos_weight", "cost_exist", "cost_pos", "cost_feat"):
+        for name in ("geometric_weight", "appearance_weight", "shape_context_weight", "weight_match", "weight_exist",
+                     "weight_pos", "weight_feat", "weight_contrastive", "weight_match_real", "eos_weight", "cost_exist",
+                     "cost_pos", "cost_feat"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}.")
         if not (self.use_appearance and self.in_channels > 0) and not self.use_geometry:

@@ -614,7 +614,8 @@ class SSGM(nn.Module):
             N1, N2 = int(out.num_real_s.max()), int(out.num_real_t.max())
             real_s = torch.arange(N1, device=S.device) < out.num_real_s.unsqueeze(1)
             real_t = torch.arange(N2, device=S.device) < out.num_real_t.unsqueeze(1)
-            X_real = X_gt[:, :N1, :N2] * (real_s.unsqueeze(2) & real_t.unsqueeze(1))  # not another pair's generated rows
+            # (the block may reach into the generated rows of pairs with fewer real nodes: masked)
+            X_real = X_gt[:, :N1, :N2] * (real_s.unsqueeze(2) & real_t.unsqueeze(1))
             losses["match_real"] = self._matching_loss(S[:, :N1, :N2], X_real, out.num_real_s, out.num_real_t,
                                                        threshold)
             total = total + c.weight_match_real * losses["match_real"]

@@ -54,6 +54,13 @@ of each class's training images; unfiltered macro F1, seed 0;
   the count of missing nodes (decided by the matching) exact on 15.2 % -> 30.8 % of generated
   validation pairs. Intersection accuracy falls, 0.819 -> 0.784: the partial setting is the one
   that decides here.
+* ``mirror_rate = 0.5`` (which makes the model ``mirror_aware``;
+  ``benchmarks/results/cub_mirror_rate.md``, ``python benchmarks/preset_setting.py --presets cub
+  --setting mirror_rate --values 0.5``; 0 is the 0.706 above): half of the training pairs stand
+  for a bird and its mirror image, left and right exchanged in the target's part names, and the
+  model is told which. Of two birds facing opposite ways, half of the false matches had joined a
+  left part to the right one (512 of 1,006; ``benchmarks/results/cub_errors.md``); 163 remain.
+  0.706 -> 0.737 F1. Only 0.5 was tried.
 * No non-rigid warp in the training pairs (``TrainConfig.deformation = 0``;
   ``benchmarks/results/cub_deformation.md``): 0.675 / 0.670 / 0.672 / 0.665 F1 with a warp of 0 /
   0.05 / 0.1 / 0.2 graph radii (2 epochs). Warping one bird does not show how two birds differ.

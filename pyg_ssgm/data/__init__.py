@@ -6,6 +6,7 @@ from .instance import KeypointInstance
 from .pair_data import PairData, mirrored
 from .perturb import add_outliers, drop_parts, perturb_splits
 from .readers import READERS, load_dataset
+from .sides import mirror_identity, swap_sides
 from .sources import DATASETS, load_splits
 from .synthetic import SyntheticConfig, SyntheticKeypoints, load_synthetic
 from .transforms import GeometricAugmentation
@@ -17,6 +18,6 @@ __all__ = [
     "SyntheticConfig", "SyntheticKeypoints", "load_synthetic",
     "READERS", "load_dataset", "DATASETS", "load_splits",
     "GeneratedPairs", "RealPairs", "LabelledPairs", "EpochSampler", "cross_instance_pairs", "pair_loader",
-    "add_outliers", "drop_parts", "perturb_splits",
+    "add_outliers", "drop_parts", "perturb_splits", "mirror_identity", "swap_sides",
     "delaunay_edges", "knn_edges", "edge_attributes", "graph_scale",
 ]
