@@ -49,18 +49,21 @@ def affine(into: np.ndarray, frm: np.ndarray) -> np.ndarray:
     return np.linalg.lstsq(np.c_[frm, np.ones(len(frm))], into, rcond=None)[0]
 
 
+def apply(A: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    return np.c_[pos, np.ones(len(pos))] @ A
+
+
 def oracle(pair) -> dict:
     """Position errors and, per threshold, whether the count is exact, for one generated pair.
     The least-squares fit is the true transform only where the pair has 3 common nodes or more."""
     (p_s, truth_s), (p_t, truth_t) = normalized(pair.pos_s, pair.comp_pos_s), normalized(pair.pos_t, pair.comp_pos_t)
     common = pair.y.numpy()
+    into = {"s": affine(p_s[common[0]], p_t[common[1]]), "t": affine(p_t[common[1]], p_s[common[0]])}
     errors = []
-    for own, other, truth, mine, theirs, side in ((p_s, p_t, truth_s, 0, 1, "s"), (p_t, p_s, truth_t, 1, 0, "t")):
-        A = affine(own[common[mine]], other[common[theirs]])
+    for other, truth, side in ((p_t, truth_s, "s"), (p_s, truth_t, "t")):
         lacking = getattr(pair, f"comp_index_{side}").numpy()
-        errors += np.linalg.norm(np.c_[other[lacking], np.ones(len(lacking))] @ A - truth, axis=1).tolist()
-    A = affine(p_s[common[0]], p_t[common[1]])
-    distance = np.linalg.norm(p_s[:, None] - (np.c_[p_t, np.ones(len(p_t))] @ A)[None], axis=-1)
+        errors += np.linalg.norm(apply(into[side], other[lacking]) - truth, axis=1).tolist()
+    distance = np.linalg.norm(p_s[:, None] - apply(into["s"], p_t)[None], axis=-1)
     rows, cols = linear_sum_assignment(distance)
     exact = {tau: int((distance[rows, cols] <= tau).sum()) == common.shape[1] for tau in THRESHOLDS}
     return {"errors": errors, "exact": exact}

@@ -32,7 +32,7 @@ from .data.pair_data import mirrored
 from .errors import InvalidInputError
 from .matching import (SetMatcher, blackbox_hungarian, dense_connectivity, hamming_loss, hungarian, info_nce,
                        matching_cross_entropy, partial_hungarian, rrwm_refine, set_prediction_loss, sinkhorn,
-                       threshold_to_unmatch)
+                       size_mask, threshold_to_unmatch)
 from .nn.alignment import (apply_affine, coherence_kernel, coherent_positions, dual_softmax, fit_affine,
                            node_spacing, squared_distances)
 from .nn.diagnostics import mean_pairwise_cosine
@@ -201,9 +201,9 @@ class SSGM(nn.Module):
         h = self.features(x, pos_norm, edge_index, shape_context)
         mirror = getattr(data, "mirror", None)
         if self.mirror_shift is not None and mirror is not None:
-            # Before message passing, so the shift reaches the neighbours too.
-            facing = torch.cat([mirror.new_zeros(n_s), mirror[data.x_t_batch]]).to(h.dtype)
-            h = h + facing.unsqueeze(-1) * self.mirror_shift(h)
+            # The target's nodes only, before message passing, so the shift reaches the neighbours.
+            h_t = h[n_s:]
+            h = torch.cat([h[:n_s], h_t + mirror[data.x_t_batch].to(h.dtype).unsqueeze(-1) * self.mirror_shift(h_t)])
         h = self.encoder(h, edge_index, edge_attr)
 
         def side(nodes: slice, graphs: slice, offset: int) -> EncodedGraph:
@@ -612,10 +612,8 @@ class SSGM(nn.Module):
             # Real nodes come first in each completed graph: the leading block is the matching
             # among real nodes, where a node whose partner was generated has an empty row.
             N1, N2 = int(out.num_real_s.max()), int(out.num_real_t.max())
-            real_s = torch.arange(N1, device=S.device) < out.num_real_s.unsqueeze(1)
-            real_t = torch.arange(N2, device=S.device) < out.num_real_t.unsqueeze(1)
             # (the block may reach into the generated rows of pairs with fewer real nodes: masked)
-            X_real = X_gt[:, :N1, :N2] * (real_s.unsqueeze(2) & real_t.unsqueeze(1))
+            X_real = X_gt[:, :N1, :N2] * size_mask(out.num_real_s, out.num_real_t, N1, N2)
             losses["match_real"] = self._matching_loss(S[:, :N1, :N2], X_real, out.num_real_s, out.num_real_t,
                                                        threshold)
             total = total + c.weight_match_real * losses["match_real"]
