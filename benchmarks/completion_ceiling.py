@@ -20,7 +20,6 @@ Validation split by default. Writes ``benchmarks/results/<dataset>_completion_ce
 """
 import argparse
 import json
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -82,7 +81,7 @@ def main():
     cfg = TrainConfig(**{**train, "dataset": args.dataset, "root": args.root})
     instances = load_splits(args.dataset, args.root)[args.split]
     # plain pairs, as completion_quality scores (a mirror pair leaves out what has no known place)
-    pairs = GeneratedPairs(instances, replace(cfg.pair_generator(), mirror_rate=0.0), seed=SEED)
+    pairs = GeneratedPairs(instances, cfg.pair_generator().plain(), seed=SEED)
     results = [oracle(pairs[k]) for k in range(len(pairs))]
     errors = [e for r in results for e in r["errors"]]
     exact = {tau: float(np.mean([r["exact"][tau] for r in results])) for tau in THRESHOLDS}

@@ -18,7 +18,6 @@ learned threshold stay unmatched as well.
 """
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 from typing import Dict, List, NamedTuple, Optional, Tuple
 
@@ -539,9 +538,7 @@ class SSGM(nn.Module):
                 # unmatched, which lowers the objective of the flipped orientation just where it is
                 # the right one (CUB validation F1 0.673 deciding with it, 0.737 without): the
                 # orientation is decided by the flipped pass that is not told.
-                untold = copy.copy(told)
-                untold.mirror = 1 - told.mirror  # as the pair came, unflipped
-                orientation = self(untold, compute_loss=False)
+                orientation = self(mirrored(data, "t", tell=False), compute_loss=False)
             keep = self.objective(out) >= self.objective(orientation)
             return [a if k else b for a, b, k in zip(out.pairs, flipped.pairs, keep.tolist())]
         finally:

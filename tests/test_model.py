@@ -484,8 +484,8 @@ def test_a_mirror_aware_model_is_told_which_pairs_face_their_mirror_image(real_b
         # the mirror test: the orientation is chosen by the flipped pass not told about the mirror
         # (told, the model leaves the exchanged parts unmatched, which lowers that objective), the
         # matching of the flipped orientation comes from the pass that is told
-        untold = mirrored(real_batch, "t")
-        untold.mirror = torch.zeros_like(untold.mirror)
+        untold = mirrored(real_batch, "t", tell=False)
+        assert not hasattr(untold, "mirror") and torch.equal(untold.pos_t, mirrored(real_batch, "t").pos_t)
         flipped_told, flipped_untold = model(mirrored(real_batch, "t")), model(untold)
         keep = model.objective(plain) >= model.objective(flipped_untold)
         assert keep.any() and not keep.all()  # both orientations occur, so the check means something

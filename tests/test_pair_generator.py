@@ -185,6 +185,12 @@ def test_mirror_flag_batches_and_stays_off_by_default():
     assert batch.mirror.tolist() == flags
     with pytest.raises(ConfigError, match="mirror_rate"):
         PairGenerator(mirror_rate=1.5)
+    # plain(): the same pairs a generator without mirror pairs makes (completion is scored on them)
+    plain = gen.plain()
+    assert plain.mirror_rate == 0.0 and gen.mirror_rate == 0.5 and plain.drop_rate == gen.drop_rate
+    for k in range(4):
+        a, b = plain(inst, torch.Generator().manual_seed(k)), PairGenerator()(inst, torch.Generator().manual_seed(k))
+        assert torch.equal(a.pos_s, b.pos_s) and torch.equal(a.y, b.y) and not hasattr(a, "mirror")
 
 
 def test_bad_input_raises_named_errors():

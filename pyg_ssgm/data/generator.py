@@ -1,7 +1,7 @@
 """Training pairs from single instances (self-supervision) and real pairs from two instances."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import NamedTuple, Optional, Tuple, Union
 
 import torch
@@ -94,6 +94,12 @@ class PairGenerator:
             raise ConfigError(f"feature_noise must be >= 0, got {self.feature_noise}.")
         if not 0.0 <= self.mirror_rate <= 1.0:
             raise ConfigError(f"mirror_rate must be in [0, 1], got {self.mirror_rate}.")
+
+    def plain(self) -> "PairGenerator":
+        """The same generator without mirror pairs: the pairs a completion is scored on. A mirror
+        pair leaves out what nobody knows the place of (the eye a bird does not show), so its
+        count of missing nodes is not the whole truth."""
+        return replace(self, mirror_rate=0.0)
 
     def _keep_mask(self, n: int, generator: Optional[torch.Generator]) -> Tensor:
         keep = torch.rand(n, generator=generator) >= self.drop_rate

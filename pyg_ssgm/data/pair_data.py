@@ -79,18 +79,21 @@ class PairData(Data):
         return super().__cat_dim__(key, value, *args, **kwargs)
 
 
-def mirrored(data: Any, side: str = "t") -> Any:
+def mirrored(data: Any, side: str = "t", tell: bool = True) -> Any:
     """A shallow copy of a pair or batch of pairs with graph ``side`` ("s" or "t") mirrored
     left-right: its x coordinates (``pos``, ``edge_attr`` and completion targets) negated.
     Everything else is shared with ``data``, which is left unchanged. Names, edges and appearance
-    descriptors stay as they are; a keypoint keeps its identity in the mirror image. ``mirror``
-    (one per pair, absent = 0) is toggled: the two graphs now face each other's mirror image."""
+    descriptors stay as they are; a keypoint keeps its identity in the mirror image. With ``tell``
+    (the default), ``mirror`` (one per pair, absent = 0) is toggled: the two graphs now face each
+    other's mirror image; without it the flag stays as ``data`` has it, as if the flipped pair
+    had come that way."""
     if side not in ("s", "t"):
         raise InvalidInputError(f"side must be 's' or 't', got {side!r}.")
     out = copy.copy(data)
     mirror = getattr(data, "mirror", None)
-    out.mirror = (1 - mirror if mirror is not None
-                  else torch.ones(getattr(data, "num_graphs", 1), dtype=torch.long, device=data.pos_s.device))
+    if tell:
+        out.mirror = (1 - mirror if mirror is not None
+                      else torch.ones(getattr(data, "num_graphs", 1), dtype=torch.long, device=data.pos_s.device))
     for key in (f"pos_{side}", f"edge_attr_{side}", f"comp_pos_{side}"):
         value = getattr(data, key, None)
         if value is not None:

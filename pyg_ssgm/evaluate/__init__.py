@@ -7,7 +7,6 @@ module never imports the command lines (imports flow data -> model -> evaluate -
 """
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
@@ -63,9 +62,7 @@ def completion_quality(model, instances: Sequence[KeypointInstance], generator: 
     """
     was_training = model.training
     model.eval()
-    # Plain pairs only: a mirror pair leaves out what nobody knows the place of (the eye a bird
-    # does not show), so its count of missing nodes is not the whole truth.
-    dataset = GeneratedPairs(instances, replace(generator or PairGenerator(), mirror_rate=0.0), seed=seed)
+    dataset = GeneratedPairs(instances, (generator or PairGenerator()).plain(), seed=seed)
     exact_pairs, graphs_ok, graphs, errors, num_pairs = 0, 0, 0, [], 0
     for batch in pair_loader(dataset, batch_size):
         batch = batch.to(device)
