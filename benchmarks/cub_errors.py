@@ -17,6 +17,7 @@ from pyg_ssgm.data import RealPairs, pair_loader
 from pyg_ssgm.data.sides import swap_sides
 from pyg_ssgm.data.sources import load_splits
 from pyg_ssgm.evaluate import load_model
+from pyg_ssgm.metrics import MatchCounts
 
 RELATIONS = ("same", "opposite", "unknown")
 
@@ -57,9 +58,9 @@ def breakdown(checkpoint: str, instances, pairs_per_class: int) -> dict:
 
 
 def row(name: str, rel: str, c: Counter) -> str:
-    p, r = c["tp"] / max(c["tp"] + c["fp"], 1), c["tp"] / max(c["tp"] + c["fn"], 1)
-    f1 = 2 * p * r / max(p + r, 1e-12)
-    return (f"| {name} | {rel} | {c['pairs']} | {p:.3f} | {r:.3f} | {f1:.3f} | {c['fp']} | "
+    pooled = MatchCounts(c["tp"], c["tp"] + c["fp"], c["tp"] + c["fn"])
+    return (f"| {name} | {rel} | {c['pairs']} | {pooled.precision:.3f} | {pooled.recall:.3f} | {pooled.f1:.3f} | "
+            f"{c['fp']} | "
             f"{c['swapped']} ({c['swapped'] / max(c['fp'], 1):.0%}) |")
 
 

@@ -11,7 +11,7 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -274,7 +274,7 @@ class Trainer:
             raise ConfigError("mirror_aware=True learns from generated mirror pairs: set mirror_rate > 0 (for "
                               "example 0.5) in self-supervised training, or mirror_aware=False.")
         if mirror_pairs and not model.mirror_aware:
-            return SSGMConfig.from_dict({**model.to_dict(), "mirror_aware": True})
+            return replace(model, mirror_aware=True)
         return model
 
     @staticmethod
