@@ -7,6 +7,7 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     packages=find_packages(include=["pyg_ssgm", "pyg_ssgm.*"]),
+    package_data={"pyg_ssgm.presets": ["*.yaml"]},
     python_requires=">=3.10",
     # torch is deliberately unpinned-but-bounded: install it first (see README) so pip never
     # swaps it for a different build. torch-scatter is optional: PyG's softmax/scatter use it
@@ -31,8 +32,9 @@ setup(
     },
     entry_points={
         "console_scripts": [
+            "ssgm=pyg_ssgm.cli:main",
             "ssgm-train=pyg_ssgm.train:main",
-            "ssgm-evaluate=pyg_ssgm.evaluate.__main__:main",
+            "ssgm-evaluate=pyg_ssgm.evaluate:main",
             "ssgm-benchmark=pyg_ssgm.benchmark:main",
         ]
     },

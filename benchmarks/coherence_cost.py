@@ -6,24 +6,17 @@ an idle machine.
     python benchmarks/coherence_cost.py runs/ssgm/checkpoint.pt
 """
 import argparse
-import statistics
-import time
 
 from pyg_ssgm.baselines import ClassicalMatcher
-from pyg_ssgm.benchmarking.speed import _collate, speed_instances
-from pyg_ssgm.data import RealPairs
-from pyg_ssgm.evaluate import load_model
+from pyg_ssgm.benchmarking import speed_instances, time_call
+from pyg_ssgm.benchmarking.experiments import with_model_settings
+from pyg_ssgm.cli.common import reported
+from pyg_ssgm.data import RealPairs, pair_loader
+from pyg_ssgm.experiment import load_model
 
 
-def median_time(fn, repeats=15, warmup=2):
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def median_time(fn) -> float:
+    return time_call(fn, repeats=15, warmup=2)[0]
 
 
 def main():
@@ -31,20 +24,24 @@ def main():
     parser.add_argument("checkpoint")
     parser.add_argument("--nodes", type=int, default=20)
     args = parser.parse_args()
-    model, _ = load_model(args.checkpoint)
-    real = RealPairs(speed_instances(args.nodes, 0.0, 7, model.config.in_channels, seed=1000))
-    pairs = [real[i] for i in range(len(real))]
+    if args.nodes < 3:
+        parser.error(f"--nodes must be >= 3, got {args.nodes}")
+    predictor, settings = load_model(args.checkpoint)
+    trained_rounds = settings.model.coherence_rounds
+    # the trained network, and a copy of it (the same weights) without the rounds
+    predictors = {rounds: predictor if rounds == trained_rounds else with_model_settings(predictor, coherence_rounds=0)
+                  for rounds in (trained_rounds, 0)}
+    pairs = RealPairs(speed_instances(args.nodes, 0.0, 7, settings.model.in_channels, seed=1000))
     rrwm = ClassicalMatcher("rrwm")
-    trained_rounds = model.config.coherence_rounds
     for size in (1, 16):
-        batch = _collate(pairs[:size])
+        batch = next(iter(pair_loader(pairs, size)))
         t_rrwm = median_time(lambda: rrwm(batch))
-        for rounds in (trained_rounds, 0):
-            model.config.coherence_rounds = rounds
-            t_ssgm = median_time(lambda: model.predict(batch))
+        for rounds, predict in predictors.items():
+            t_ssgm = median_time(lambda: predict(batch))
             print(f"batch {size}, coherence_rounds={rounds}: SSGM {1e3 * t_ssgm / size:.2f} ms/pair, RRWM "
                   f"{1e3 * t_rrwm / size:.2f} ms/pair, RRWM/SSGM {t_rrwm / t_ssgm:.2f}x", flush=True)
 
 
 if __name__ == "__main__":
-    main()
+    with reported():
+        main()

@@ -16,22 +16,22 @@ that transform for free (the affine map fitted to the true common pairs) and mea
 With ``--checkpoint`` the model's own figures on the same pairs are added (``completion_quality``).
 Validation split by default. Writes ``benchmarks/results/<dataset>_completion_ceiling_<split>.{md,json}``.
 
-    python benchmarks/completion_ceiling.py --dataset cub --root ../shared/data/CUB_200_2011 --preset cub
+    python benchmarks/completion_ceiling.py --dataset cub --root data/CUB_200_2011 --preset cub
 """
-import argparse
-import json
-from pathlib import Path
-
 import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 
-from pyg_ssgm.data import GeneratedPairs
-from pyg_ssgm.data.sources import load_splits
-from pyg_ssgm.evaluate import completion_quality, load_model
+from pyg_ssgm.benchmarking.experiments import DEFAULT_ROOTS, Study, study_parser, variant_settings
+from pyg_ssgm.benchmarking.tables import format_table
+from pyg_ssgm.catalog import DATASETS
+from pyg_ssgm.cli.common import reported
+from pyg_ssgm.config import TrainConfig
+from pyg_ssgm.data import GeneratedPairs, load_splits
+from pyg_ssgm.evaluation import completion_quality
+from pyg_ssgm.experiment import load_model
 from pyg_ssgm.nn.features import normalize_positions
-from pyg_ssgm.presets import preset
-from pyg_ssgm.trainer import TrainConfig
+from pyg_ssgm.presets import PRESETS
 
 THRESHOLDS = (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5)
 SEED = 12345  # completion_quality's pairs
@@ -44,7 +44,9 @@ def normalized(pos: torch.Tensor, extra: torch.Tensor) -> tuple:
 
 
 def affine(into: np.ndarray, frm: np.ndarray) -> np.ndarray:
-    """Least-squares ``[3, 2]`` map of the points ``frm`` onto ``into``."""
+    """Least-squares ``[3, 2]`` map of the points ``frm`` onto ``into``: the minimum-norm one where
+    fewer than 3 pairs leave it open. (Not ``pyg_ssgm.nn.alignment.fit_affine``: its ridge towards
+    the identity gives those few pairs another map, and the figures would move.)"""
     return np.linalg.lstsq(np.c_[frm, np.ones(len(frm))], into, rcond=None)[0]
 
 
@@ -69,17 +71,17 @@ def oracle(pair) -> dict:
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dataset", default="cub")
-    parser.add_argument("--root", default=None)
-    parser.add_argument("--preset", default=None, help="take the training pairs' settings from this preset")
+    parser = study_parser(__doc__)
+    parser.add_argument("--dataset", choices=DATASETS, default="cub")
+    parser.add_argument("--root", help=f"the dataset's local root (default: {DEFAULT_ROOTS})")
+    parser.add_argument("--preset", choices=PRESETS, help="take the training pairs' settings from this preset")
     parser.add_argument("--split", default="val", choices=["val", "test"])
     parser.add_argument("--checkpoint", default=None, help="a trained model to score on the same pairs")
-    parser.add_argument("--output-dir", default="benchmarks/results")
     args = parser.parse_args()
-    train = preset(args.preset)["train"] if args.preset else {}
-    cfg = TrainConfig(**{**train, "dataset": args.dataset, "root": args.root})
-    instances = load_splits(args.dataset, args.root)[args.split]
+    root = args.root or DEFAULT_ROOTS.get(args.dataset)
+    cfg = TrainConfig(**variant_settings(args.preset, dataset=args.dataset, root=root)["train"])
+    study = Study(f"{args.dataset}_completion_ceiling_{args.split}", args.output_dir)
+    instances = load_splits(args.dataset, root)[args.split]
     # plain pairs, as completion_quality scores (a mirror pair leaves out what has no known place)
     pairs = GeneratedPairs(instances, cfg.pair_generator().plain(), seed=SEED)
     results = [oracle(pairs[k]) for k in range(len(pairs))]
@@ -91,27 +93,26 @@ def main():
                "pairs_with_fewer_than_3_common_nodes": underdetermined,
                "oracle_position_error": float(np.mean(errors)), "oracle_count_exact": exact,
                "oracle_best_threshold": best}
-    rows = [f"| true transform, positions only (threshold {best}) | {exact[best]:.1%} | {np.mean(errors):.3f} |"]
+    study.rows.append({"completion": f"true transform, positions only (threshold {best})",
+                       "count_accuracy": exact[best], "position_error": float(np.mean(errors))})
     if args.checkpoint:
-        model, _ = load_model(args.checkpoint)
-        quality = completion_quality(model, instances, cfg.pair_generator(), seed=SEED)
+        predictor, _ = load_model(args.checkpoint)
+        quality = completion_quality(predictor, instances, cfg.pair_generator(), seed=SEED)
         summary["model"] = {"checkpoint": args.checkpoint, **quality}
-        rows.append(f"| the model (`{model.config.completion_source}`) | {quality['count_accuracy']:.1%} | "
-                    f"{quality['position_error']:.3f} |")
-    name = f"{args.dataset}_completion_ceiling_{args.split}"
-    out = Path(args.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"{name}.json").write_text(json.dumps(summary, indent=2, default=str))
-    table = "\n".join([
+        study.rows.append({"completion": f"the model (`{predictor.config.completion_source}`)", **quality})
+    table = format_table(["completion", "count exact (pairs)", "position error (graph radii)"],
+                         [[r["completion"], f"{r['count_accuracy']:.1%}", f"{r['position_error']:.3f}"]
+                          for r in study.rows])
+    text = "\n".join([
         f"# Completion ceiling: {args.dataset}, {len(pairs)} generated {args.split} pairs "
-        f"(jitter {cfg.jitter} of the point set's scale per copy)", "",
-        "| completion | count exact (pairs) | position error (graph radii) |", "|:--|--:|--:|", *rows, "",
+        f"(jitter {cfg.jitter} of the point set's scale per copy)", "", table, "",
         "Count exact with the true transform, by threshold (graph radii): "
         + ", ".join(f"{tau}: {v:.1%}" for tau, v in exact.items()) + f". {underdetermined} of the "
         f"{len(pairs)} pairs have fewer than 3 common nodes, which do not fix the affine map."])
-    (out / f"{name}.md").write_text(table + "\n")
-    print(table)
+    study.write(text, **summary)
+    print(text)
 
 
 if __name__ == "__main__":
-    main()
+    with reported():
+        main()

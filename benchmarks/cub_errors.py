@@ -11,12 +11,11 @@ import argparse
 from collections import Counter
 from pathlib import Path
 
-import torch
-
-from pyg_ssgm.data import RealPairs, pair_loader
-from pyg_ssgm.data.sides import swap_sides
-from pyg_ssgm.data.sources import load_splits
-from pyg_ssgm.evaluate import load_model
+from pyg_ssgm.benchmarking.experiments import DEFAULT_ROOTS
+from pyg_ssgm.benchmarking.tables import format_table
+from pyg_ssgm.cli.common import reported
+from pyg_ssgm.data import RealPairs, load_splits, pair_loader, swap_sides
+from pyg_ssgm.experiment import load_model
 from pyg_ssgm.metrics import MatchCounts
 
 RELATIONS = ("same", "opposite", "unknown")
@@ -34,14 +33,13 @@ def relation(a, b) -> str:
     return "unknown" if "unknown" in (fa, fb) else ("same" if fa == fb else "opposite")
 
 
-@torch.no_grad()
 def breakdown(checkpoint: str, instances, pairs_per_class: int) -> dict:
-    model, _ = load_model(checkpoint)
+    predictor, _ = load_model(checkpoint)
     pairs = RealPairs(instances, pairs_per_class, seed=0)
     counts = {r: Counter() for r in RELATIONS}
     k = 0
     for batch in pair_loader(pairs, 32):
-        for pred in model.predict(batch):
+        for pred in predictor(batch):
             i, j = pairs.index[k]
             k += 1
             a, b = pairs.instances[i], pairs.instances[j]
@@ -57,35 +55,36 @@ def breakdown(checkpoint: str, instances, pairs_per_class: int) -> dict:
     return counts
 
 
-def row(name: str, rel: str, c: Counter) -> str:
+def cells(name: str, rel: str, c: Counter) -> list:
     pooled = MatchCounts(c["tp"], c["tp"] + c["fp"], c["tp"] + c["fn"])
-    return (f"| {name} | {rel} | {c['pairs']} | {pooled.precision:.3f} | {pooled.recall:.3f} | {pooled.f1:.3f} | "
-            f"{c['fp']} | "
-            f"{c['swapped']} ({c['swapped'] / max(c['fp'], 1):.0%}) |")
+    return [name, rel, c["pairs"], f"{pooled.precision:.3f}", f"{pooled.recall:.3f}", f"{pooled.f1:.3f}", c["fp"],
+            f"{c['swapped']} ({c['swapped'] / max(c['fp'], 1):.0%})"]
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", action="append", required=True,
                         help="a trained CUB model, PATH or LABEL=PATH (repeatable)")
-    parser.add_argument("--root", default="../shared/data/CUB_200_2011")
+    parser.add_argument("--root", default=DEFAULT_ROOTS["cub"], help="CUB-200-2011 (default: %(default)s)")
     parser.add_argument("--split", default="val", choices=["val", "test"])
     parser.add_argument("--pairs-per-class", type=int, default=3)
     parser.add_argument("--output", default="benchmarks/results/cub_errors.md")
     args = parser.parse_args()
     instances = load_splits("cub", args.root)[args.split]
-    lines = [f"# Where CUB matches go wrong ({args.split} pairs, {args.pairs_per_class} per class, seed 0)", "",
-             "Pooled over pairs (micro), not the benchmark's macro over classes.", "",
-             "| model | birds face | pairs | P | R | F1 | false matches | of which left <-> right |",
-             "|:--|:--|--:|--:|--:|--:|--:|--:|"]
+    rows = []
     for spec in args.checkpoint:
         label, _, path = spec.rpartition("=")
         counts = breakdown(path, instances, args.pairs_per_class)
-        lines += [row(label or path, rel, counts[rel]) for rel in RELATIONS]
+        rows += [cells(label or path, rel, counts[rel]) for rel in RELATIONS]
+    lines = [f"# Where CUB matches go wrong ({args.split} pairs, {args.pairs_per_class} per class, seed 0)", "",
+             "Pooled over pairs (micro), not the benchmark's macro over classes.", "",
+             format_table(["model", "birds face", "pairs", "P", "R", "F1", "false matches", "of which left <-> right"],
+                          rows, "llrrrrrr")]
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
 if __name__ == "__main__":
-    main()
+    with reported():
+        main()

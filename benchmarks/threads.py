@@ -5,12 +5,11 @@ in time, stopped by the script).
 
     python benchmarks/threads.py [--epochs 10] [--load 2] [--output benchmarks/results/threads.md]
 
-Each run is ``python -m pyg_ssgm.train --epochs E`` on the embedded data in a fresh process (the
+Each run is ``python -m pyg_ssgm train --epochs E`` on the embedded data in a fresh process (the
 main job, shortened to E epochs so the table takes minutes); "torch default" runs with
 ``--threads N`` where N is torch's own default (every usable core).
 """
 import argparse
-import json
 import multiprocessing as mp
 import os
 import subprocess
@@ -18,6 +17,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import torch
+
+from pyg_ssgm.benchmarking import format_table
+from pyg_ssgm.benchmarking.experiments import Study
+from pyg_ssgm.threads import auto_threads, usable_cores
 
 
 def _busy(seconds: float) -> None:  # one core's worth of work, bounded in time
@@ -28,7 +33,7 @@ def _busy(seconds: float) -> None:  # one core's worth of work, bounded in time
 
 
 def _run(epochs: int, threads: int, workdir: str) -> float:
-    cmd = [sys.executable, "-m", "pyg_ssgm.train", "--epochs", str(epochs), "--threads", str(threads),
+    cmd = [sys.executable, "-m", "pyg_ssgm", "train", "--epochs", str(epochs), "--threads", str(threads),
            "--no-progress", "--output-dir", workdir]
     env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}  # the policy decides
     start = time.perf_counter()
@@ -41,15 +46,13 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--load", type=int, default=2, help="busy processes of the loaded runs")
     parser.add_argument("--max-load-s", type=float, default=1800, help="the load stops after this long anyway")
-    parser.add_argument("--output", default="benchmarks/results/threads.md")
+    parser.add_argument("--output", default="benchmarks/results/threads.md", help="the .md (the .json goes beside it)")
     args = parser.parse_args()
-
-    import torch
-
-    from pyg_ssgm.threads import auto_threads, usable_cores
-
+    if args.epochs < 1 or args.load < 1 or not args.max_load_s > 0:
+        parser.error("--epochs and --load must be >= 1, --max-load-s > 0")
+    output = Path(args.output)
+    study = Study(output.stem, output.parent)
     settings = [("torch default", torch.get_num_threads()), ("1 thread", 1), ("policy (--threads 0)", 0)]
-    rows = []
     for condition in ("idle", f"{args.load} busy processes"):
         load = []
         if condition != "idle":
@@ -62,26 +65,21 @@ def main() -> None:
             for label, threads in settings:
                 with tempfile.TemporaryDirectory() as tmp:
                     seconds = _run(args.epochs, threads, tmp)
-                rows.append({"condition": condition, "setting": label,
-                             "threads": threads or chosen, "seconds": seconds})
+                study.rows.append({"condition": condition, "setting": label, "threads": threads or chosen,
+                                   "seconds": seconds})
                 print(f"{condition:>20} | {label:<22} | {threads or chosen} threads | {seconds:7.1f} s", flush=True)
         finally:
             for p in load:
                 p.terminate()
                 p.join()
-    idle = {r["setting"]: r["seconds"] for r in rows if r["condition"] == "idle"}
-    lines = [f"# Thread policy ({usable_cores()} usable cores; `python benchmarks/threads.py --epochs {args.epochs} "
-             f"--load {args.load}`)", "",
-             f"Wall time of `python -m pyg_ssgm.train --epochs {args.epochs}` (embedded data), each in a fresh "
-             "process; x: relative to the same setting on the idle machine.", "",
-             "| condition | setting | threads | wall s | x idle |", "|:--|:--|--:|--:|--:|"]
-    lines += [f"| {r['condition']} | {r['setting']} | {r['threads']} | {r['seconds']:.1f} | "
-              f"{r['seconds'] / idle[r['setting']]:.2f} |" for r in rows]
-    out = Path(args.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(lines) + "\n")
-    out.with_suffix(".json").write_text(json.dumps({"epochs": args.epochs, "load": args.load, "rows": rows}, indent=2))
-    print(f"written {out}")
+    idle = {r["setting"]: r["seconds"] for r in study.rows if r["condition"] == "idle"}
+    table = format_table(["condition", "setting", "threads", "wall s", "x idle"],
+                         [[r["condition"], r["setting"], r["threads"], f"{r['seconds']:.1f}",
+                           f"{r['seconds'] / idle[r['setting']]:.2f}"] for r in study.rows], "llrrr")
+    study.write([f"# Thread policy ({usable_cores()} usable cores; `{study.command}`)", "",
+                 f"Wall time of `python -m pyg_ssgm train --epochs {args.epochs}` (embedded data), each in a fresh "
+                 "process; x: relative to the same setting on the idle machine.", "", table],
+                epochs=args.epochs, load=args.load)
 
 
 if __name__ == "__main__":

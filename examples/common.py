@@ -8,14 +8,13 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, Optional
 
-from pyg_ssgm import SSGMConfig
-from pyg_ssgm.cli import apply_overrides
-from pyg_ssgm.data.synthetic import SyntheticConfig
+from pyg_ssgm import Settings
+from pyg_ssgm.config import apply_overrides, merge, split_sections
 from pyg_ssgm.errors import DatasetNotFoundError, MissingExtraError, SSGMError
-from pyg_ssgm.evaluate import format_results
-from pyg_ssgm.trainer import TrainConfig, feature_config, train
+from pyg_ssgm.evaluation import format_results
+from pyg_ssgm.trainer import train
 
-Presets = Dict[str, Dict[str, Any]]  # settings in train / model / synthetic / features sections
+Presets = Dict[str, Dict[str, Any]]  # settings by section: train, model, loss, inference, features, synthetic
 
 
 def build_parser(doc: str, dataset: str, *, epochs: int, root: Optional[str] = None,
@@ -41,11 +40,18 @@ REAL_DATA_TINY: Presets = {"train": {"batch_size": 4, "val_pairs_per_category": 
                            "model": {"hidden_channels": 16, "num_queries": 4}}
 
 
-def settings(args: argparse.Namespace, defaults: Presets, tiny: Presets) -> Presets:
-    """The example's defaults, then its --tiny preset if asked, then the --set KEY=VALUE options."""
-    values = {section: {**defaults.get(section, {}), **(tiny.get(section, {}) if args.tiny else {})}
-              for section in ("train", "model", "synthetic", "features")}
-    return apply_overrides(values, args.set)
+def settings(args: argparse.Namespace, dataset: str, defaults: Presets, tiny: Presets) -> Settings:
+    """The example's own options, then its defaults, then its --tiny preset if asked, then the
+    --set KEY=VALUE options (which may override any of them)."""
+    own = {"train": {"dataset": dataset, "root": args.root, "epochs": args.epochs, "output_dir": args.output_dir,
+                     "device": args.device}}
+    values = merge(own, split_sections(defaults))
+    if args.tiny:
+        values = merge(values, split_sections(tiny))
+    values = apply_overrides(values, args.set)
+    if dataset != "synthetic":
+        values["synthetic"] = {}
+    return Settings.from_dict(values)
 
 
 def run(args: argparse.Namespace, dataset: str, *, tiny: Presets = REAL_DATA_TINY,
@@ -54,14 +60,9 @@ def run(args: argparse.Namespace, dataset: str, *, tiny: Presets = REAL_DATA_TIN
     print the results and save pictures under <output-dir>/pictures. ``name`` and ``script`` (the
     example's file) make the message shown when a real dataset is not found under ``args.root``."""
     try:
-        values = settings(args, defaults or {}, tiny)
-        # the script's options first; --set KEY=VALUE may override any of them
-        train_cfg = TrainConfig(**{"dataset": dataset, "root": args.root, "epochs": args.epochs,
-                                   "output_dir": args.output_dir, "device": args.device, **values["train"]})
-        synthetic_cfg = SyntheticConfig(**values["synthetic"]) if dataset == "synthetic" else None
+        run_settings = settings(args, dataset, defaults or {}, tiny)
         # Self-supervised training, then the test split: unfiltered and intersection settings.
-        trainer, results = train(train_cfg, SSGMConfig(**values["model"]), synthetic_cfg,
-                                 features=feature_config(values["features"]))
+        trainer, results = train(run_settings)
     except DatasetNotFoundError as e:
         print(f"{name} was not found under {args.root!r}.\n\n{e}\n\n"
               f"Then run: python examples/{Path(script).name} <root>", file=sys.stderr)
@@ -78,8 +79,8 @@ def run(args: argparse.Namespace, dataset: str, *, tiny: Presets = REAL_DATA_TIN
     try:
         from pyg_ssgm import viz
 
-        paths = viz.write_pictures(trainer.model, trainer.splits["test"], pictures, num_pairs=args.num_pictures,
-                                   generator=train_cfg.pair_generator(), device=trainer.device)
+        paths = viz.write_pictures(trainer.predictor, trainer.splits["test"], pictures, num_pairs=args.num_pictures,
+                                   generator=run_settings.train.pair_generator(), device=trainer.device)
         paths.append(viz.save(viz.plot_training_curves(trainer.out_dir), pictures / "training_curves.png"))
         print(f"{len(paths)} pictures in {pictures}")
     except MissingExtraError as e:

@@ -12,12 +12,13 @@ Get the data first (pyg_ssgm never downloads anything):
     python examples/cub.py data/CUB_200_2011                    # the full example
     python examples/cub.py data/CUB_200_2011 --epochs 1 --tiny  # a smoke test
 
-It trains with the settings chosen on CUB's validation split (``pyg_ssgm.presets.CUB``) on pairs
-*generated* from single training instances (no correspondence label is read),
-evaluates on real cross-instance pairs of the test split, unfiltered (precision / recall / F1) and
-in the literature's intersection setting (accuracy), and saves pictures of a few test pairs and
-the training curves under <output-dir>/pictures. Change any TrainConfig or SSGMConfig setting
-with --set KEY=VALUE (e.g. --set hidden_channels=32 --set drop_rate=0.3).
+It trains with the settings chosen on CUB's validation split (the ``cub`` preset,
+``pyg_ssgm/presets/cub.yaml``) on pairs *generated* from single training instances (no
+correspondence label is read), evaluates on real cross-instance pairs of the test split,
+unfiltered (precision / recall / F1) and in the literature's intersection setting (accuracy), and
+saves pictures of a few test pairs and the training curves under <output-dir>/pictures. Change
+any setting (train, model, loss or inference section) with --set KEY=VALUE (e.g. --set
+hidden_channels=32 --set drop_rate=0.3).
 """
 import sys
 from pathlib import Path
@@ -30,7 +31,7 @@ from pyg_ssgm.presets import preset  # noqa: E402
 DATASET = "cub"
 NAME = "CUB-200-2011"
 ROOT = "data/CUB_200_2011"  # default data folder
-# The settings chosen on CUB's validation split (pyg_ssgm.presets.CUB); its epochs are the
+# The settings chosen on CUB's validation split (the cub preset); its epochs are the
 # --epochs default, so that the option still decides.
 PRESET = preset("cub")
 EPOCHS = PRESET["train"].pop("epochs")

@@ -15,8 +15,8 @@ Get the data first (pyg_ssgm never downloads anything):
 It trains on pairs *generated* from single training instances (no correspondence label is read),
 evaluates on real cross-instance pairs of the test split, unfiltered (precision / recall / F1) and
 in the literature's intersection setting (accuracy), and saves pictures of a few test pairs and
-the training curves under <output-dir>/pictures. Change any TrainConfig or SSGMConfig setting
-with --set KEY=VALUE (e.g. --set hidden_channels=32 --set drop_rate=0.3).
+the training curves under <output-dir>/pictures. Change any setting (train, model, loss or
+inference section) with --set KEY=VALUE (e.g. --set hidden_channels=32 --set drop_rate=0.3).
 """
 import sys
 from pathlib import Path

@@ -12,7 +12,7 @@ What it does:
    setting (accuracy);
 3. saves pictures of a few test pairs and the training curves under <output-dir>/pictures.
 
-Any setting of TrainConfig, SSGMConfig or SyntheticConfig can be changed with --set KEY=VALUE
+Any setting (train, model, loss, inference or synthetic section) can be changed with --set KEY=VALUE
 (e.g. --set hidden_channels=32 --set synthetic.max_clutter=3).
 """
 import sys

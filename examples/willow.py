@@ -10,8 +10,8 @@ Get the data first (pyg_ssgm never downloads anything):
     download http://www.di.ens.fr/willow/research/graphlearning/WILLOW-ObjectClass_dataset.zip
     and unzip it so that <root>/WILLOW-ObjectClass/<Category>/*.mat (+ .png) exist.
 
-    python examples/willow.py ../shared/data/WillowObject           # the full example
-    python examples/willow.py ../shared/data/WillowObject --geometry-only
+    python examples/willow.py data/WillowObject                     # the full example
+    python examples/willow.py data/WillowObject --geometry-only
     python examples/willow.py data/WillowObject --epochs 1 --tiny   # a smoke test
 
 It trains on pairs *generated* from single training instances and on the training split's own
@@ -20,8 +20,8 @@ evaluates on real cross-instance pairs of the test split, unfiltered (precision 
 and in the literature's intersection setting (accuracy), and saves pictures of a few test pairs
 and the training curves under <output-dir>/pictures. When the images are there (the .png files
 beside the .mat files), EfficientNet-Lite0 descriptors are put on the keypoints (computed once,
-cached under ~/.cache/pyg_ssgm/features) with the settings of pyg_ssgm.presets.WILLOW_IMAGES;
-otherwise, or with --geometry-only, those of WILLOW_GEOMETRY. Change any setting with
+cached under ~/.cache/pyg_ssgm/features) with the settings of the willow_images preset (pyg_ssgm/presets/);
+otherwise, or with --geometry-only, those of willow_geometry. Change any setting with
 --set KEY=VALUE (e.g. --set hidden_channels=32 --set features.num_views=8).
 """
 import sys

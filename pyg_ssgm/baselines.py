@@ -42,13 +42,14 @@ import torch
 from torch import Tensor
 from torch_geometric.utils import to_dense_batch
 
+from .catalog import CLASSICAL_SOLVERS
 from .errors import ConfigError, InvalidInputError
 from .data.pair_data import mirrored
 from .matching import dense_connectivity
 from .nn.shape_context import shape_context
 from .metrics import MatchingReport, aggregate, as_pair_batch, batch_counts, batch_targets
 
-SOLVERS = ("hungarian", "sm", "rrwm", "ipfp")
+SOLVERS = CLASSICAL_SOLVERS
 NODE_AFFINITIES = ("auto", "features", "geometry")
 
 __all__ = ["ClassicalMatcher", "shape_context", "SOLVERS"]

@@ -12,7 +12,11 @@ import torch
 from .errors import CheckpointError, ConfigError
 from .files import atomic_write
 
-FORMAT_VERSION = 1
+#: Format of the checkpoints this version writes. Format 1 (before the settings had ``loss`` and
+#: ``inference`` sections) kept those settings in ``model_config``; it is still read
+#: (:func:`stored_settings` sorts them into their sections).
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 
 #: The entries of a checkpoint that evaluating its model needs (a checkpoint stripped of the
 #: optimiser state still evaluates), and their types.
@@ -22,8 +26,8 @@ TRAINING_ENTRIES: Dict[str, type] = {**EVALUATION_ENTRIES, "optimizer": dict, "e
                                      "rng_state": torch.Tensor}
 
 #: Sections of the run settings (as in ``config.json``) and the checkpoint entries that store them.
-SETTINGS_ENTRIES = {"train": "train_config", "model": "model_config", "synthetic": "synthetic_config",
-                    "features": "feature_config"}
+SETTINGS_ENTRIES = {"train": "train_config", "model": "model_config", "loss": "loss_config",
+                    "inference": "inference_config", "synthetic": "synthetic_config", "features": "feature_config"}
 
 
 def save_checkpoint(state: Dict[str, Any], path: Union[str, Path]) -> Path:
@@ -72,7 +76,7 @@ def load_checkpoint(path: Union[str, Path], map_location: Union[str, torch.devic
         raise CheckpointError(f"checkpoint {str(path)!r} does not exist; pass the file written by training "
                               "(e.g. runs/<name>/checkpoint.pt).")
     state = load_tensors(path, map_location)
-    if not isinstance(state, dict) or state.get("format_version") != FORMAT_VERSION:
+    if not isinstance(state, dict) or state.get("format_version") not in READABLE_VERSIONS:
         raise CheckpointError(f"{str(path)!r} is not a pyg_ssgm checkpoint (format {FORMAT_VERSION}).")
     for name, kind in (entries or {}).items():
         value = state.get(name)
@@ -97,18 +101,26 @@ def restoring(path: Union[str, Path]) -> Iterator[None]:
                               "Use a checkpoint written by this version's pyg_ssgm.train (or train again).") from e
 
 
-def changed_settings(state: Mapping[str, Any], settings: Mapping[str, Optional[Mapping[str, Any]]],
+def stored_settings(state: Mapping[str, Any]) -> Dict[str, Optional[Dict[str, Any]]]:
+    """The run settings a checkpoint stores, by section (as in ``config.json``; ``None`` for an
+    absent section)."""
+    return {section: (dict(state[entry]) if state.get(entry) is not None else None)
+            for section, entry in SETTINGS_ENTRIES.items()}
+
+
+def changed_settings(stored: Mapping[str, Optional[Mapping[str, Any]]],
+                     settings: Mapping[str, Optional[Mapping[str, Any]]],
                      may_change: Optional[Mapping[str, Any]] = None) -> list:
-    """``"section.key: old -> new"`` for each setting of ``settings`` (sections ``train`` /
-    ``model`` / ``synthetic``, as in ``config.json``) that differs from the one stored in the
-    checkpoint ``state``, except the keys listed in ``may_change[section]``."""
+    """``"section.key: old -> new"`` for each setting of ``settings`` (by section, as in
+    ``config.json``) that differs from the ``stored`` one, except the keys listed in
+    ``may_change[section]``."""
     def plain(value):  # a tuple comes back from JSON or YAML as a list
         return [plain(v) for v in value] if isinstance(value, (list, tuple)) else value
 
     absent = "(absent)"
     changes = []
-    for section, entry in SETTINGS_ENTRIES.items():
-        old, new = state.get(entry) or {}, settings.get(section) or {}
+    for section in SETTINGS_ENTRIES:
+        old, new = stored.get(section) or {}, settings.get(section) or {}
         for key in sorted(set(old) | set(new)):
             if key in (may_change or {}).get(section, ()):
                 continue

@@ -1,11 +1,6 @@
-r"""Image features of keypoint instances, computed once per image and view, cached on disk.
+"""The on-disk cache of image features: what identifies an entry, and how entries are stored.
 
-:func:`attach_features` gives each instance the backbone descriptors of its keypoints in the
-original image (``x``) and in ``num_views`` augmented views of it (``extra["views"]``, see
-:mod:`pyg_ssgm.data.views`), so the two sides of a self-supervised pair can see the object the
-way two photographs would. A backbone pass is the expensive part of training on images, and the
-views are fixed per image (view ``v`` is a pure function of the seed, the image and ``v``), so
-every (image, view) is computed once and stored as one small file:
+Layout (see :func:`pyg_ssgm.features.attach_features`):
 
 .. code-block:: text
 
@@ -13,234 +8,35 @@ every (image, view) is computed once and stored as one small file:
     <cache_dir>/<backbone hash>/<image key>-orig.pt        # {"x": [N, F]}
     <cache_dir>/<backbone hash>/<image key>-<view key>-<v>.pt  # {"pos": [N, 2], "x": [N, F]}
 
-* *backbone hash*: backbone name, stages, weights file (path, size, mtime), image size, crop,
-  cache format;
-* *image key*: dataset name, the image (path, size and mtime of the file, or a hash of the pixels
-  of an in-memory image), the keypoint coordinates and, when cropping, the box;
-* *view key*: the view settings and the seed; ``v`` the view index.
-
-Changing any of them computes new features; the un-augmented ``x`` does not depend on the view
-settings or the seed, so changing those recomputes the views only. Files are written atomically
-(temporary file + :func:`os.replace`) and read with ``torch.load(weights_only=True)``; a file that
-cannot be read or does not hold what it should is recomputed.
+Files are written atomically (:func:`pyg_ssgm.files.atomic_write`) and read with
+``torch.load(weights_only=True)``; an entry that cannot be read or does not hold what it should
+is recomputed.
 """
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
-import tempfile
 import warnings
-from dataclasses import dataclass, field, fields
 from pathlib import Path
-from types import MappingProxyType
-from typing import Any, Callable, ClassVar, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Type
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from .errors import ConfigError, DatasetNotFoundError, InvalidInputError
-from .nn.backbone import ImageBackbone, VGG16Features, default_vgg16_path
-from .nn.efficientnet import EfficientNetLite0Features, default_efficientnet_lite0_path
-from .data.image_features import _where, load_instance_image
+from .data.image_features import describe_instance
 from .data.instance import KeypointInstance
-from .data.views import ViewAugmentation
+from .errors import DatasetNotFoundError, InvalidInputError
+from .files import atomic_write
 
 #: Bump when what a cache file holds, or how it is computed, changes: old files are then ignored.
 CACHE_FORMAT = 1
 
 
-class BackboneSpec(NamedTuple):
-    """A backbone :class:`FeatureConfig` can name: its class and where its weights are by default."""
-
-    cls: Type[ImageBackbone]
-    default_weights: Callable[[], Path]
-
-
-#: Backbones by name (read-only).
-BACKBONES: Mapping[str, BackboneSpec] = MappingProxyType({
-    "efficientnet_lite0": BackboneSpec(EfficientNetLite0Features, default_efficientnet_lite0_path),
-    "vgg16": BackboneSpec(VGG16Features, default_vgg16_path),
-})
-
-
-def _digest(obj: Any) -> str:
+def digest(obj: Any) -> str:
     """SHA-256 of a JSON-able object (sorted keys, so the dict order does not matter)."""
     return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-
-
-@dataclass
-class FeatureConfig:
-    r"""Which image features to compute, and where to cache them.
-
-    Args:
-        backbone: ``"efficientnet_lite0"`` (default, 192 values) or ``"vgg16"`` (1024); see
-            :data:`BACKBONES`. Geometry-only training simply uses no ``FeatureConfig``.
-        weights: path of the weights file; ``None`` takes the backbone's default (the installed
-            package for EfficientNet-Lite0, the torch hub cache for VGG16, see
-            :func:`~pyg_ssgm.nn.backbone.default_vgg16_path`); ``"random"`` for an untrained
-            network, seeded with ``seed`` (tests only).
-        stages: backbone stages to sample (``None``: the backbone's ``DEFAULT_STAGES``).
-        image_size: side ``S`` of the square every image (or box) is resized to; a multiple of 16.
-        num_views: augmented views per image (0: the original only).
-        view: how views are drawn (:class:`~pyg_ssgm.data.views.ViewAugmentation`).
-        crop_to_bbox: crop to ``extra["bbox"]`` before resizing (as
-            :class:`~pyg_ssgm.data.image_features.ImageFeatureExtractor`).
-        seed: seed of the views (and of ``"random"`` weights).
-        cache_dir: cache folder; ``None``: ``$PYG_SSGM_CACHE``, else ``~/.cache/pyg_ssgm/features``.
-        batch_size: images per backbone call.
-        device: where the backbone runs; features are returned on the CPU.
-
-    ``cache_dir``, ``batch_size`` and ``device`` say where and how fast, not what: they are not
-    part of the features' identity (:meth:`identity`), nor is ``num_views`` (view ``v`` is the
-    same whatever the number of views).
-    """
-
-    backbone: str = "efficientnet_lite0"
-    weights: Optional[str] = None
-    stages: Optional[Tuple[str, ...]] = None
-    image_size: int = 256
-    num_views: int = 4
-    view: ViewAugmentation = field(default_factory=ViewAugmentation)
-    crop_to_bbox: bool = False
-    seed: int = 0
-    cache_dir: Optional[str] = None
-    batch_size: int = 16
-    device: str = "cpu"
-
-    #: Fields that do not change the features.
-    RUNTIME_FIELDS: ClassVar[Tuple[str, ...]] = ("cache_dir", "batch_size", "device", "num_views")
-
-    def __post_init__(self) -> None:
-        if self.backbone not in BACKBONES:
-            raise ConfigError(f"unknown backbone {self.backbone!r}; known: {sorted(BACKBONES)} "
-                              "(for geometry-only features use no FeatureConfig).")
-        if self.weights is not None:
-            if not isinstance(self.weights, (str, os.PathLike)):
-                raise ConfigError(f"FeatureConfig.weights must be a path, 'random' or None, got {self.weights!r}.")
-            self.weights = os.fspath(self.weights)
-        cls = self.backbone_class
-        if self.stages is not None:
-            stages = (self.stages,) if isinstance(self.stages, str) else tuple(self.stages)
-            unknown = [s for s in stages if s not in cls.STAGES]
-            if not stages or unknown:
-                raise ConfigError(f"stages of {self.backbone} must be a non-empty subset of {list(cls.STAGES)}, "
-                                  f"got {list(stages)}.")
-            self.stages = stages
-        if not _is_int(self.image_size) or self.image_size % 16 or self.image_size < max(16, cls.MIN_SIZE):
-            raise ConfigError(f"image_size must be a multiple of 16 and at least {max(16, cls.MIN_SIZE)} for "
-                              f"{self.backbone}, got {self.image_size!r}.")
-        for name, low in (("num_views", 0), ("batch_size", 1), ("seed", 0)):
-            value = getattr(self, name)
-            if not _is_int(value) or value < low:
-                raise ConfigError(f"FeatureConfig.{name} must be an integer >= {low}, got {value!r}.")
-        if isinstance(self.view, dict):
-            self.view = ViewAugmentation.from_dict(self.view)
-        if not isinstance(self.view, ViewAugmentation):
-            raise ConfigError(f"FeatureConfig.view must be a ViewAugmentation (or its dict), got {self.view!r}.")
-        if not isinstance(self.crop_to_bbox, bool):
-            raise ConfigError(f"FeatureConfig.crop_to_bbox must be True or False, got {self.crop_to_bbox!r}.")
-        try:
-            torch.device(self.device)
-        except (RuntimeError, TypeError) as e:
-            raise ConfigError(f"FeatureConfig.device {self.device!r} is not a torch device ({e}).") from e
-
-    # -- what the features are -----------------------------------------------------------
-    @property
-    def backbone_class(self) -> Type[ImageBackbone]:
-        return BACKBONES[self.backbone].cls
-
-    @property
-    def resolved_stages(self) -> Tuple[str, ...]:
-        """The stages sampled, in network order (``None`` resolved to the default)."""
-        chosen = self.backbone_class.DEFAULT_STAGES if self.stages is None else self.stages
-        return tuple(s for s in self.backbone_class.STAGES if s in chosen)
-
-    @property
-    def out_channels(self) -> int:
-        """Width ``F`` of the descriptors (the chosen stages' channels summed)."""
-        return sum(self.backbone_class.STAGES[s] for s in self.resolved_stages)
-
-    def weights_path(self) -> Optional[Path]:
-        """The weights file used (``None`` for random weights)."""
-        if self.weights == "random":
-            return None
-        if self.weights is None:
-            return BACKBONES[self.backbone].default_weights()
-        return Path(os.path.expanduser(self.weights))
-
-    def identity(self) -> Dict[str, Any]:
-        r"""What the features of an image depend on, beyond the image, its keypoints and the
-        view: the backbone and its weights *file* (path, size, mtime), stages, image size, crop.
-        Raises the backbone's :class:`~pyg_ssgm.errors.CheckpointError` if the weights are missing."""
-        path = self.weights_path()
-        if path is None:
-            weights: Any = ["random", self.seed]
-        else:
-            if not path.is_file():
-                build_backbone(self)  # raises the backbone's own error, which says where to get the file
-            st = path.stat()
-            weights = [str(path.resolve()), st.st_size, st.st_mtime_ns]
-        return {"format": CACHE_FORMAT, "backbone": self.backbone, "weights": weights,
-                "stages": list(self.resolved_stages), "image_size": self.image_size,
-                "crop_to_bbox": self.crop_to_bbox}
-
-    def view_key(self) -> str:
-        """Hash of what the views depend on beyond the image: the view settings and the seed."""
-        return _digest({"view": self.view.to_dict(), "seed": self.seed})[:16]
-
-    def cache_path(self) -> Path:
-        """The cache folder (``cache_dir``, ``$PYG_SSGM_CACHE``, or ``~/.cache/pyg_ssgm/features``)."""
-        root = self.cache_dir or os.environ.get("PYG_SSGM_CACHE") or "~/.cache/pyg_ssgm/features"
-        return Path(os.path.expanduser(root))
-
-    # -- (de)serialisation ---------------------------------------------------------------
-    def to_dict(self) -> Dict[str, Any]:
-        """JSON-friendly settings, for checkpoints (:meth:`from_dict` reads them back)."""
-        d = {f.name: getattr(self, f.name) for f in fields(self)}
-        d["stages"] = None if self.stages is None else list(self.stages)
-        d["view"] = self.view.to_dict()
-        return d
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "FeatureConfig":
-        known = [f.name for f in fields(cls)]
-        unknown = sorted(set(d) - set(known))
-        if unknown:
-            raise ConfigError(f"unknown FeatureConfig settings {unknown}; known: {known}.")
-        d = dict(d)
-        if d.get("stages") is not None:
-            d["stages"] = tuple(d["stages"])
-        if isinstance(d.get("view"), Mapping):
-            d["view"] = ViewAugmentation.from_dict(dict(d["view"]))
-        return cls(**d)
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-
-
-def build_backbone(cfg: FeatureConfig) -> ImageBackbone:
-    r"""The frozen backbone ``cfg`` names, on ``cfg.device``, in eval mode.
-
-    Raises :class:`~pyg_ssgm.errors.ConfigError` for an unknown name (listing the known ones),
-    :class:`~pyg_ssgm.errors.CheckpointError` when the weights file is missing (saying where to
-    get it) and :class:`~pyg_ssgm.errors.MissingExtraError` when EfficientNet's package is not
-    installed. ``weights="random"`` initialises the network from ``cfg.seed``, so the features
-    it gives can be cached like any other.
-    """
-    if cfg.backbone not in BACKBONES:
-        raise ConfigError(f"unknown backbone {cfg.backbone!r}; known: {sorted(BACKBONES)}.")
-    cls = BACKBONES[cfg.backbone].cls
-    if cfg.weights == "random":
-        with torch.random.fork_rng(devices=[]):  # seeded without touching the caller's RNG
-            torch.manual_seed(cfg.seed)
-            net = cls(weights="random", stages=cfg.resolved_stages)
-    else:
-        net = cls(weights=cfg.weights, stages=cfg.resolved_stages)
-    return net.to(torch.device(cfg.device)).eval()
 
 
 # -- keys ---------------------------------------------------------------------------------
@@ -250,13 +46,13 @@ def image_identity(inst: KeypointInstance, i: int = 0) -> List[Any]:
     an in-memory image's pixels, shape and dtype."""
     img = inst.image
     if img is None:
-        raise InvalidInputError(f"{_where(inst, i)} has no image; image features need one.")
+        raise InvalidInputError(f"{describe_instance(inst, i)} has no image; image features need one.")
     if isinstance(img, (str, bytes)) or hasattr(img, "__fspath__"):
         path = Path(os.fsdecode(img)).expanduser()
         try:
             st = path.stat()
         except FileNotFoundError as e:
-            raise DatasetNotFoundError(f"image file '{img}' of {_where(inst, i)} does not exist.") from e
+            raise DatasetNotFoundError(f"image file '{img}' of {describe_instance(inst, i)} does not exist.") from e
         return ["file", str(path.resolve()), st.st_size, st.st_mtime_ns]
     if hasattr(img, "convert") and hasattr(img, "size") and not isinstance(img, (np.ndarray, Tensor)):
         img = img.convert("RGB")  # a PIL image
@@ -264,9 +60,9 @@ def image_identity(inst: KeypointInstance, i: int = 0) -> List[Any]:
     return ["array", list(arr.shape), str(arr.dtype), hashlib.sha256(arr.tobytes()).hexdigest()]
 
 
-def _image_key(inst: KeypointInstance, i: int, dataset: str, crop_to_bbox: bool) -> str:
+def image_key(inst: KeypointInstance, i: int, dataset: str, crop_to_bbox: bool) -> str:
     box = inst.extra.get("bbox") if crop_to_bbox else None
-    return _digest({
+    return digest({
         "dataset": dataset,
         "image": image_identity(inst, i),
         # Exact coordinates: float64 holds every float32 exactly, and hex is lossless.
@@ -275,17 +71,17 @@ def _image_key(inst: KeypointInstance, i: int, dataset: str, crop_to_bbox: bool)
     })[:32]
 
 
-def _view_seed(image_key: str, seed: int, v: int) -> int:
+def view_seed(key: str, seed: int, v: int) -> int:
     """The generator seed of view ``v``: a pure function of the seed, the image and ``v``."""
-    return int(_digest([image_key, seed, v])[:15], 16)
+    return int(digest([key, seed, v])[:15], 16)
 
 
 # -- the cache ----------------------------------------------------------------------------
-class _Store:
+class FeatureStore:
     r"""One cache folder; entries are ``{"x": [N, F]}`` or ``{"pos": [N, 2], "x": [N, F]}``."""
 
     def __init__(self, root: Path, identity: Dict[str, Any], width: int):
-        self.dir = root / _digest(identity)[:20]
+        self.dir = root / digest(identity)[:20]
         self.identity = identity
         self.width = width
         self._write_failed = False
@@ -311,14 +107,18 @@ class _Store:
         return entry
 
     def save(self, name: str, entry: Dict[str, Tensor]) -> None:
+        # atomic_write: another process reading the cache sees the old file or the whole new one,
+        # and a temporary left by a killed write is removed when that file is written again. Two
+        # processes filling one cache at once may remove each other's temporary of the same file:
+        # the loser's rename then fails with an OSError, handled below like an unwritable cache
+        # (the winner wrote the same features).
         try:
-            self.dir.mkdir(parents=True, exist_ok=True)
             meta = self.dir / "meta.json"
             if not meta.exists():
-                self._atomic_write(meta, lambda f: f.write(json.dumps(self.identity, indent=1).encode()))
+                atomic_write(meta, lambda f: f.write(json.dumps(self.identity, indent=1).encode()))
             # clone(): a row slice of a batch would otherwise save the whole batch's storage.
             entry = {k: v.detach().to("cpu", torch.float32).clone() for k, v in entry.items()}
-            self._atomic_write(self.dir / name, lambda f: torch.save(entry, f))
+            atomic_write(self.dir / name, lambda f: torch.save(entry, f))
         except OSError as e:  # the cache is an optimisation: warn once, keep the features
             if not self._write_failed:
                 warnings.warn(f"cannot write the feature cache in '{self.dir}' ({e}); features are "
@@ -326,154 +126,5 @@ class _Store:
                               "writable folder.", RuntimeWarning, stacklevel=3)
             self._write_failed = True
 
-    @staticmethod
-    def _atomic_write(path: Path, write: Callable[[Any], Any]) -> None:
-        # A reader (another process) sees the old file or the whole new one, never half of it.
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                write(f)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
 
-
-class _Job(NamedTuple):
-    inst: int               # index of the instance
-    name: str               # cache file name
-    image: Tensor           # [3, S, S] the (warped) image
-    pos: Tensor             # [N, 2] keypoints in pixels of ``image``
-    pos_out: Optional[Tensor]  # [N, 2] the same in the original image's pixels (views only)
-
-
-# -- the public function --------------------------------------------------------------------
-def attach_features(instances: Sequence[KeypointInstance], cfg: FeatureConfig, dataset: str,
-                    num_views: Optional[int] = None, progress: bool = True,
-                    backbone: Optional[nn.Module] = None) -> List[KeypointInstance]:
-    r"""New instances with image descriptors: ``x`` in the original image, and ``num_views`` views.
-
-    Args:
-        instances: keypoint instances with an ``image`` (path, PIL image or array).
-        cfg: the features to compute (see :class:`FeatureConfig`).
-        dataset: the dataset's name (part of the cache key, so two datasets with equal file
-            paths never share features).
-        num_views: views per instance (``None``: ``cfg.num_views``). Asking for more views later
-            reuses the cached first ones.
-        progress: show a tqdm bar ("image features") over the images that need computing;
-            nothing is shown when everything is cached.
-        backbone: an already built :func:`build_backbone` ``(cfg)``, to reuse one network across
-            calls; by default it is built only if something is missing from the cache. It must
-            compute what ``cfg`` says: the cache is keyed by ``cfg``, not by the module.
-
-    Returns:
-        :func:`dataclasses.replace` copies of ``instances``: ``x`` ``[N, F]`` is the descriptor at
-        ``pos`` in the un-augmented image (it replaces any previous ``x``); when ``num_views > 0``,
-        ``extra["views"]`` is a list of ``num_views`` tuples ``(pos_v [N, 2], x_v [N, F])``:
-        the keypoints moved by view ``v``'s warp, in the *original* image's pixels (comparable
-        with ``pos``), and the descriptors sampled there in the warped image. With
-        ``num_views = 0`` any previous ``extra["views"]`` is dropped, so no stale views remain.
-
-    The views are drawn on the ``S x S`` resized (and cropped) image the backbone sees, so a
-    point moves by :math:`p_v = s^{-1} \odot \mathbf{H}_v\big((p - o) \odot s\big) + o` in original
-    pixels (:class:`~pyg_ssgm.data.image_features.LoadedImage`: ``o`` the crop corner,
-    ``s = (S / W, S / H)``).
-    """
-    from tqdm.auto import tqdm
-
-    if not isinstance(cfg, FeatureConfig):
-        raise InvalidInputError(f"cfg must be a FeatureConfig, got {type(cfg).__name__}.")
-    if not isinstance(dataset, str) or not dataset:
-        raise InvalidInputError(f"dataset must be a non-empty name, got {dataset!r}.")
-    num_views = cfg.num_views if num_views is None else num_views
-    if not _is_int(num_views) or num_views < 0:
-        raise InvalidInputError(f"num_views must be an integer >= 0, got {num_views!r}.")
-    instances = list(instances)
-    for i, inst in enumerate(instances):  # fail before any heavy work
-        if inst.image is None:
-            raise InvalidInputError(f"{_where(inst, i)} has no image; image features need one.")
-
-    store = _Store(cfg.cache_path(), cfg.identity(), cfg.out_channels)
-    view_key = cfg.view_key()
-    keys = [_image_key(inst, i, dataset, cfg.crop_to_bbox) for i, inst in enumerate(instances)]
-    names = [[f"{key}-orig.pt"] + [f"{key}-{view_key}-{v}.pt" for v in range(num_views)] for key in keys]
-    found: List[Dict[str, Dict[str, Tensor]]] = []
-    for i, inst in enumerate(instances):
-        entries = {}
-        for j, name in enumerate(names[i]):
-            entry = store.load(name, inst.num_nodes, with_pos=j > 0)
-            if entry is not None:
-                entries[name] = entry
-        found.append(entries)
-    todo = [i for i in range(len(instances)) if len(found[i]) < len(names[i])]
-
-    if todo:
-        net = backbone
-        S = cfg.image_size
-        pending: List[_Job] = []
-
-        def flush() -> None:
-            nonlocal net
-            if not pending:
-                return
-            if net is None:
-                net = build_backbone(cfg)
-            images = torch.stack([job.image for job in pending])
-            pos = torch.cat([job.pos for job in pending])
-            batch = torch.cat([torch.full((job.pos.size(0),), k, dtype=torch.long) for k, job in enumerate(pending)])
-            device = next((p.device for p in net.parameters()), torch.device(cfg.device))
-            feats = net(images.to(device), pos.to(device), batch.to(device)).detach().to("cpu", torch.float32)
-            if feats.shape != (pos.size(0), cfg.out_channels):
-                raise InvalidInputError(
-                    f"the backbone returned shape {tuple(feats.shape)} for {pos.size(0)} keypoints, but "
-                    f"{cfg.backbone} with stages {list(cfg.resolved_stages)} gives [N, {cfg.out_channels}]; "
-                    "pass build_backbone(cfg) as backbone, or none."
-                )
-            for job, x in zip(pending, feats.split([job.pos.size(0) for job in pending])):
-                entry = {"x": x} if job.pos_out is None else {"pos": job.pos_out, "x": x}
-                store.save(job.name, entry)
-                found[job.inst][job.name] = entry
-            pending.clear()
-
-        was_training = None if backbone is None else backbone.training
-        if backbone is not None:
-            backbone.eval()
-        try:
-            with torch.no_grad(), tqdm(total=len(todo), desc="image features", unit="img",
-                                       disable=not progress, leave=False) as bar:
-                for i in todo:
-                    loaded = load_instance_image(instances[i], S, cfg.crop_to_bbox, i)
-                    for j, name in enumerate(names[i]):
-                        if name in found[i]:
-                            continue
-                        if j == 0:
-                            pending.append(_Job(i, name, loaded.image, loaded.pos, None))
-                        else:
-                            gen = torch.Generator().manual_seed(_view_seed(keys[i], cfg.seed, j - 1))
-                            view = cfg.view.sample(S, S, loaded.pos, gen)
-                            moved = view.apply_points(loaded.pos)
-                            pending.append(_Job(i, name, view.apply_image(loaded.image), moved,
-                                                loaded.to_original(moved)))
-                        if len(pending) >= cfg.batch_size:
-                            flush()
-                    bar.update(1)
-                flush()
-        finally:
-            if backbone is not None and was_training:
-                backbone.train()
-
-    dtype = torch.get_default_dtype()
-    out: List[KeypointInstance] = []
-    for i, inst in enumerate(instances):
-        entries = [found[i][name] for name in names[i]]
-        extra = dict(inst.extra)
-        extra.pop("views", None)
-        if num_views > 0:
-            extra["views"] = [(e["pos"].to(dtype), e["x"].to(dtype)) for e in entries[1:]]
-        out.append(dataclasses.replace(inst, x=entries[0]["x"].to(dtype), extra=extra))
-    return out
-
-
-__all__ = ["FeatureConfig", "attach_features", "build_backbone", "image_identity", "BACKBONES", "BackboneSpec",
-           "CACHE_FORMAT"]
+__all__ = ["FeatureStore", "image_identity", "image_key", "view_seed", "digest", "CACHE_FORMAT"]

@@ -3,8 +3,9 @@
 torch's default takes every core for its intra-op pool. The models here are small (tens of
 nodes, width 64), so a second thread buys little even on an idle machine, while on a machine
 shared with other busy processes every parallel region waits at its barrier for a thread that is
-not running, and a run slows down many times over (issue 12: 4 min 44 s idle, more than 1 h 45 min
-with load 7-12 on 2 cores, 18 min with one thread). The policy (``threads=0``, "auto"):
+not running, and a run slows down many times over (a training run on 2 cores took 4 min 44 s
+idle, more than 1 h 45 min with a load of 7-12, and 18 min with one thread). The policy
+(``threads=0``, "auto"):
 
 * the cores this process may run on (``os.sched_getaffinity``), less the load of everything
   else (the 1-minute load average, rounded), at least 1;

@@ -1,17 +1,11 @@
-"""``python -m pyg_ssgm.train`` (and the ``ssgm-train`` script): train SSGM (see ``--help``).
-
-An entry shim above :mod:`pyg_ssgm.cli`, which nothing in the library imports; the loop lives
-in :mod:`pyg_ssgm.trainer`.
-"""
-from __future__ import annotations
-
+"""``python -m pyg_ssgm.train``: the same as ``python -m pyg_ssgm train`` (see ``--help``)."""
 from typing import Optional, Sequence
 
-from .cli import train_command
+from .cli import run
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    train_command.main(args=argv, prog_name="python -m pyg_ssgm.train")
+    run("train", argv)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Training loop: self-supervised (generated pairs) or supervised (real labelled pairs).
+"""The training loop: it only loops, validates, saves and resumes what :func:`pyg_ssgm.build` made.
 
 Reproducible and resumable: every training pair is a pure function of ``(seed, epoch, index)``,
 the batch order of an epoch a pure function of ``(seed, epoch)``, and a checkpoint stores the
@@ -9,307 +9,38 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
-from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Mapping, Optional
 
 import torch
 import torch.distributed as dist
-from torch.utils.data import Dataset
-from torch_geometric.loader import DataLoader
 from tqdm.auto import tqdm
 
-from .checkpoint import TRAINING_ENTRIES, changed_settings, load_checkpoint, restoring, save_checkpoint
-from .config import SSGMConfig, check_field_types, parse_device, resolve_device
-from .data import GeneratedPairs, GeometricAugmentation, KeypointInstance, PairData, PairGenerator
-from .data.datasets import EpochConcat, EpochSampler, LabelledPairs
-from .data.perturb import perturb_splits
-from .data.sources import DATASETS, load_splits
-from .data.synthetic import SyntheticConfig
+from .experiment import Experiment, build
+from .checkpoint import TRAINING_ENTRIES, changed_settings, load_checkpoint, restoring, save_checkpoint, stored_settings
+from .config import RESUME_MAY_CHANGE, Settings, split_sections
+from .data import KeypointInstance
 from .errors import CheckpointError, ConfigError
-from .evaluate import completion_quality, evaluate_matching, report_to_dict
-from .feature_cache import FeatureConfig, attach_features
+from .evaluation import completion_quality, evaluate_matching, report_to_dict
 from .files import prepare_output_dir, write_text_atomic
 from .metrics_log import MetricsLog
-from .threads import apply_thread_policy
-from .model import SSGM
 
 
-@dataclass
-class TrainConfig:
-    """Everything about a training run except the model (see :class:`~pyg_ssgm.SSGMConfig`).
-
-    Data: ``dataset`` (one of ``DATASETS``) and ``root`` for real benchmarks. Pairs: ``drop_rate``,
-    ``feature_noise`` and the geometric augmentation (``rotation`` in degrees, ``jitter``,
-    ``deformation``: the smooth non-rigid warp of
-    :class:`~pyg_ssgm.data.transforms.GeometricAugmentation`, 0 = none) of the pair generator;
-    ``mirror_rate``, its share of mirror pairs (left and right exchanged on one side, for a
-    ``mirror_aware`` model; see :class:`~pyg_ssgm.data.PairGenerator`);
-    ``repeats`` generated pairs per training instance and epoch. Optimisation:
-    ``epochs``, ``batch_size``, ``lr`` (decayed to 0 along a cosine over the epochs unless
-    ``lr_schedule="constant"``), ``weight_decay``, ``grad_clip``. ``supervised`` trains on
-    real pairs with their labels instead (the upper bound). ``pseudo_labels`` adds, to the generated
-    pairs, the training split's own unlabelled real pairs with cycle-consistent pseudo-labels from
-    a classical solver (:mod:`pyg_ssgm.pseudo_labels`; ``pseudo_min_agreement`` is the share of
-    cycles that must agree; no keypoint name is read across instances). Evaluation: at most
-    ``val_pairs_per_category`` / ``test_pairs_per_category`` real pairs per class (``None``: all).
-    ``threads``: CPU threads of torch (0: the automatic policy of :mod:`pyg_ssgm.threads`).
-    Harder real data (:mod:`pyg_ssgm.data.perturb`, every split, deterministic per image):
-    ``outliers`` unnamed points per image inside its keypoints' bounding box (no partner), and
-    ``extra_drop``, the probability to remove each annotated keypoint on top of what is missing.
-
-    A resumed run must keep every setting that shapes it; only those of :data:`RESUME_MAY_CHANGE`
-    may differ from the checkpoint's (see :meth:`Trainer.load`).
-    """
-
-    dataset: str = "synthetic"
-    root: Optional[str] = None
-    supervised: bool = False
-    pseudo_labels: bool = False
-    pseudo_min_agreement: float = 0.5
-    epochs: int = 100
-    batch_size: int = 16
-    lr: float = 2e-3
-    lr_schedule: str = "cosine"
-    weight_decay: float = 0.0
-    grad_clip: float = 5.0
-    drop_rate: float = 0.25
-    feature_noise: float = 1.2
-    rotation: float = 20.0
-    jitter: float = 0.05
-    deformation: float = 0.0
-    mirror_rate: float = 0.0
-    repeats: int = 1
-    seed: int = 0
-    device: str = "cpu"
-    output_dir: str = "runs/ssgm"
-    val_pairs_per_category: Optional[int] = 60
-    test_pairs_per_category: Optional[int] = None
-    eval_every: int = 1
-    num_workers: int = 0
-    threads: int = 0
-    outliers: int = 0
-    extra_drop: float = 0.0
-
-    def __post_init__(self) -> None:
-        check_field_types(self)
-        if self.dataset not in DATASETS:
-            raise ConfigError(f"dataset must be one of {DATASETS}, got {self.dataset!r}.")
-        for name in ("epochs", "batch_size", "repeats", "eval_every"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}.")
-        if self.lr <= 0:
-            raise ConfigError(f"lr must be > 0, got {self.lr}.")
-        for name in ("weight_decay", "grad_clip"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"{name} must be >= 0 (0 switches it off), got {getattr(self, name)}.")
-        if not 0 <= self.seed < 2 ** 32:  # torch seeds are 64-bit; derived seeds (seed * 7919 + epoch) need room
-            raise ConfigError(f"seed must be in [0, 2**32), got {self.seed}.")
-        if not self.output_dir.strip():  # '' would write the run into the current folder
-            raise ConfigError("output_dir must name a folder, got an empty string (use '.' for the current one).")
-        parse_device(self.device)
-        if self.lr_schedule not in ("cosine", "constant"):
-            raise ConfigError(f"lr_schedule must be 'cosine' or 'constant', got {self.lr_schedule!r}.")
-        if not 0 < self.pseudo_min_agreement <= 1:
-            raise ConfigError(f"pseudo_min_agreement must be in (0, 1], got {self.pseudo_min_agreement}.")
-        if self.threads < 0:
-            raise ConfigError(f"threads must be >= 0 (0: automatic), got {self.threads}.")
-        if self.num_workers < 0:
-            raise ConfigError(f"num_workers must be >= 0, got {self.num_workers}.")
-        if self.outliers < 0:
-            raise ConfigError(f"outliers (unnamed points added per image) must be >= 0, got {self.outliers}.")
-        if not 0.0 <= self.mirror_rate <= 1.0:
-            raise ConfigError(f"mirror_rate (share of mirror pairs) must be in [0, 1], got {self.mirror_rate}.")
-        if not 0.0 <= self.extra_drop < 1.0:
-            raise ConfigError(f"extra_drop (share of keypoints removed per image) must be in [0, 1), "
-                              f"got {self.extra_drop}.")
-        for name in ("val_pairs_per_category", "test_pairs_per_category"):
-            if getattr(self, name) is not None and getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be >= 1 or null (all pairs), got {getattr(self, name)}.")
-
-    def pair_generator(self) -> PairGenerator:
-        return PairGenerator(drop_rate=self.drop_rate, feature_noise=self.feature_noise, mirror_rate=self.mirror_rate,
-                             augmentation=GeometricAugmentation(rotation=self.rotation, jitter=self.jitter,
-                                                                deformation=self.deformation))
-
-
-def with_image_features(splits: Dict[str, List[KeypointInstance]], features: FeatureConfig, dataset: str,
-                        progress: bool = True) -> Dict[str, List[KeypointInstance]]:
-    """``splits`` with backbone descriptors as ``x`` (cached on disk): the training split also gets
-    ``features.num_views`` augmented views per image, which the pair generator cuts its two sides
-    from; validation and test instances are seen as they are."""
-    return {name: attach_features(items, features, dataset, num_views=features.num_views if name == "train" else 0,
-                                  progress=progress) if items else items
-            for name, items in splits.items()}
-
-
-def feature_config(values: Dict[str, Any]) -> Optional[FeatureConfig]:
-    """The ``features`` section of the settings as a :class:`FeatureConfig`; ``None`` (no image
-    features) when it is empty or its ``backbone`` is ``"none"``."""
-    if not values or values.get("backbone", "efficientnet_lite0") == "none":
-        return None
-    return FeatureConfig.from_dict(values)
-
-
-#: Train settings a resumed run may change: none of them changes what is trained (``epochs``
-#: extends the run; the data loader's items do not depend on ``num_workers``; validation draws
-#: nothing from the training's RNG, so ``eval_every`` only changes which epochs are validated;
-#: ``output_dir`` may differ when the run's folder was moved). The ``device`` and ``threads`` may
-#: change too, within floating-point differences. Every other setting, of every section, must stay.
-RESUME_MAY_CHANGE = {"train": ("epochs", "device", "num_workers", "eval_every", "output_dir", "threads"),
-                     # where image features are cached and how they are batched change no value
-                     "features": ("cache_dir", "batch_size", "device")}
-
-
-def split_config(values: Dict[str, Any]) -> Dict[str, Dict[str, Any]]:
-    """Sort a flat or sectioned dict of settings into ``train`` / ``model`` / ``synthetic`` /
-    ``features`` sections (a flat key goes to the first section that has it)."""
-    sections = {"train": {}, "model": {}, "synthetic": {}, "features": {}}
-    owners = {"train": {f.name for f in fields(TrainConfig)}, "model": {f.name for f in fields(SSGMConfig)},
-              "synthetic": {f.name for f in fields(SyntheticConfig)},
-              "features": {f.name for f in fields(FeatureConfig)}}
-    for key, value in values.items():
-        if key in sections and value is None:  # an empty section (`synthetic: null` in config.json)
-            continue
-        if key in sections and not isinstance(value, dict):
-            raise ConfigError(f"the {key!r} section must be a mapping of {key} settings "
-                              f"(e.g. {key}: {{{sorted(owners[key])[0]}: ...}}), got {value!r}.")
-        if key in sections:
-            for sub, v in value.items():
-                if sub not in owners[key]:
-                    raise ConfigError(f"unknown {key} setting {sub!r}; known: {sorted(owners[key])}.")
-                sections[key][sub] = v
-            continue
-        owner = [name for name, keys in owners.items() if key in keys]
-        if not owner:
-            raise ConfigError(f"unknown setting {key!r}; see `python -m pyg_ssgm.train --help`.")
-        sections[owner[0]][key] = value
-    return sections
-
-
-# ---------------------------------------------------------------------------------------------
-# distributed helpers
-# ---------------------------------------------------------------------------------------------
-def _distributed() -> bool:
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
-
-
-def _setup_distributed(device: torch.device) -> tuple:
-    if not _distributed():
-        return 0, 1
-    if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-    return dist.get_rank(), dist.get_world_size()
-
-
-def _resolve_device(name: str) -> torch.device:
-    device = resolve_device(name)
-    if device.type == "cuda":
-        if _distributed():
-            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        torch.cuda.set_device(device)
-    return device
-
-
-# ---------------------------------------------------------------------------------------------
-# the loop
-# ---------------------------------------------------------------------------------------------
 class Trainer:
-    """Builds data, model and optimiser from the configs and runs :meth:`fit`."""
+    """Runs :meth:`fit` over the parts of an :class:`~pyg_ssgm.experiment.Experiment`."""
 
-    def __init__(self, train: TrainConfig, model: Optional[SSGMConfig] = None,
-                 synthetic: Optional[SyntheticConfig] = None, progress: bool = True,
-                 splits: Optional[Dict[str, List[KeypointInstance]]] = None,
-                 features: Optional[FeatureConfig] = None):
-        self.cfg, self.synthetic, self.features = train, synthetic, features
-        model = self._check_mirror_pairs(train, model or SSGMConfig())
-        self.threads = apply_thread_policy(train.threads)
-        self.device = _resolve_device(train.device)
-        self.rank, self.world_size = _setup_distributed(self.device)
-        self.is_main = self.rank == 0
-        self.progress = progress and self.is_main
-        self.out_dir = Path(train.output_dir)
-        self.splits = self._check_splits(splits) if splits is not None else load_splits(train.dataset, train.root,
-                                                                                          synthetic)
-        self.splits = perturb_splits(self.splits, train.outliers, train.extra_drop)
-        if features is not None:
-            self.splits = with_image_features(self.splits, features, train.dataset, progress=self.progress)
-        feat_dim = next((i.x.size(1) for i in self.splits["train"] if i.x is not None), 0)
-        model_cfg = model or SSGMConfig()
-        if model_cfg.in_channels != feat_dim:
-            model_cfg = SSGMConfig.from_dict({**model_cfg.to_dict(), "in_channels": feat_dim})
-        self.model_cfg = model_cfg
-        torch.manual_seed(train.seed)  # model initialisation (and dropout) follow the run's seed
-        self.model = SSGM(model_cfg).to(self.device)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
-        self.dataset = self._training_pairs()
-        self.sampler = EpochSampler(len(self.dataset), train.seed, self.rank, self.world_size)
-        # The loader's own generator: starting an epoch must not draw from the global RNG, whose
-        # state the checkpoint restores (dropout masks would differ after a resume otherwise).
-        self.loader = DataLoader(self.dataset, batch_size=train.batch_size, sampler=self.sampler,
-                                 follow_batch=PairData.FOLLOW_BATCH, num_workers=train.num_workers,
-                                 generator=torch.Generator().manual_seed(train.seed))
-        self.net = self.model
-        if self.world_size > 1:
-            self.net = torch.nn.parallel.DistributedDataParallel(
-                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
-                find_unused_parameters=True)
+    def __init__(self, experiment: Experiment, progress: bool = True):
+        self.experiment = exp = experiment
+        self.settings, self.cfg = exp.settings, exp.settings.train
+        self.model, self.criterion, self.predictor = exp.model, exp.criterion, exp.predictor
+        self.optimizer, self.loader, self.net = exp.optimizer, exp.loader, exp.net
+        self.splits, self.device, self.is_main = exp.splits, exp.device, exp.is_main
+        self.progress = progress and exp.is_main
+        self.out_dir = Path(self.cfg.output_dir)
         self.epoch, self.step = 0, 0
         self.running: Dict[str, float] = {}  # loss sums of the epoch in progress (kept across a resume)
         self.pending_row: Dict[str, float] = {}  # metrics row of a trained epoch not yet logged in full
-
-    @staticmethod
-    def _check_mirror_pairs(train: TrainConfig, model: SSGMConfig) -> SSGMConfig:
-        """Mirror pairs are generated pairs, for a model told which pairs they are: ``mirror_rate``
-        > 0 makes the model ``mirror_aware`` (as the data decides ``in_channels``), and a mirror-aware
-        model needs them (its mirror shift would otherwise stay untrained). Supervised training
-        generates no pair, so it ignores ``mirror_rate`` as it does ``drop_rate``."""
-        mirror_pairs = train.mirror_rate > 0 and not train.supervised
-        if mirror_pairs and train.pseudo_labels:
-            raise ConfigError("mirror_rate > 0 cannot be combined with pseudo_labels=True: the pseudo-labelled "
-                              "real pairs carry no mirror flag. Set one of them off.")
-        if model.mirror_aware and not mirror_pairs:
-            raise ConfigError("mirror_aware=True learns from generated mirror pairs: set mirror_rate > 0 (for "
-                              "example 0.5) in self-supervised training, or mirror_aware=False.")
-        if mirror_pairs and not model.mirror_aware:
-            return replace(model, mirror_aware=True)
-        return model
-
-    @staticmethod
-    def _check_splits(splits: Dict[str, List[KeypointInstance]]) -> Dict[str, List[KeypointInstance]]:
-        """The user's own splits: ``{"train": [...], "val": [...], "test": [...]}`` lists of
-        :class:`~pyg_ssgm.data.KeypointInstance` (``val`` may be empty)."""
-        if not isinstance(splits, dict) or not {"train", "test"} <= set(splits):
-            raise ConfigError("splits must be a dict with 'train', 'test' (and optionally 'val') lists of "
-                              "KeypointInstance.")
-        out = {name: list(splits.get(name, [])) for name in ("train", "val", "test")}
-        for name, items in out.items():
-            bad = [type(i).__name__ for i in items if not isinstance(i, KeypointInstance)]
-            if bad:
-                raise ConfigError(f"splits[{name!r}] must hold KeypointInstance objects, got {bad[0]}.")
-        if not out["train"]:
-            raise ConfigError("splits['train'] is empty: training needs at least one instance.")
-        return out
-
-    def _training_pairs(self) -> Dataset:
-        cfg = self.cfg
-        if cfg.supervised:
-            return LabelledPairs(self.splits["train"], cfg.seed, cfg.repeats)
-        generated = GeneratedPairs(self.splits["train"], cfg.pair_generator(), seed=cfg.seed, repeats=cfg.repeats)
-        if not cfg.pseudo_labels:
-            return generated
-        from .pseudo_labels import PseudoLabelledPairs, pseudo_label
-
-        # A model that matches mirror images too learns from pseudo-labels found the same way, on
-        # pairs turned to face the same way (it meets the other orientation by its mirror test).
-        mirror = self.model_cfg.mirror_test
-        labels = pseudo_label(self.splits["train"], min_agreement=cfg.pseudo_min_agreement, seed=cfg.seed,
-                              progress=self.progress, mirror_test=mirror)
-        real = PseudoLabelledPairs(self.splits["train"], labels, seed=cfg.seed, drop_rate=cfg.drop_rate,
-                                   orient=mirror)
-        return EpochConcat([generated, real])
 
     def learning_rate(self, epoch: int) -> float:
         if self.cfg.lr_schedule == "constant":
@@ -321,18 +52,13 @@ class Trainer:
     def checkpoint_path(self) -> Path:
         return self.out_dir / "checkpoint.pt"
 
-    def settings(self) -> Dict[str, Any]:
-        """The run's settings by section, as written to ``config.json``."""
-        return {"train": asdict(self.cfg), "model": self.model_cfg.to_dict(),
-                "synthetic": asdict(self.synthetic) if self.synthetic is not None else None,
-                "features": self.features.to_dict() if self.features is not None else None}
-
     def state(self) -> Dict[str, Any]:
+        settings = self.settings.to_dict()
         return {
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-            "model_config": self.model_cfg.to_dict(), "train_config": asdict(self.cfg),
-            "synthetic_config": asdict(self.synthetic) if self.synthetic is not None else None,
-            "feature_config": self.features.to_dict() if self.features is not None else None,
+            "model_config": settings["model"], "loss_config": settings["loss"],
+            "inference_config": settings["inference"], "train_config": settings["train"],
+            "synthetic_config": settings["synthetic"], "feature_config": settings["features"],
             "epoch": self.epoch, "step": self.step, "rng_state": torch.get_rng_state(),
             "running": dict(self.running), "pending_row": dict(self.pending_row),
         }
@@ -342,12 +68,14 @@ class Trainer:
 
     def load(self, path: Optional[Path] = None) -> None:
         """Restore the run from a checkpoint. Its stored settings must equal this trainer's,
-        except those of :data:`RESUME_MAY_CHANGE` (``--epochs`` may extend the run, not cut
-        it): otherwise the resumed run would silently mix two configurations, so a
+        except those of :data:`~pyg_ssgm.config.RESUME_MAY_CHANGE` (``--epochs`` may extend the
+        run, not cut it): otherwise the resumed run would silently mix two configurations, so a
         :class:`ConfigError` lists each difference and nothing is loaded or written."""
         path = Path(path or self.checkpoint_path)
         state = load_checkpoint(path, map_location=self.device, entries=TRAINING_ENTRIES)
-        changes = changed_settings(state, self.settings(), RESUME_MAY_CHANGE)
+        with restoring(path):
+            stored = split_sections({k: v for k, v in stored_settings(state).items() if v is not None})
+        changes = changed_settings(stored, self.settings.to_dict(), RESUME_MAY_CHANGE)
         if changes:
             raise ConfigError(
                 f"--resume would continue the run in {str(path.parent)!r} with other settings: {'; '.join(changes)}. "
@@ -372,23 +100,23 @@ class Trainer:
         val = self.splits["val"]
         row: Dict[str, float] = {}
         if len(val) >= 2:
-            report = evaluate_matching(self.model.predict, val, max_pairs_per_category=self.cfg.val_pairs_per_category,
+            report = evaluate_matching(self.predictor, val, max_pairs_per_category=self.cfg.val_pairs_per_category,
                                        device=self.device)
             row.update(val_f1=report["unfiltered"].mean.f1, val_precision=report["unfiltered"].mean.precision,
                        val_recall=report["unfiltered"].mean.recall,
                        val_intersection_acc=report["intersection"].mean.recall)
-            if self.model_cfg.completion:
-                comp = completion_quality(self.model, val, self.cfg.pair_generator(), device=self.device)
+            if self.settings.model.completion:
+                comp = completion_quality(self.predictor, val, self.cfg.pair_generator(), device=self.device)
                 row.update(val_count_acc=comp["count_accuracy"], val_position_error=comp["position_error"])
         return row
 
     def test(self) -> Dict[str, Any]:
         test = self.splits["test"]
         results: Dict[str, Any] = evaluate_matching(
-            self.model.predict, test, max_pairs_per_category=self.cfg.test_pairs_per_category, device=self.device,
+            self.predictor, test, max_pairs_per_category=self.cfg.test_pairs_per_category, device=self.device,
             desc="test pairs" if self.progress else None)
-        if self.model_cfg.completion:
-            results["completion"] = completion_quality(self.model, test, self.cfg.pair_generator(),
+        if self.settings.model.completion:
+            results["completion"] = completion_quality(self.predictor, test, self.cfg.pair_generator(),
                                                        device=self.device)
         return results
 
@@ -402,7 +130,7 @@ class Trainer:
             self.load()
         log = MetricsLog(self.out_dir, resume=resume) if self.is_main else None
         if self.is_main:
-            write_text_atomic(self.out_dir / "config.json", json.dumps(self.settings(), indent=2))
+            write_text_atomic(self.out_dir / "config.json", json.dumps(self.settings.to_dict(), indent=2))
         try:
             if self.pending_row:  # resumed after a Ctrl-C in validation: complete that epoch's row
                 self._log_epoch(log)
@@ -423,9 +151,9 @@ class Trainer:
         return results
 
     def _train_epoch(self, log: Optional[MetricsLog]) -> None:
-        epoch = self.epoch
-        self.dataset.set_epoch(epoch)
-        self.sampler.set_epoch(epoch)
+        epoch, exp = self.epoch, self.experiment
+        exp.pairs.set_epoch(epoch)
+        exp.sampler.set_epoch(epoch)
         for group in self.optimizer.param_groups:  # a pure function of the epoch: resumes exactly
             group["lr"] = self.learning_rate(epoch)
         self.model.train()
@@ -439,15 +167,16 @@ class Trainer:
             if step < self.step:  # resumed mid-epoch: these batches were trained on already
                 continue
             batch = batch.to(self.device)
-            out = self.net(batch, compute_loss=True)
-            loss = out.losses["loss"]
+            out = self.net(batch)
+            losses = self.criterion(out, batch)
+            loss = losses["loss"]
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if self.cfg.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
             self.optimizer.step()
             self.step = step + 1
-            for key, value in out.losses.items():
+            for key, value in losses.items():
                 sums[key] = sums.get(key, 0.0) + float(value.detach())
             sums["oversmoothing"] = sums.get("oversmoothing", 0.0) + float(out.oversmoothing)
             sums["batches"] = sums.get("batches", 0.0) + 1
@@ -464,7 +193,7 @@ class Trainer:
         self.running = {}
         self.pending_row = row
         self._log_epoch(log)
-        if self.world_size > 1:
+        if exp.world_size > 1:
             dist.barrier()
 
     def _log_epoch(self, log: Optional[MetricsLog]) -> None:
@@ -493,17 +222,18 @@ class Trainer:
                 tqdm.write(f"epoch {row['epoch']}: {shown}")
 
 
-def train(train_cfg: Optional[TrainConfig] = None, model_cfg: Optional[SSGMConfig] = None,
-          synthetic_cfg: Optional[SyntheticConfig] = None, resume: bool = False, progress: bool = True,
-          splits: Optional[Dict[str, List[KeypointInstance]]] = None, features: Optional[FeatureConfig] = None):
-    """Train, test and return ``(trainer, test_results)``: the Python entry of ``pyg_ssgm.train``.
+def train(settings: Optional[Settings] = None, splits: Optional[Mapping[str, List[KeypointInstance]]] = None,
+          resume: bool = False, progress: bool = True):
+    """Build, train, test: the Python entry of ``python -m pyg_ssgm train``. Returns ``(trainer,
+    test_results)``.
 
-    ``splits`` trains on your own data instead of ``train_cfg.dataset``: a dict of ``"train"``,
+    ``splits`` trains on your own data instead of ``settings.train.dataset``: a dict of ``"train"``,
     ``"val"`` and ``"test"`` lists of :class:`~pyg_ssgm.data.KeypointInstance` (with ``x`` for
-    appearance features, or geometry only). ``features`` puts image-backbone descriptors on the
-    instances first (they need images; see :class:`~pyg_ssgm.data.FeatureConfig`).
+    appearance features, an ``image`` for ``settings.features``, or geometry only).
     """
-    trainer = Trainer(train_cfg or TrainConfig(), model_cfg, synthetic_cfg, progress=progress, splits=splits,
-                      features=features)
+    trainer = Trainer(build(settings or Settings(), splits, progress=progress), progress=progress)
     results = trainer.fit(resume=resume)
     return trainer, results
+
+
+__all__ = ["Trainer", "train"]

@@ -7,14 +7,16 @@ keypoints, 8-dimensional appearance features and a 16-wide model. ``tests/`` has
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Dict, List
+from typing import Dict, List, NamedTuple
 
 import pytest
 import torch
 from torch_geometric.data import Batch
 
-from pyg_ssgm import SSGM, SSGMConfig
+from pyg_ssgm import SSGM, Criterion, ModelConfig, Predictor, Settings
 from pyg_ssgm.data import PairData, PairGenerator, make_pair
+from pyg_ssgm.config import merge, split_sections
+from pyg_ssgm.experiment import build, build_model
 from pyg_ssgm.data.synthetic import SyntheticConfig, SyntheticKeypoints
 
 FEATURE_DIM = 8
@@ -31,13 +33,31 @@ def tiny_synthetic_config(**overrides) -> SyntheticConfig:
     return SyntheticConfig(**{**TINY_SYNTHETIC, **overrides})
 
 
-def tiny_model_config(**overrides) -> SSGMConfig:
-    return SSGMConfig(**{"in_channels": FEATURE_DIM, **TINY_MODEL, **overrides})
+def tiny_settings_of(**overrides) -> Settings:
+    """Settings of a tiny model; ``overrides`` are flat names of any section (model, loss, inference)."""
+    return Settings.from_dict({"model": {"in_channels": FEATURE_DIM, **TINY_MODEL}, **overrides})
+
+
+def tiny_model_config(**overrides) -> ModelConfig:
+    return tiny_settings_of(**overrides).model
+
+
+class Tiny(NamedTuple):
+    """A tiny network with its criterion and predictor."""
+
+    model: SSGM
+    criterion: Criterion
+    predictor: Predictor
+
+
+def tiny(seed: int = 0, **overrides) -> Tiny:
+    """A tiny model, its criterion and its predictor, the network seeded with ``seed``."""
+    torch.manual_seed(seed)
+    return Tiny(*build_model(tiny_settings_of(**overrides)))
 
 
 def tiny_model(seed: int = 0, **overrides) -> SSGM:
-    torch.manual_seed(seed)
-    return SSGM(tiny_model_config(**overrides))
+    return tiny(seed, **overrides).model
 
 
 def to_batch(pairs: List[PairData]) -> Batch:
@@ -51,6 +71,15 @@ def tiny_settings(output_dir, **train_overrides) -> Dict[str, dict]:
     train.update(train_overrides)
     return {"train": train, "model": dict(TINY_MODEL),
             "synthetic": {k: v for k, v in asdict(tiny_synthetic_config()).items() if k in TINY_SYNTHETIC}}
+
+
+def make_trainer(output_dir, model=None, **train):
+    """A :class:`~pyg_ssgm.trainer.Trainer` of the tiny settings (``train`` overrides its train
+    section); ``model``: flat settings of the model, the loss or the inference."""
+    from pyg_ssgm.trainer import Trainer
+
+    settings = merge(split_sections(tiny_settings(output_dir, **train)), split_sections(model or {}))
+    return Trainer(build(Settings.from_dict(settings), progress=False), progress=False)
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""VGG16 keypoint backbone and the image feature extractor (tiny images, CPU, seconds)."""
+"""VGG16 keypoint backbone, and attach_features loading images for it (tiny images, CPU, seconds)."""
 import sys
 
 import numpy as np
@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from pyg_ssgm.data.image_features import ImageFeatureExtractor
 from pyg_ssgm.data.instance import KeypointInstance
-from pyg_ssgm.errors import CheckpointError, ConfigError, InvalidInputError, MissingExtraError
+from pyg_ssgm.errors import CheckpointError, ConfigError, DatasetNotFoundError, InvalidInputError, MissingExtraError
+from pyg_ssgm.features import FeatureConfig, attach_features
 from pyg_ssgm.nn import backbone as bb
 from pyg_ssgm.nn.backbone import RELU4_2, RELU5_1, VGG16Features, sample_at_keypoints
 
@@ -168,13 +168,32 @@ def _png(path, seed, size=16):
     return str(path)
 
 
-def test_extractor_on_png_files(tmp_path, random_vgg):
+def _vgg_features(tmp_path, **kw):
+    """VGG16's width (1024) at 32 px, no views, cached in ``tmp_path``: what ``random_vgg`` computes."""
+    return FeatureConfig(**{"backbone": "vgg16", "weights": "random", "image_size": 32, "num_views": 0,
+                            "cache_dir": str(tmp_path), **kw})
+
+
+class RecordingBackbone(nn.Module):
+    """Records the images and keypoints ``attach_features`` gives a backbone; returns zeros."""
+
+    def __init__(self, width):
+        super().__init__()
+        self.width, self.calls = width, []
+
+    def forward(self, images, pos, batch):
+        self.calls.append((images.clone(), pos.clone(), batch.clone()))
+        return pos.new_zeros(pos.size(0), self.width)
+
+
+def test_attach_features_on_png_files(tmp_path, random_vgg):
     a = KeypointInstance(pos=torch.tensor([[1.0, 2.0], [8.0, 8.0], [15.0, 3.0]]), names=["a", "b", "c"],
                          image=_png(tmp_path / "a.png", 0), id="a")
     b = KeypointInstance(pos=torch.tensor([[4.0, 4.0], [10.0, 12.0]]), names=["a", "b"],
                          image=_png(tmp_path / "b.png", 1), id="b", x=torch.ones(2, 3))
-    ext = ImageFeatureExtractor(random_vgg, image_size=32, batch_size=1)
-    out = ext([a, b])
+    out = attach_features([a, b], _vgg_features(tmp_path / "one", batch_size=1), "toy", backbone=random_vgg,
+                          progress=False)
+    # b's previous x is replaced, not extended: a stale x of another width never mixes in.
     assert [o.x.shape for o in out] == [(3, 1024), (2, 1024)]
     assert out[0].id == "a" and torch.equal(out[0].pos, a.pos) and a.x is None  # new objects
     assert torch.isfinite(out[0].x).all() and out[0].x.abs().sum() > 0
@@ -183,40 +202,49 @@ def test_extractor_on_png_files(tmp_path, random_vgg):
 
     arr = np.asarray(Image.open(b.image).convert("RGB"))
     b_arr = KeypointInstance(pos=b.pos, names=b.names, image=arr, id="b", x=b.x)
-    out2 = ImageFeatureExtractor(random_vgg, image_size=32, batch_size=2)([a, b_arr])
+    out2 = attach_features([a, b_arr], _vgg_features(tmp_path / "two", batch_size=2), "toy", backbone=random_vgg,
+                           progress=False)
     assert torch.allclose(out2[1].x, out[1].x, atol=1e-5) and torch.allclose(out2[0].x, out[0].x, atol=1e-5)
-    cat = ImageFeatureExtractor(random_vgg, image_size=32, concat_x=True)
-    got = cat([b])[0].x
-    assert got.shape == (2, 1027) and torch.equal(got[:, :3], torch.ones(2, 3))
-    with pytest.raises(InvalidInputError, match="'a'"):
-        cat([a])
 
 
-def test_extractor_keypoint_scaling_and_crop(random_vgg):
+def test_attach_features_keypoint_scaling_and_crop(tmp_path):
     # A 64x48 image resized to 32x32: keypoint (x, y) -> (x / 2, y * 2 / 3).
     torch.manual_seed(3)
     img = (torch.rand(48, 64, 3) * 255).to(torch.uint8).numpy()
     inst = KeypointInstance(pos=torch.tensor([[10.0, 9.0]]), names=["p"], image=img, id="i",
                             extra={"bbox": (16, 12, 48, 36)})
-    image, pos = ImageFeatureExtractor(random_vgg, image_size=32).load_image(inst)
-    assert image.shape == (3, 32, 32) and torch.allclose(pos, torch.tensor([[5.0, 6.0]]))
-    image, pos = ImageFeatureExtractor(random_vgg, image_size=32, crop_to_bbox=True).load_image(inst)
+    seen = RecordingBackbone(1024)
+    attach_features([inst], _vgg_features(tmp_path / "whole"), "toy", backbone=seen, progress=False)
+    (image, pos, _), = seen.calls
+    assert image.shape == (1, 3, 32, 32) and torch.allclose(pos, torch.tensor([[5.0, 6.0]]))
+    seen = RecordingBackbone(1024)
+    attach_features([inst], _vgg_features(tmp_path / "crop", crop_to_bbox=True), "toy", backbone=seen,
+                    progress=False)
+    (image, pos, _), = seen.calls
     assert torch.allclose(pos, torch.tensor([[-6.0, -4.0]]))  # (10-16, 9-12) * (32/32, 32/24)
     crop = torch.from_numpy(img[12:36, 16:48]).permute(2, 0, 1).float().div(255).unsqueeze(0)
-    want = torch.nn.functional.interpolate(crop, size=(32, 32), mode="bilinear", align_corners=False)[0]
+    want = torch.nn.functional.interpolate(crop, size=(32, 32), mode="bilinear", align_corners=False)
     assert torch.allclose(image, want, atol=1e-6)
 
-def test_extractor_errors(tmp_path, random_vgg, monkeypatch):
-    ext = ImageFeatureExtractor(random_vgg, image_size=32)
+
+def test_attach_features_errors(tmp_path, random_vgg, monkeypatch):
+    cfg = _vgg_features(tmp_path)
+
+    def run(inst):
+        return attach_features([inst], cfg, "toy", backbone=random_vgg, progress=False)
+
     no_img = KeypointInstance(pos=torch.zeros(2, 2), names=["a", "b"], id="lonely")
     with pytest.raises(InvalidInputError, match="'lonely'.*no image"):
-        ext([no_img])
+        run(no_img)
     with pytest.raises(ConfigError):
-        ImageFeatureExtractor(random_vgg, image_size=30)
+        _vgg_features(tmp_path, image_size=30)
     bad = KeypointInstance(pos=torch.zeros(1, 2), names=["a"], image=np.full((16, 16, 3), 7.0), id="f")
     with pytest.raises(InvalidInputError, match=r"\[0, 1\]"):
-        ext([bad])
+        run(bad)
+    gone = KeypointInstance(pos=torch.zeros(1, 2), names=["a"], image=str(tmp_path / "gone.png"), id="g")
+    with pytest.raises(DatasetNotFoundError, match="gone.png.*'g'.*does not exist"):
+        run(gone)
     with_path = KeypointInstance(pos=torch.zeros(1, 2), names=["a"], image=_png(tmp_path / "p.png", 0), id="p")
     monkeypatch.setitem(sys.modules, "PIL.Image", None)
     with pytest.raises(MissingExtraError, match=r"pyg_ssgm\[images\]"):
-        ext([with_path])
+        run(with_path)

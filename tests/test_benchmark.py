@@ -8,11 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-import pyg_ssgm.model as model_module
-from pyg_ssgm import SSGM, SSGMConfig
-from pyg_ssgm import benchmark as bm
+import pyg_ssgm.model.predictor as predictor_module
+from pyg_ssgm import ModelConfig, Settings
+from pyg_ssgm import benchmarking as bm
+from pyg_ssgm.cli import run
 from pyg_ssgm.data import RealPairs, pair_loader
 from pyg_ssgm.errors import ConfigError, InvalidInputError
+from pyg_ssgm.experiment import build_model
 
 
 # ------------------------------------------------------------------------------------ exponent fit
@@ -120,13 +122,18 @@ def test_call_counter_counts_times_and_restores():
     assert owner.f is original
 
 
+def tiny_parts(**model):
+    """A tiny network, its criterion and its predictor (8 appearance features)."""
+    return build_model(Settings(model=ModelConfig(in_channels=8, hidden_channels=16, heads=2, **model)))
+
+
 @pytest.fixture(scope="module")
 def tiny():
     torch.manual_seed(0)
     instances = bm.speed_instances(8, num_instances=4, feature_dim=8)
     batch = next(iter(pair_loader(RealPairs(instances), batch_size=5)))
-    model = SSGM(SSGMConfig(in_channels=8, hidden_channels=16, heads=2, num_queries=4)).eval()
-    return model, batch
+    model, criterion, predictor = tiny_parts(num_queries=4)
+    return model.eval(), criterion, predictor, batch
 
 
 def test_speed_instances_have_the_requested_size():
@@ -137,46 +144,61 @@ def test_speed_instances_have_the_requested_size():
 
 
 def test_stage_timer_counts_one_solver_call_per_batch(tiny):
-    model, batch = tiny
-    original = model_module.partial_hungarian
-    with torch.no_grad(), bm.StageTimer(model, torch.device("cpu")) as st:
+    model, _, predictor, batch = tiny
+    original = predictor_module.partial_hungarian
+    with bm.StageTimer(torch.device("cpu")) as st:
         for _ in range(3):
-            out = st.run(lambda: model(batch, compute_loss=False))
-        assert model_module.partial_hungarian is not original
-    assert model_module.partial_hungarian is original  # only patched inside the block
-    assert len(out.pairs) == batch.num_graphs == 5
+            prediction = st.run(lambda: predictor.match(batch))
+        assert predictor_module.partial_hungarian is not original
+    assert predictor_module.partial_hungarian is original  # only patched inside the block
+    assert not torch.autograd._profiler_enabled()  # and profiled only inside it
+    assert len(prediction.pairs) == batch.num_graphs == 5
     assert st.calls_per_forward() == {"partial_hungarian": 1.0, "pygmtools.hungarian": 1.0}
     shares = st.shares()
     assert set(shares) == set(bm.StageTimer.STAGES)
     measured = {k: v for k, v in shares.items() if v is not None}
     assert sum(measured.values()) == pytest.approx(1.0) and all(0 <= v <= 1 for v in measured.values())
-    assert shares["solver"] > 0 and shares["encoder"] > 0 and shares["decoder"] > 0
-    assert not model.encoder._forward_hooks and not model.encoder._forward_pre_hooks
-    assert "_consensus" not in vars(model)  # a wrapped method is restored too
+    assert set(measured) == set(bm.StageTimer.STAGES)  # every stage of a completion model ran
+    assert all(shares[k] > 0 for k in ("solver", "encoder", "consensus", "decoder", "rebuild", "affinity"))
+
+
+def test_stage_timer_restores_after_an_error(tiny):
+    _, _, predictor, batch = tiny
+    original = predictor_module.partial_hungarian
+    with pytest.raises(RuntimeError), bm.StageTimer(torch.device("cpu")) as st:
+        st.run(lambda: predictor.match(batch))
+        raise RuntimeError
+    assert predictor_module.partial_hungarian is original and not torch.autograd._profiler_enabled()
 
 
 def test_stage_timer_marks_missing_stages():
-    model = SSGM(SSGMConfig(in_channels=8, hidden_channels=16, heads=2, completion=False)).eval()
+    model, _, predictor = tiny_parts(completion=False)
+    model.eval()
     batch = next(iter(pair_loader(RealPairs(bm.speed_instances(8, num_instances=3, feature_dim=8)), 3)))
-    with torch.no_grad(), bm.StageTimer(model, torch.device("cpu")) as st:
-        st.run(lambda: model(batch, compute_loss=False))
+    with bm.StageTimer(torch.device("cpu")) as st:
+        st.run(lambda: predictor.match(batch))
     assert st.shares()["decoder"] is None and st.shares()["solver"] > 0
 
 
 def test_training_step_solver_calls_do_not_grow_with_the_batch(tiny):
-    model, _ = tiny
+    model, criterion, _, _ = tiny
     from pyg_ssgm.data import GeneratedPairs, PairGenerator
 
     instances = bm.speed_instances(8, num_instances=4, feature_dim=8)
     counts = []
     for b in (1, 4):
         batch = next(iter(pair_loader(GeneratedPairs(instances, PairGenerator(drop_rate=0.3)), batch_size=b)))
-        step = bm._train_step_fn(model.train(), batch)
-        with bm.CallCounter(bm._training_solver_targets()) as counter:
-            step()
+        step = bm.training_step(model.train(), criterion, batch)
+        with bm.CallCounter(bm.training_solver_targets()) as counter:
+            losses = step()
+        assert torch.isfinite(losses["loss"])
         counts.append({k: v for k, v in counter.counts.items() if not k.startswith("set_matcher")})
     model.eval()
-    assert counts[0] == counts[1] and counts[0]["pygmtools.hungarian"] >= 1
+    assert counts[0] == counts[1]
+    # one batched Sinkhorn for the matching loss; the training forward solves no assignment
+    # (the predictor's Hungarian runs at inference only)
+    assert counts[0]["sinkhorn"] == counts[0]["pygmtools.sinkhorn"] == 1
+    assert counts[0]["partial_hungarian"] == counts[0]["pygmtools.hungarian"] == counts[0]["blackbox_hungarian"] == 0
 
 
 # ------------------------------------------------------------------------------------ config and CLI
@@ -193,18 +215,18 @@ def test_config_validation_and_names():
 
 def test_cli_reports_bad_input_as_a_named_error(capsys):
     with pytest.raises(SystemExit) as exc:
-        bm.main(["--skip-accuracy", "--skip-speed"])
+        run("benchmark", ["--skip-accuracy", "--skip-speed"])
     assert exc.value.code == 2 and "nothing to run" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exc:
-        bm.main(["--sizes", "ten"])
+        run("benchmark", ["--sizes", "ten"])
     assert exc.value.code == 2 and "--sizes" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------------------------ end to end
 def test_speed_part_end_to_end_on_two_small_sizes(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:  # click's standalone mode exits 0 on success
-        bm.main(["--skip-accuracy", "--sizes", "6,10", "--batch-sizes", "1,2", "--repeats", "1", "--drop-rates",
-                 "0.3", "--drop-size", "8", "--output-dir", str(tmp_path), "--no-progress"])
+        run("benchmark", ["--skip-accuracy", "--sizes", "6,10", "--batch-sizes", "1,2", "--repeats", "1",
+                          "--drop-rates", "0.3", "--drop-size", "8", "--output-dir", str(tmp_path), "--no-progress"])
     assert exc.value.code == 0
     printed = capsys.readouterr().out
     for title in ("SSGM throughput", "Where SSGM inference time goes", "Classical solvers", "missing keypoints",
@@ -212,6 +234,9 @@ def test_speed_part_end_to_end_on_two_small_sizes(tmp_path, capsys):
         assert title in printed
     assert "PASS  Hungarian/Sinkhorn calls batched" in printed
     result = json.loads((tmp_path / "synthetic_full_speed.json").read_text())
+    command = result["command"]  # the options given, in the command's order
+    assert command.startswith("python -m pyg_ssgm benchmark --output-dir ")
+    assert "--sizes 6,10 --batch-sizes 1,2" in command
     assert (tmp_path / "synthetic_full_speed.md").read_text().startswith("# pyg_ssgm benchmark")
     speed = result["speed"]
     assert [(r["nodes"], r["batch_size"]) for r in speed["rows"]] == [(6, 1), (6, 2), (10, 1), (10, 2)]
@@ -267,18 +292,83 @@ def test_accuracy_part_on_a_tiny_dataset(tmp_path):
     text = (tmp_path / "synthetic_quick_accuracy.md").read_text()
     assert "SSGM supervised" in text and "pretrained" in text and "## Machine" in text
     assert [t["status"] for t in result["targets"]] == ["SKIP"]
+    by_key = {m["key"]: m for m in acc["methods"]}
+    # the run's settings sections are recorded with each trained row
+    assert by_key["ssgm"]["settings"]["train"]["epochs"] == 1
+    assert by_key["ssgm_supervised"]["settings"]["train"]["supervised"] is True
+    assert by_key["ssgm_no_completion"]["settings"]["model"]["completion"] is False
+    assert by_key["ssgm_generated_off"]["validation"]["val_f1"] >= 0
 
 
 def test_validated_presets_make_the_ssgm_rows():
-    from pyg_ssgm.benchmarking.accuracy import VALIDATED_PRESETS, _ssgm_variants
+    from pyg_ssgm.benchmarking.accuracy import VALIDATED_PRESETS, ssgm_variants
     from pyg_ssgm.presets import preset
 
     for dataset, (geometry, _) in VALIDATED_PRESETS.items():
-        rows = {v.key: v for v in _ssgm_variants(dataset, images=False)}
+        rows = {v.key: v for v in ssgm_variants(dataset, images=False)}
         assert set(rows) == {"ssgm", "ssgm_supervised", "ssgm_no_completion"}
         assert rows["ssgm"].settings == preset(geometry)
         assert rows["ssgm_no_completion"].settings["model"]["completion"] is False
         assert rows["ssgm_supervised"].supervised and rows["ssgm_supervised"].settings["train"]["pseudo_labels"] is False
     # CUB has no images: asking for image features still gives the geometry rows
-    assert [v.key for v in _ssgm_variants("cub", images=True)] == ["ssgm", "ssgm_supervised", "ssgm_no_completion"]
-    assert _ssgm_variants("synthetic", images=False)[0].settings == {}
+    assert [v.key for v in ssgm_variants("cub", images=True)] == ["ssgm", "ssgm_supervised", "ssgm_no_completion"]
+    assert ssgm_variants("synthetic", images=False)[0].settings == {}
+
+
+# ------------------------------------------------------------------------------------ the studies' helper
+def test_variant_settings_layer_preset_overrides_and_train_options():
+    from pyg_ssgm.benchmarking.experiments import variant_settings
+
+    sections = variant_settings("cub", {"train": {"epochs": 3}, "shape_context_weight": 5.0}, epochs=5, root="r")
+    assert sections["train"]["epochs"] == 5 and sections["train"]["root"] == "r"
+    assert sections["train"]["mirror_rate"] == 0.5 and sections["inference"]["mirror_test"] is True  # the preset's
+    assert sections["inference"]["shape_context_weight"] == 5.0  # a flat name goes to its section
+    assert variant_settings() == {name: {} for name in sections}
+    with pytest.raises(ConfigError):
+        variant_settings(None, {"no_such_setting": 1})
+    with pytest.raises(ConfigError):
+        variant_settings("nope")
+
+
+def test_experiment_helper_trains_scores_and_writes(tmp_path):
+    from pathlib import Path
+
+    from pyg_ssgm.benchmarking import experiments as ex
+
+    tiny_data = {"synthetic": dict(num_categories=2, num_train=6, num_val=3, num_test=3, min_keypoints=6,
+                                   max_keypoints=8),
+                 "model": {"hidden_channels": 16, "heads": 2, "num_queries": 4}}
+    run = ex.train_variant(None, tiny_data, epochs=2)
+    train = run.settings.train
+    assert train.epochs == 2 and train.eval_every == 2 and train.test_pairs_per_category == 1 and run.train_s > 0
+    assert not Path(train.output_dir).exists()  # a temporary run folder, removed; the model stays in memory
+    assert {"val_f1", "val_intersection_acc", "val_count_acc"} <= set(run.validation)
+    assert not run.trainer.model.training
+    val = run.splits["val"]
+    scores = ex.score(run.predictor, val, generator=train.pair_generator())
+    assert {"f1", "precision", "recall", "intersection_accuracy", "per_class", "completion"} <= set(scores)
+    assert 0 <= scores["f1"] <= 1 and scores["completion"]["num_pairs"] > 0
+    assert scores["f1"] == pytest.approx(run.validation["val_f1"])  # the trainer's validation, the same pairs
+    assert set(ex.score(run.predictor, val, intersection=False)) == {"f1", "precision", "recall"}
+    # other inference settings: a new predictor of the same network, the original untouched
+    off = ex.with_inference(run.predictor, generate_at_inference=False)
+    assert off.model is run.predictor.model and not off.config.generate_at_inference
+    assert run.predictor.config.generate_at_inference
+    # other parameter-free model settings: a copy with the same weights
+    twin = ex.with_model_settings(run.predictor, coherence_rounds=0)
+    assert twin.model is not run.predictor.model and twin.model.config.coherence_rounds == 0
+    assert run.predictor.model.config.coherence_rounds == ModelConfig().coherence_rounds
+    batch = next(iter(pair_loader(RealPairs(val), 4)))
+    same = ex.with_model_settings(run.predictor)
+    assert all(torch.equal(a, b) for a, b in zip(same(batch), run.predictor(batch)))
+    with pytest.raises(RuntimeError):  # a change that alters the parameters cannot share the weights
+        ex.with_model_settings(run.predictor, hidden_channels=32)
+    assert ex.calibrated_solver("hungarian", val).solver == "hungarian"
+    assert ex.calibrated_solver("hungarian", val[:1]).threshold is None  # no pair to calibrate on: full
+    study = ex.Study("tiny", tmp_path / "out", command="python benchmarks/tiny.py")
+    study.rows.append({"key": "ssgm", **scores})
+    path = study.write(["# Tiny", "", ex.per_class_table(
+        ["variant"], [{"val_accuracy": scores["intersection_accuracy"], **scores}], lambda r: ["ssgm"])], epochs=2)
+    result = json.loads(path.with_suffix(".json").read_text())
+    assert result["command"] == "python benchmarks/tiny.py" and result["epochs"] == 2 and result["wall_s"] >= 0
+    assert result["rows"][0]["key"] == "ssgm" and path.read_text().startswith("# Tiny\n\n| variant | val acc. |")

@@ -1,5 +1,6 @@
-"""Tests of the command lines ``python -m pyg_ssgm.train`` and ``python -m pyg_ssgm.evaluate``
-(through click's CliRunner, in process; the real ``python -m`` entry points in one slow test)."""
+"""Tests of the command line ``python -m pyg_ssgm train|evaluate`` (and ``python -m
+pyg_ssgm.train`` / ``.evaluate``), through click's CliRunner, in process; the real ``python -m``
+entry points in slow tests."""
 from __future__ import annotations
 
 import json
@@ -10,11 +11,13 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-import pyg_ssgm.evaluate.__main__
+import pyg_ssgm.evaluate
 import pyg_ssgm.train
 from conftest import tiny_settings
 from pyg_ssgm.checkpoint import load_checkpoint
-from pyg_ssgm.cli import evaluate_command, train_command
+from pyg_ssgm.cli import main as cli_main
+from pyg_ssgm.cli.evaluate import evaluate_command
+from pyg_ssgm.cli.train import train_command
 from pyg_ssgm.metrics_log import read_metrics
 
 TRAIN_OPTIONS = ("--config", "--set", "--dataset", "--root", "--epochs", "--batch-size", "--lr", "--seed",
@@ -63,17 +66,35 @@ def test_evaluate_help(runner):
         assert solver in result.output
 
 
-@pytest.mark.parametrize("module,option", [(pyg_ssgm.train, "--epochs"), (pyg_ssgm.evaluate.__main__, "--checkpoint")])
+@pytest.mark.parametrize("module,option", [(pyg_ssgm.train, "--epochs"), (pyg_ssgm.evaluate, "--checkpoint")])
 def test_module_main_help_exits_zero(module, option, capsys):
     with pytest.raises(SystemExit) as exc:
         module.main(["--help"])
     assert exc.value.code == 0
     out = capsys.readouterr().out
-    assert f"Usage: python -m {module.__name__.replace('.__main__', '')}" in out and option in out
+    assert f"Usage: python -m {module.__name__}" in out and option in out
+
+
+def test_one_command_group_lists_every_command(runner):
+    result = run_ok(runner, cli_main, ["--help"])
+    for name in ("train", "evaluate", "benchmark", "visualize"):
+        assert name in result.output
+    assert "--epochs" in run_ok(runner, cli_main, ["train", "--help"]).output
+
+
+def test_help_imports_no_torch():
+    """``--help`` answers without importing torch (it costs seconds on a small machine)."""
+    code = ("import sys; from pyg_ssgm.cli import main\n"
+            "try:\n    main(['train', '--help'])\nexcept SystemExit:\n    pass\n"
+            "print('torch' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().endswith("False")
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("module,option", [("pyg_ssgm.train", "--epochs"), ("pyg_ssgm.evaluate", "--checkpoint")])
+@pytest.mark.parametrize("module,option", [("pyg_ssgm.train", "--epochs"), ("pyg_ssgm.evaluate", "--checkpoint"),
+                                           ("pyg_ssgm", "visualize")])
 def test_python_m_help(module, option):
     proc = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
@@ -90,7 +111,7 @@ def test_train_from_config_file_with_flag_overrides(runner, tmp_path, fmt):
     out_dir = tmp_path / "from_flags"
     result = run_ok(runner, train_command, [
         "--config", config, "--no-progress", "--epochs", "1", "--output-dir", str(out_dir),
-        "--set", "hidden_channels=8", "--set", "synthetic.feature_noise=0.5", "--set", "model.weight_pos=2"])
+        "--set", "hidden_channels=8", "--set", "synthetic.feature_noise=0.5", "--set", "loss.weight_pos=2"])
     assert "Unfiltered real pairs" in result.output
     assert not (tmp_path / "from_file").exists()  # --output-dir overrode the file's output_dir
     state = load_checkpoint(out_dir / "checkpoint.pt")
@@ -98,7 +119,7 @@ def test_train_from_config_file_with_flag_overrides(runner, tmp_path, fmt):
     assert state["train_config"]["lr"] == 1e-3  # file value kept where no flag is given
     assert state["train_config"]["batch_size"] == 4
     assert state["model_config"]["hidden_channels"] == 8  # --set beats file
-    assert state["model_config"]["weight_pos"] == 2
+    assert state["loss_config"]["weight_pos"] == 2
     assert state["model_config"]["num_queries"] == 4  # from the file
     assert state["synthetic_config"]["num_categories"] == 2
     assert state["synthetic_config"]["feature_noise"] == 0.5
@@ -113,7 +134,7 @@ def test_train_flat_yaml_config_and_resume(runner, tmp_path):
     config = write_config(tmp_path / "flat.yaml", flat, "yaml")
     run_ok(runner, train_command, ["--config", config, "--no-progress"])
     state = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
-    assert state["model_config"]["matching_loss"] == "hamming"
+    assert state["loss_config"]["matching_loss"] == "hamming"
     assert state["synthetic_config"]["num_train"] == 6 and state["model_config"]["hidden_channels"] == 16
     run_ok(runner, train_command, ["--config", config, "--no-progress", "--epochs", "2", "--resume"])
     assert [r["epoch"] for r in read_metrics(tmp_path / "run")] == [1, 2]

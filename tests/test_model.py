@@ -1,19 +1,23 @@
-"""Tests of the whole model, :class:`pyg_ssgm.SSGM`: gradients, symmetries, partial matching,
-configuration variants, input validation and a short training run on the embedded data."""
+"""Tests of the whole model: the network :class:`pyg_ssgm.SSGM`, its :class:`~pyg_ssgm.Criterion`
+and its :class:`~pyg_ssgm.Predictor`: gradients, symmetries, partial matching, configuration
+variants, input validation and a short training run on the embedded data."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
 from torch_geometric.data import Batch
 
-import pyg_ssgm.model as model_module
-from conftest import FEATURE_DIM, tiny_model, tiny_model_config, to_batch
-from pyg_ssgm import SSGMOutput
+import pyg_ssgm.model.criterion as criterion_module
+import pyg_ssgm.nn.consensus as consensus_module
+from conftest import FEATURE_DIM, tiny, tiny_settings_of, to_batch
+from pyg_ssgm import Criterion, InferenceConfig, Predictor, SSGMOutput
 from pyg_ssgm.data import GeneratedPairs, PairData, PairGenerator, make_pair, pair_loader
 from pyg_ssgm.errors import ConfigError, InvalidInputError, SSGMError
 from pyg_ssgm.matching import hamming_loss, hungarian
+from pyg_ssgm.model.predictor import transferred_nodes
 from pyg_ssgm.nn.alignment import apply_affine
 
 # Parameter groups that must all learn from the total loss (prefixes of named_parameters()).
@@ -38,6 +42,15 @@ def as_set(pairs: torch.Tensor) -> set:
     return {tuple(p) for p in pairs.t().tolist()}
 
 
+def match(t, batch, **inference):
+    """One orientation's prediction of the tiny model ``t`` in eval mode, with its inference
+    settings changed by ``inference``."""
+    t.model.eval()
+    predictor = Predictor(t.model, replace(t.predictor.config, **inference)) if inference else t.predictor
+    with torch.no_grad():
+        return predictor.match(batch)
+
+
 # --------------------------------------------------------------------------- gradients
 
 
@@ -50,22 +63,24 @@ def test_coincident_keypoints_keep_the_gradients_finite(generated_pairs):
         pair.pos_s[1] = pair.pos_s[0]
         pair.pos_t[2] = pair.pos_t[0]
         pairs.append(pair)
-    model = tiny_model(seed=0).train()
-    out = model(to_batch(pairs))
-    out.losses["loss"].backward()
-    assert torch.isfinite(out.losses["loss"])
+    t = tiny(seed=0)
+    batch = to_batch(pairs)
+    loss = t.criterion(t.model.train()(batch), batch)["loss"]
+    loss.backward()
+    assert torch.isfinite(loss)
+    model = t.model
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
 
 
 @pytest.mark.parametrize("matching_loss", ["sinkhorn", "hamming"])
 def test_gradients_reach_every_parameter_group(generated_batch, matching_loss):
-    model = tiny_model(matching_loss=matching_loss)
+    model, criterion, _ = tiny(matching_loss=matching_loss)
     model.train()
-    out = model(generated_batch)
-    loss = out.losses["loss"]
+    losses = criterion(model(generated_batch), generated_batch)
+    loss = losses["loss"]
     assert loss.dim() == 0 and torch.isfinite(loss)
     for key in ("match", "exist", "pos", "feat"):
-        assert key in out.losses and torch.isfinite(torch.as_tensor(out.losses[key]))
+        assert key in losses and torch.isfinite(torch.as_tensor(losses[key]))
     loss.backward()
 
     names = [n for n, _ in model.named_parameters()]
@@ -86,7 +101,7 @@ def test_hamming_blackbox_gradient_points_downhill(generated_batch, monkeypatch)
     ``S`` (from the blackbox backward) is a descent direction: a step along ``-grad`` gives a
     Hungarian matching with a lower Hamming loss against the same ground truth."""
     captured = {}
-    real_bb, real_hamming = model_module.blackbox_hungarian, model_module.hamming_loss
+    real_bb, real_hamming = criterion_module.blackbox_hungarian, criterion_module.hamming_loss
 
     def spy_bb(S, n1, n2, lam, u1, u2):
         captured.update(S=S, n1=n1, n2=n2, lam=lam, u1=u1.detach(), u2=u2.detach())
@@ -97,12 +112,11 @@ def test_hamming_blackbox_gradient_points_downhill(generated_batch, monkeypatch)
         captured.update(X=X.detach(), X_gt=X_gt.detach())
         return real_hamming(X, X_gt, n1, n2, **kwargs)
 
-    monkeypatch.setattr(model_module, "blackbox_hungarian", spy_bb)
-    monkeypatch.setattr(model_module, "hamming_loss", spy_hamming)
+    monkeypatch.setattr(criterion_module, "blackbox_hungarian", spy_bb)
+    monkeypatch.setattr(criterion_module, "hamming_loss", spy_hamming)
 
-    model = tiny_model(seed=3, matching_loss="hamming", match_threshold=0.0)
-    out = model(generated_batch, compute_loss=True)
-    out.losses["match"].backward()
+    model, criterion, _ = tiny(seed=3, matching_loss="hamming", match_threshold=0.0)
+    criterion(model(generated_batch), generated_batch)["match"].backward()
     S, X_gt, n1, n2 = captured["S"], captured["X_gt"], captured["n1"], captured["n2"]
     u1, u2 = captured["u1"], captured["u2"]
     grad = S.grad
@@ -137,39 +151,38 @@ def _pair_of(tiny_data, category="cat0", i=0, j=1):
 @pytest.mark.parametrize("threshold", [0.5, -1.0])
 def test_predictions_are_equivariant_to_source_node_permutation(tiny_data, threshold):
     inst_s, inst_t = _pair_of(tiny_data)
-    model = tiny_model(seed=1).eval()
+    t = tiny(seed=1)
     with torch.no_grad():
-        model.match_threshold.fill_(threshold)
+        t.model.match_threshold.fill_(threshold)
     perm = torch.randperm(inst_s.num_nodes, generator=torch.Generator().manual_seed(0))
     assert not torch.equal(perm, torch.arange(inst_s.num_nodes))
     pair = make_pair(inst_s, inst_t)
     pair_p = make_pair(inst_s.subset(perm), inst_t)  # new source node k is old node perm[k]
-    with torch.no_grad():
-        out = model(to_batch([pair]))
-        out_p = model(to_batch([pair_p]))
+    prediction, prediction_p = match(t, to_batch([pair])), match(t, to_batch([pair_p]))
+    out, out_p = prediction.output, prediction_p.output
     n_s = inst_s.num_nodes
     # The affinities of real source nodes are permuted rows; everything else is unchanged.
     torch.testing.assert_close(out_p.S[0, :n_s], out.S[0, :n_s][perm], atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(out_p.S[0, n_s:], out.S[0, n_s:], atol=1e-4, rtol=1e-4)
     assert torch.equal(out_p.n1, out.n1) and torch.equal(out_p.n2, out.n2)
     # Predicted pairs map through the permutation: (k, j) in the permuted pair <=> (perm[k], j).
-    expected = {(int(perm[k]), j) for k, j in as_set(out_p.pairs[0])}
-    assert expected == as_set(out.pairs[0])
+    expected = {(int(perm[k]), j) for k, j in as_set(prediction_p.pairs[0])}
+    assert expected == as_set(prediction.pairs[0])
     if threshold < 0:
-        assert out.pairs[0].size(1) > 0
+        assert prediction.pairs[0].size(1) > 0
 
 
 @pytest.mark.parametrize("options", [{}, dict(query_fraction=0.5, num_queries=2), dict(coherence_rounds=0)],
                          ids=["default", "queries-follow-size", "affine-only"])
 def test_batched_predictions_equal_one_pair_at_a_time(real_pairs, options):
-    model = tiny_model(seed=2, **options).eval()
+    model, _, predictor = tiny(seed=2, **options)
     with torch.no_grad():
         model.match_threshold.fill_(0.0)  # more pairs: a stronger check
-    batched = model.predict(to_batch(real_pairs))
+    batched = predictor(to_batch(real_pairs))
     assert len(batched) == len(real_pairs)
     total = 0
     for pair, pred in zip(real_pairs, batched):
-        single = model.predict(to_batch([pair]))
+        single = predictor(to_batch([pair]))
         assert len(single) == 1
         assert torch.equal(single[0], pred), f"batched {pred.tolist()} != single {single[0].tolist()}"
         total += pred.size(1)
@@ -180,24 +193,25 @@ def test_batched_predictions_equal_one_pair_at_a_time(real_pairs, options):
 
 
 def test_match_threshold_controls_partial_matching(real_batch):
-    model = tiny_model(seed=4).eval()
+    t = tiny(seed=4)
+    model = t.model.eval()
     B = real_batch.num_graphs
     n_s = torch.bincount(real_batch.x_s_batch, minlength=B)
     n_t = torch.bincount(real_batch.x_t_batch, minlength=B)
 
     with torch.no_grad():
         model.match_threshold.fill_(1e3)  # above every cosine similarity: nothing is worth matching
-    preds = model.predict(real_batch)
+    preds = t.predictor(real_batch)
     assert all(p.shape == (2, 0) and p.dtype == torch.long for p in preds)
 
     with torch.no_grad():
         model.match_threshold.fill_(-1e3)  # below every similarity: a maximal matching
-        out = model(real_batch, compute_loss=False)
-    X = out.X
+    prediction = match(t, real_batch)
+    out, X = prediction.output, prediction.X
     for b in range(B):
         n1, n2 = int(out.n1[b]), int(out.n2[b])
         assert int(X[b].sum()) == min(n1, n2)  # complete over the completed graphs
-        pairs = out.pairs[b]
+        pairs = prediction.pairs[b]
         assert_valid_matching(pairs, int(n_s[b]), int(n_t[b]))
         # real-to-real pairs: all but those taken by generated nodes (the outlier sinks)
         k = pairs.size(1)
@@ -208,41 +222,44 @@ def test_match_threshold_controls_partial_matching(real_batch):
 
 
 def test_without_completion_a_low_threshold_gives_a_full_matching(real_batch):
-    model = tiny_model(seed=4, completion=False).eval()
+    t = tiny(seed=4, completion=False)
     with torch.no_grad():
-        model.match_threshold.fill_(-1e3)
-    out = model(real_batch, compute_loss=False)
+        t.model.match_threshold.fill_(-1e3)
+    prediction = match(t, real_batch)
+    out = prediction.output
     assert int(out.num_generated_s.sum()) == 0 and int(out.num_generated_t.sum()) == 0
-    for b, pairs in enumerate(out.pairs):
+    for b, pairs in enumerate(prediction.pairs):
         assert pairs.size(1) == min(int(out.num_real_s[b]), int(out.num_real_t[b]))
 
 
 def test_unmatched_nodes_have_affinity_below_the_threshold(real_batch):
     """At an intermediate threshold the matching is partial, every pair made is worth more than
     the threshold, and no two unmatched nodes could have been matched profitably."""
-    model = tiny_model(seed=5).eval()
+    parts = tiny(seed=5)
+    model = parts.model
+    out0 = match(parts, real_batch).output
+    real = out0.S[0, :int(out0.num_real_s[0]), :int(out0.num_real_t[0])]
     with torch.no_grad():
-        out0 = model(real_batch, compute_loss=False)
-        real = out0.S[0, :int(out0.num_real_s[0]), :int(out0.num_real_t[0])]
         # the threshold parameter is divided by the temperature, like the appearance part of S
         model.match_threshold.fill_(float(real.quantile(0.8) * model.temperature))
-        out = model(real_batch, compute_loss=False)
-        torch.testing.assert_close(out.S, out0.S)  # the threshold does not change the affinity
+    prediction = match(parts, real_batch)
+    out = prediction.output
+    torch.testing.assert_close(out.S, out0.S)  # the threshold does not change the affinity
     t = float(model.match_threshold.detach() / model.temperature.detach())
     some_unmatched = False
     for b in range(real_batch.num_graphs):
         n1, n2 = int(out.n1[b]), int(out.n2[b])
-        S, X = out.S[b, :n1, :n2], out.X[b, :n1, :n2].bool()
+        S, X = out.S[b, :n1, :n2], prediction.X[b, :n1, :n2].bool()
         assert (S[X] >= t - 1e-5).all()
         free_rows, free_cols = ~X.any(1), ~X.any(0)
         if free_rows.any() and free_cols.any():
             some_unmatched = True
             assert (S[free_rows][:, free_cols] <= t + 1e-5).all()
-        pairs = out.pairs[b]
+        pairs = prediction.pairs[b]
         if pairs.numel():
             assert (S[pairs[0], pairs[1]] >= t - 1e-5).all()
     assert some_unmatched  # the "no profitable pair left" check did run
-    assert any(p.numel() for p in out.pairs)
+    assert any(p.numel() for p in prediction.pairs)
 
 
 # --------------------------------------------------------------------------- variants
@@ -256,11 +273,12 @@ def test_unmatched_nodes_have_affinity_below_the_threshold(real_batch):
 ], ids=["delaunay", "knn", "learned", "no-completion", "no-completion-hamming", "geometry-only",
         "contrastive", "queries-follow-size", "affine-only"])
 def test_structure_and_ablation_options_run_forward_and_backward(generated_batch, options):
-    model = tiny_model(**options).train()
-    out = model(generated_batch)
+    model, criterion, predictor = tiny(**options)
+    out = model.train()(generated_batch)
     assert isinstance(out, SSGMOutput)
-    assert torch.isfinite(out.losses["loss"])
-    out.losses["loss"].backward()
+    losses = criterion(out, generated_batch)
+    assert torch.isfinite(losses["loss"])
+    losses["loss"].backward()
     grads = [p.grad for p in model.parameters() if p.grad is not None]
     assert grads and all(torch.isfinite(g).all() for g in grads)
     assert sum(float(g.abs().sum()) for g in grads) > 0
@@ -268,8 +286,8 @@ def test_structure_and_ablation_options_run_forward_and_backward(generated_batch
         assert model.decoder is None and out.queries_s is None
         assert int(out.num_generated_s.sum()) == 0
     if "weight_contrastive" in options:
-        assert "contrastive" in out.losses
-    for pairs, n_s, n_t in zip(out.pairs, out.num_real_s, out.num_real_t):
+        assert "contrastive" in losses
+    for pairs, n_s, n_t in zip(predictor(generated_batch), out.num_real_s, out.num_real_t):
         assert_valid_matching(pairs, int(n_s), int(n_t))
 
 
@@ -280,23 +298,25 @@ def test_real_only_matching_loss_leaves_partnerless_real_nodes_unmatched(generat
     lacks to the generated node forced in for it; the second loss, over the real nodes alone,
     wants exactly the common pairs, so the unmatched threshold learns to leave the others out."""
     seen = []
-    matching_loss_fn = model_module.SSGM._matching_loss
+    matching_loss_fn = Criterion.matching_loss
 
     def spy(self, S, X_gt, n1, n2, threshold):
         seen.append((X_gt.detach(), n1, n2))
         return matching_loss_fn(self, S, X_gt, n1, n2, threshold)
 
-    monkeypatch.setattr(model_module.SSGM, "_matching_loss", spy)
-    assert "match_real" not in tiny_model(matching_loss=matching_loss).train()(generated_batch).losses
+    monkeypatch.setattr(Criterion, "matching_loss", spy)
+    model, criterion, _ = tiny(matching_loss=matching_loss)
+    assert "match_real" not in criterion(model.train()(generated_batch), generated_batch)
     seen.clear()
-    model = tiny_model(matching_loss=matching_loss, weight_match_real=1.0).train()
-    out = model(generated_batch)
+    model, criterion, _ = tiny(matching_loss=matching_loss, weight_match_real=1.0)
+    out = model.train()(generated_batch)
+    losses = criterion(out, generated_batch)
     (X_all, n1, n2), (X_real, r1, r2) = seen
     assert torch.equal(n1, out.n1) and torch.equal(r1, out.num_real_s) and torch.equal(r2, out.num_real_t)
     assert int(X_real.sum()) == generated_batch.y.size(1)  # the common pairs, nothing else
     assert int(X_all.sum()) > int(X_real.sum())  # the premise: generated partners absorb the rest
-    assert torch.isfinite(out.losses["match_real"])
-    out.losses["match_real"].backward()
+    assert torch.isfinite(losses["match_real"])
+    losses["match_real"].backward()
     assert sum(float(p.grad.abs().sum()) for p in model.parameters() if p.grad is not None) > 0
     if matching_loss == "sinkhorn":  # the blackbox gradient is 0 wherever a small step changes no decision
         assert float(model.match_threshold.grad.abs()) > 0
@@ -304,7 +324,7 @@ def test_real_only_matching_loss_leaves_partnerless_real_nodes_unmatched(generat
 
 def test_negative_real_only_matching_weight_is_refused():
     with pytest.raises(ConfigError, match="weight_match_real"):
-        tiny_model_config(weight_match_real=-1.0)
+        tiny_settings_of(weight_match_real=-1.0)
 
 
 @pytest.mark.parametrize("num_nodes", [1, 2, 3])
@@ -314,12 +334,13 @@ def test_tiny_graphs_run(tiny_data, num_nodes, options):
     """Graphs too small for a triangulation (1-3 keypoints) go through training and prediction."""
     a, b = [inst for inst in tiny_data.test if inst.category == "cat0"][:2]
     small = a.subset(list(range(num_nodes)))
-    model = tiny_model(**options)
+    model, criterion, predictor = tiny(**options)
     gen = PairGenerator(drop_rate=0.3, min_kept=1)
-    out = model.train()(to_batch([gen(small, torch.Generator().manual_seed(k)) for k in range(2)]))
-    assert torch.isfinite(out.losses["loss"])
-    out.losses["loss"].backward()
-    preds = model.predict(to_batch([make_pair(small, b), make_pair(b, small)]))
+    batch = to_batch([gen(small, torch.Generator().manual_seed(k)) for k in range(2)])
+    loss = criterion(model.train()(batch), batch)["loss"]
+    assert torch.isfinite(loss)
+    loss.backward()
+    preds = predictor(to_batch([make_pair(small, b), make_pair(b, small)]))
     assert_valid_matching(preds[0], num_nodes, b.num_nodes)
     assert_valid_matching(preds[1], b.num_nodes, num_nodes)
 
@@ -336,15 +357,15 @@ def _empty_source_pair(like: PairData) -> PairData:
 
 
 def test_empty_graph_raises_invalid_input(real_pairs):
-    model = tiny_model().eval()
+    model, _, predictor = tiny()
     with pytest.raises(InvalidInputError, match="empty"):
         model(to_batch([real_pairs[0], _empty_source_pair(real_pairs[1])]))
     with pytest.raises(InvalidInputError, match="empty"):
-        model.predict(to_batch([_empty_source_pair(real_pairs[1])]))
+        predictor(to_batch([_empty_source_pair(real_pairs[1])]))
 
 
 def test_nan_positions_raise_invalid_input(real_pairs):
-    model = tiny_model().eval()
+    model, _, predictor = tiny()
     for field in ("pos_s", "pos_t"):
         batch = to_batch(real_pairs[:2])
         getattr(batch, field)[3, 1] = float("nan")
@@ -353,11 +374,11 @@ def test_nan_positions_raise_invalid_input(real_pairs):
     batch = to_batch(real_pairs[:2])
     batch.pos_t[0, 0] = float("inf")
     with pytest.raises(InvalidInputError):
-        model.predict(batch)
+        predictor(batch)
 
 
 def test_mismatched_feature_sizes_raise_invalid_input(real_pairs):
-    model = tiny_model().eval()
+    model = tiny().model.eval()
     pair = real_pairs[0]
     narrow = pair.clone()
     narrow.x_s, narrow.x_t = pair.x_s[:, :5], pair.x_t[:, :5]  # the model expects FEATURE_DIM
@@ -370,27 +391,27 @@ def test_mismatched_feature_sizes_raise_invalid_input(real_pairs):
 
 
 def test_batch_without_follow_batch_raises_invalid_input(real_pairs):
-    model = tiny_model().eval()
+    model, _, predictor = tiny()
     batch = Batch.from_data_list(real_pairs[:2])  # no follow_batch: no x_s_batch / x_t_batch
     with pytest.raises(InvalidInputError, match="follow_batch"):
         model(batch)
     with pytest.raises(SSGMError):
-        model.predict(batch)
+        predictor(batch)
 
 
 def test_predict_restores_the_training_flag(real_batch, real_pairs):
-    model = tiny_model()
+    model, _, predictor = tiny()
     model.train()
-    preds = model.predict(real_batch)
+    preds = predictor(real_batch)
     assert model.training
     assert all(m.training for m in model.modules())
     model.eval()
-    assert model.predict(real_batch)[0].tolist() == preds[0].tolist()
+    assert predictor(real_batch)[0].tolist() == preds[0].tolist()
     assert not model.training and not any(m.training for m in model.modules())
     # ... also when the prediction fails
     model.train()
     with pytest.raises(InvalidInputError):
-        model.predict(Batch.from_data_list(real_pairs[:1]))
+        predictor(Batch.from_data_list(real_pairs[:1]))
     assert model.training
     # and it computes no loss, builds no graph
     assert not any(p.requires_grad for p in preds)
@@ -401,7 +422,7 @@ def test_predict_restores_the_training_flag(real_batch, real_pairs):
 
 def test_ssgm_learns_on_generated_pairs_and_predicts_partial_matchings(tiny_data, real_batch, real_pairs):
     torch.manual_seed(0)
-    model = tiny_model(seed=0)
+    model, criterion, predictor = tiny(seed=0)
     optimizer = torch.optim.Adam(model.parameters(), lr=5e-3)
     dataset = GeneratedPairs(tiny_data.train, PairGenerator(drop_rate=0.25), seed=0)  # 12 instances
     losses = []
@@ -409,18 +430,18 @@ def test_ssgm_learns_on_generated_pairs_and_predicts_partial_matchings(tiny_data
     for epoch in range(10):  # 10 epochs x 3 steps of 4 pairs
         dataset.set_epoch(epoch)
         for batch in pair_loader(dataset, batch_size=4, shuffle=True, seed=epoch):
-            out = model(batch)
+            loss = criterion(model(batch), batch)["loss"]
             optimizer.zero_grad()
-            out.losses["loss"].backward()
+            loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
             optimizer.step()
-            losses.append(float(out.losses["loss"].detach()))
+            losses.append(float(loss.detach()))
     assert all(math.isfinite(v) for v in losses)
     first, last = sum(losses[:5]) / 5, sum(losses[-5:]) / 5
     assert last < first, f"loss did not go down: first 5 {losses[:5]}, last 5 {losses[-5:]}"
 
     assert model.training
-    preds = model.predict(real_batch)
+    preds = predictor(real_batch)
     assert model.training
     assert isinstance(preds, list) and len(preds) == len(real_pairs)
     for pred, pair in zip(preds, real_pairs):
@@ -431,9 +452,7 @@ def test_ssgm_learns_on_generated_pairs_and_predicts_partial_matchings(tiny_data
 def test_queries_follow_the_size_of_the_other_graph(real_batch):
     """``query_fraction``: each graph gets max(num_queries, ceil(fraction * size of the other graph))
     queries, the learned ones reused cyclically."""
-    model = tiny_model(seed=0, query_fraction=0.5, num_queries=2).eval()
-    with torch.no_grad():
-        out = model(real_batch, compute_loss=False)
+    out = match(tiny(seed=0, query_fraction=0.5, num_queries=2), real_batch).output
     size_s = torch.bincount(real_batch.x_s_batch, minlength=real_batch.num_graphs)
     size_t = torch.bincount(real_batch.x_t_batch, minlength=real_batch.num_graphs)
     expected_s = (0.5 * size_t).ceil().long().clamp(min=2)
@@ -453,18 +472,17 @@ def test_mirror_test_keeps_the_orientation_of_higher_objective(real_batch):
     assert not torch.equal(real_batch.pos_t, flipped.pos_t)  # the original is left as it was
     assert flipped.mirror.tolist() == [1] * real_batch.num_graphs and not hasattr(real_batch, "mirror")
     assert mirrored(flipped, "t").mirror.tolist() == [0] * real_batch.num_graphs  # flipped back
-    model = tiny_model(seed=3).eval()
-    with torch.no_grad():
-        plain, mirror = model(real_batch, compute_loss=False), model(flipped, compute_loss=False)
-        model.config.mirror_test = True
-        chosen = model.predict(real_batch)
-    keep = model.objective(plain) >= model.objective(mirror)
+    t = tiny(seed=3)
+    model, predictor = t.model, t.predictor
+    plain, mirror = match(t, real_batch), match(t, flipped)
+    chosen = Predictor(model, replace(predictor.config, mirror_test=True))(real_batch)
+    keep = predictor.objective(plain) >= predictor.objective(mirror)
     for b, pred in enumerate(chosen):
         assert torch.equal(pred, (plain if keep[b] else mirror).pairs[b])
     threshold = (model.match_threshold / model.temperature).detach()
-    expected = sum(float(plain.S[b, i, j] - threshold) for b in range(len(plain.pairs))
+    expected = sum(float(plain.output.S[b, i, j] - threshold) for b in range(len(plain.pairs))
                    for i, j in (plain.X[b].nonzero().tolist()))
-    assert abs(float(model.objective(plain).sum()) - expected) < 1e-3
+    assert abs(float(predictor.objective(plain).sum()) - expected) < 1e-3
 
 
 def test_a_mirror_aware_model_is_told_which_pairs_face_their_mirror_image(real_batch, tiny_data):
@@ -472,60 +490,56 @@ def test_a_mirror_aware_model_is_told_which_pairs_face_their_mirror_image(real_b
     affinity) and nothing else; a model without it, or a pair without the flag, is unaffected."""
     from pyg_ssgm.data import mirrored
 
-    model = tiny_model(seed=2, mirror_aware=True).eval()
-    with torch.no_grad():
-        told = mirrored(real_batch, "t")
-        told.pos_t = real_batch.pos_t  # the flag alone, on unchanged positions
-        plain, flagged = model(real_batch, compute_loss=False), model(told, compute_loss=False)
-        assert torch.equal(plain.encoded_s.h, flagged.encoded_s.h)
-        assert not torch.allclose(plain.encoded_t.h, flagged.encoded_t.h)
-        unaware = tiny_model(seed=2).eval()
-        assert torch.equal(unaware(real_batch, compute_loss=False).S, unaware(told, compute_loss=False).S)
-        # the mirror test: the orientation is chosen by the flipped pass not told about the mirror
-        # (told, the model leaves the exchanged parts unmatched, which lowers that objective), the
-        # matching of the flipped orientation comes from the pass that is told
-        untold = mirrored(real_batch, "t", tell=False)
-        assert not hasattr(untold, "mirror") and torch.equal(untold.pos_t, mirrored(real_batch, "t").pos_t)
-        flipped_told, flipped_untold = model(mirrored(real_batch, "t")), model(untold)
-        keep = model.objective(plain) >= model.objective(flipped_untold)
-        assert keep.any() and not keep.all()  # both orientations occur, so the check means something
-        model.config.mirror_test = True
-        for b, pred in enumerate(model.predict(real_batch)):
-            assert torch.equal(pred, (plain if keep[b] else flipped_told).pairs[b])
+    t = tiny(seed=2, mirror_aware=True)
+    model, predictor = t.model, t.predictor
+    told = mirrored(real_batch, "t")
+    told.pos_t = real_batch.pos_t  # the flag alone, on unchanged positions
+    plain, flagged = match(t, real_batch), match(t, told)
+    assert torch.equal(plain.output.encoded_s.h, flagged.output.encoded_s.h)
+    assert not torch.allclose(plain.output.encoded_t.h, flagged.output.encoded_t.h)
+    unaware = tiny(seed=2)
+    assert torch.equal(match(unaware, real_batch).output.S, match(unaware, told).output.S)
+    # the mirror test: the orientation is chosen by the flipped pass not told about the mirror
+    # (told, the model leaves the exchanged parts unmatched, which lowers that objective), the
+    # matching of the flipped orientation comes from the pass that is told
+    untold = mirrored(real_batch, "t", tell=False)
+    assert not hasattr(untold, "mirror") and torch.equal(untold.pos_t, mirrored(real_batch, "t").pos_t)
+    flipped_told, flipped_untold = match(t, mirrored(real_batch, "t")), match(t, untold)
+    keep = predictor.objective(plain) >= predictor.objective(flipped_untold)
+    assert keep.any() and not keep.all()  # both orientations occur, so the check means something
+    for b, pred in enumerate(Predictor(model, replace(predictor.config, mirror_test=True))(real_batch)):
+        assert torch.equal(pred, (plain if keep[b] else flipped_told).pairs[b])
     model.train()
     gen = PairGenerator(mirror_rate=0.5)
-    out = model(to_batch([gen(inst, torch.Generator().manual_seed(k)) for k, inst in enumerate(tiny_data.train[:6])]))
-    out.losses["loss"].backward()
+    batch = to_batch([gen(inst, torch.Generator().manual_seed(k)) for k, inst in enumerate(tiny_data.train[:6])])
+    t.criterion(model(batch), batch)["loss"].backward()
     assert all(float(p.grad.abs().sum()) > 0 for p in model.mirror_shift.parameters())
 
 
 def test_generated_nodes_can_stay_out_of_the_matching_at_inference(generated_batch):
-    model = tiny_model(seed=1, exist_threshold=0.01)  # nearly every query would exist
-    model.eval()
-    with torch.no_grad():
-        on = model(generated_batch, compute_loss=False)
-        model.config.generate_at_inference = False
-        off = model(generated_batch, compute_loss=False)
+    t = tiny(seed=1, exist_threshold=0.01)  # nearly every query would exist
+    on = match(t, generated_batch).output
+    off = match(t, generated_batch, generate_at_inference=False).output
     assert int(on.num_generated_s.sum() + on.num_generated_t.sum()) > 0
     assert int(off.num_generated_s.sum() + off.num_generated_t.sum()) == 0
-    model.train()  # training still completes the graphs and trains the queries
-    out = model(generated_batch)
-    assert int(out.num_generated_s.sum()) > 0 and "exist" in out.losses
+    t.model.train()  # training still completes the graphs and trains the queries
+    out = t.model(generated_batch)
+    assert int(out.num_generated_s.sum()) > 0 and "exist" in t.criterion(out, generated_batch)
 
 
 def test_completion_quality_counts_the_generated_nodes_whatever_the_inference_switch(tiny_data):
     """The count is the model's completion, not whether the nodes enter the matching: a model
     with ``generate_at_inference=False`` must not be scored as predicting 0 missing nodes."""
-    from pyg_ssgm.evaluate import completion_quality
+    from pyg_ssgm.evaluation import completion_quality
 
-    model = tiny_model(seed=1, exist_threshold=0.01,  # nearly every query exists: counts far from 0
-                       completion_source="queries")
-    on = completion_quality(model, tiny_data.test)
-    model.config.generate_at_inference = False
-    off = completion_quality(model, tiny_data.test)
+    model, _, predictor = tiny(seed=1, exist_threshold=0.01,  # nearly every query exists: counts far from 0
+                               completion_source="queries")
+    on = completion_quality(predictor, tiny_data.test)
+    off = completion_quality(Predictor(model, replace(predictor.config, generate_at_inference=False)),
+                             tiny_data.test)
     assert on == off
-    model.config.exist_threshold = 0.999999  # no query exists: exact only where nothing is missing
-    none = completion_quality(model, tiny_data.test)
+    model.config = replace(model.config, exist_threshold=0.999999)  # no query exists: exact only where
+    none = completion_quality(predictor, tiny_data.test)  # nothing is missing
     assert none["count_accuracy_graph"] != on["count_accuracy_graph"]
 
 
@@ -542,26 +556,25 @@ def test_matching_decided_completion_transfers_the_unmatched_nodes():
     X[0, 5, 5] = 1  # target node 5 matched to the generated source node 5: no real partner
     real_s = torch.tensor([[True] * 5 + [False, True]])  # source node 5: generated; 6: a real one, unmatched
     real_t = torch.tensor([[True] * 6 + [False]])  # target node 6: padding
-    model = tiny_model(completion_source="matching")
-    into_s, into_t = model._transferred_nodes(X, P_s, P_t, real_s, real_t)
+    into_s, into_t = transferred_nodes(X, P_s, P_t, real_s, real_t)
     assert into_s.batch.tolist() == [0] and into_t.batch.tolist() == [0]
     assert torch.allclose(into_s.pos, apply_affine(A, P_t)[0, 5:6], atol=0.05)  # where the source lacks it
     inverse = torch.linalg.solve(A[0, :2], torch.eye(2))
     assert torch.allclose(into_t.pos, (P_s[0, 6:7] - A[0, 2]) @ inverse, atol=0.05)
     with pytest.raises(ConfigError):
-        tiny_model(completion_source="oracle")
+        tiny_settings_of(completion_source="oracle")
 
 
 def test_matching_decided_completion_counts_what_the_matching_leaves(generated_batch):
-    model = tiny_model(seed=2, completion_source="matching").eval()
-    with torch.no_grad():
-        out = model(generated_batch, compute_loss=False)
-    into_s, into_t = model.generated_nodes(out)
-    for b, pairs in enumerate(out.pairs):
+    t = tiny(seed=2, completion_source="matching")
+    prediction = match(t, generated_batch)
+    out = prediction.output
+    into_s, into_t = t.predictor.generated_nodes(prediction)
+    for b, pairs in enumerate(prediction.pairs):
         assert int((into_s.batch == b).sum()) == int(out.num_real_t[b]) - pairs.size(1)
         assert int((into_t.batch == b).sum()) == int(out.num_real_s[b]) - pairs.size(1)
-    model.config.completion_source = "queries"
-    queried_s, _ = model.generated_nodes(out)
+    queries = Predictor(t.model, replace(t.predictor.config, completion_source="queries"))
+    queried_s, _ = queries.generated_nodes(prediction)
     assert queried_s.pos.size(0) == int((torch.sigmoid(out.queries_s.exist_logit) > 0.5).sum())
 
 
@@ -569,7 +582,8 @@ def test_both_sides_in_one_pass_equal_each_side_alone(real_pairs):
     """Encoder and query decoder run both graphs of every pair in one call; nothing may cross from
     one graph to another: a source graph encodes the same whatever its target, and the fused
     decoder call gives the queries of one call per side (the attention path)."""
-    model = tiny_model(seed=3).eval()
+    t = tiny(seed=3)
+    model = t.model.eval()
     batch = to_batch(real_pairs[:3])
     swapped = [p.clone() for p in real_pairs[:3]]
     for p, q in zip(swapped, real_pairs[3:6]):
@@ -578,11 +592,11 @@ def test_both_sides_in_one_pass_equal_each_side_alone(real_pairs):
     with torch.no_grad():
         enc_s, _ = model.encode(batch, 3)
         other_s, _ = model.encode(to_batch(swapped), 3)
-        fused = model(batch, compute_loss=False)
-        apart = model(batch, compute_loss=False, return_attention=True)
+        fused = t.predictor.match(batch)
+        apart = t.predictor.match(batch, return_attention=True)
     assert torch.allclose(enc_s.h, other_s.h, atol=1e-5)
     for side in ("queries_s", "queries_t"):
-        a, b = getattr(fused, side), getattr(apart, side)
+        a, b = getattr(fused.output, side), getattr(apart.output, side)
         assert torch.equal(a.batch, b.batch)
         for field in ("exist_logit", "pos", "feat", "embedding"):
             assert torch.allclose(getattr(a, field), getattr(b, field), atol=1e-5), (side, field)
@@ -591,17 +605,16 @@ def test_both_sides_in_one_pass_equal_each_side_alone(real_pairs):
 
 def test_inference_aligns_with_its_own_number_of_consensus_rounds(real_batch, monkeypatch):
     calls = []
-    fit = model_module.fit_affine
-    monkeypatch.setattr(model_module, "fit_affine", lambda *a, **k: calls.append(1) or fit(*a, **k))
+    fit = consensus_module.fit_affine
+    monkeypatch.setattr(consensus_module, "fit_affine", lambda *a, **k: calls.append(1) or fit(*a, **k))
 
-    def fits(model, training):
+    def fits(model, inference):
         calls.clear()
-        model.train(training)
         with torch.no_grad():
-            model(real_batch, compute_loss=False)
+            model(real_batch, inference=inference)
         return len(calls)  # one fit per round, plus the reverse map
 
-    model = tiny_model(consensus_iterations=2, inference_consensus_iterations=5)
-    assert (fits(model, True), fits(model, False)) == (3, 6)
-    model.config.inference_consensus_iterations = None  # as in training
-    assert fits(model, False) == 3
+    model = tiny(consensus_iterations=2).model.eval()
+    training, inference = fits(model, None), fits(model, InferenceConfig(inference_consensus_iterations=5))
+    assert (training, inference) == (3, 6)
+    assert fits(model, InferenceConfig(inference_consensus_iterations=None)) == 3  # as in training

@@ -4,8 +4,8 @@ import torch
 from hypothesis import given, settings, strategies as st
 from torch_geometric.data import Batch
 
-from pyg_ssgm.data import (GeometricAugmentation, KeypointInstance, PairData, PairGenerator, delaunay_edges,
-                           make_pair, pair_loader, GeneratedPairs, RealPairs)
+from pyg_ssgm.data import (GeometricAugmentation, KeypointInstance, PairData, PairGenerator, add_completion_targets,
+                           delaunay_edges, make_pair, pair_loader, GeneratedPairs, RealPairs)
 from pyg_ssgm.errors import ConfigError, InvalidInputError
 
 
@@ -141,6 +141,30 @@ def test_make_pair_no_filtering_and_intersection():
     assert sorted(map(tuple, pair.y.t().tolist())) == [(0, 2), (3, 0)]  # unnamed points never match
     inter = make_pair(a, b, intersection=True)
     assert inter.num_nodes_s == inter.num_nodes_t == 2 and inter.y.size(1) == 2
+
+
+def test_completion_targets_of_a_real_pair_follow_the_fitted_affine_map():
+    # The target is an exact affine image of the source on the shared names: the nodes each side
+    # lacks land where that map (or its inverse) puts them.
+    A = torch.tensor([[1.2, 0.3], [-0.2, 0.9], [15.0, -7.0]], dtype=torch.float64)
+    full = instance(7, category="x")
+    pos_t = (torch.cat([full.pos.double(), torch.ones(7, 1, dtype=torch.float64)], 1) @ A).float()
+    tgt = KeypointInstance(pos=pos_t[2:], x=full.x[2:], names=full.names[2:], category="x")  # lacks k0, k1
+    src = full.subset([0, 1, 2, 3, 4, 5])  # lacks k6
+    pair = add_completion_targets(make_pair(src, tgt))
+    assert pair.comp_index_s.tolist() == [4] and pair.comp_index_t.tolist() == [0, 1]
+    assert torch.allclose(pair.comp_pos_t, pos_t[:2], atol=1e-3)  # k0, k1 in the target's frame
+    assert torch.allclose(pair.comp_pos_s, full.pos[6:], atol=1e-3)  # k6 in the source's frame
+    assert torch.equal(pair.comp_x_s, tgt.x[4:5]) and torch.equal(pair.comp_x_t, src.x[:2])
+    # Fewer than 3 correspondences, or all on one line: no unique affine map, the mean shift alone.
+    line = KeypointInstance(pos=torch.tensor([[0.0, 0.0], [1.0, 1.0], [2.0, 2.0], [5.0, 1.0]]),
+                            names=["a", "b", "c", "d"], category="x")
+    moved = KeypointInstance(pos=torch.tensor([[10.0, 0.0], [12.0, 1.0], [14.0, 2.0]]), names=["a", "b", "c"],
+                             category="x")
+    shift = moved.pos.mean(0) - line.pos[:3].mean(0)
+    assert torch.allclose(add_completion_targets(make_pair(line, moved)).comp_pos_t, line.pos[3:] + shift)
+    two = add_completion_targets(make_pair(line.subset([0, 1, 3]), moved.subset([0, 1])))
+    assert torch.allclose(two.comp_pos_t, line.pos[3:] + moved.pos[:2].mean(0) - line.pos[:2].mean(0))
 
 
 BIRD = ["beak", "left eye", "right eye", "left leg", "right leg", "left wing", "tail", "crown"]

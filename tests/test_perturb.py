@@ -67,7 +67,7 @@ def test_perturb_errors():
 
 def test_perturb_splits_on_real_files_and_configs(tmp_path):
     from pyg_ssgm.benchmarking import BenchmarkConfig
-    from pyg_ssgm.trainer import TrainConfig
+    from pyg_ssgm.config import TrainConfig
 
     root = make_willow(tmp_path / "willow", with_images=False)
     splits = load_splits("willow", str(root))

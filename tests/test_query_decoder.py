@@ -1,14 +1,18 @@
 """Tests of GraphAttention, full_bipartite and the DETR-style QueryDecoder."""
+import collections
 import math
 
 import pytest
 import torch
+import torch_geometric
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pyg_ssgm.errors import ConfigError, InvalidInputError
+from pyg_ssgm.nn import query_decoder
 from pyg_ssgm.nn.attention import GraphAttention
-from pyg_ssgm.nn.query_decoder import QueryDecoder, QueryDecoderLayer, QueryOutput, full_bipartite
+from pyg_ssgm.nn.bipartite import full_bipartite
+from pyg_ssgm.nn.query_decoder import QueryDecoder, QueryDecoderLayer, QueryOutput
 
 ATOL = 1e-5
 
@@ -96,7 +100,7 @@ def test_graph_attention_bad_input():
     x = torch.randn(3, 8)
     with pytest.raises(InvalidInputError, match="x_src"):
         att((torch.randn(3, 5), x), torch.zeros(2, 1, dtype=torch.long))
-    with pytest.raises(InvalidInputError, match="out of range"):
+    with torch_geometric.debug(), pytest.raises(InvalidInputError, match="out of range"):
         att((x, x), torch.tensor([[0], [3]]))
     with pytest.raises(InvalidInputError, match="edge_index"):
         att((x, x), torch.zeros(3, 1, dtype=torch.long))
@@ -139,7 +143,7 @@ def test_full_bipartite_examples_with_empty_graphs():
     assert full_bipartite(empty, empty).shape == (2, 0)
     with pytest.raises(InvalidInputError):
         full_bipartite(torch.tensor([0.0]), torch.tensor([0]))
-    with pytest.raises(InvalidInputError):
+    with torch_geometric.debug(), pytest.raises(InvalidInputError):
         full_bipartite(torch.tensor([-1]), torch.tensor([0]))
 
 
@@ -167,14 +171,13 @@ def test_decoder_output_shapes(norm_first):
     torch.manual_seed(0)
     dec = QueryDecoder(C, num_queries=Q, num_layers=3, heads=4, norm_first=norm_first)
     h_own, own_batch, h_other, other_batch = make_batch([3, 5, 0], [4, 0, 2])
-    out = dec(h_own, own_batch, h_other, other_batch, 3, return_attention=True, return_aux=True)
+    out = dec(h_own, own_batch, h_other, other_batch, 3, return_attention=True)
     assert isinstance(out, QueryOutput)
     assert out.embedding.shape == (3 * Q, C) and out.feat.shape == (3 * Q, C)
     assert out.exist_logit.shape == (3 * Q,) and out.pos.shape == (3 * Q, 2)
     assert out.batch.tolist() == [g for g in range(3) for _ in range(Q)]
     for t in (out.embedding, out.exist_logit, out.pos, out.feat):
         assert torch.isfinite(t).all()
-    assert len(out.aux) == 2 and out.aux[0]["pos"].shape == (3 * Q, 2)
     ei_own, alpha_own = out.attention["own"]
     assert ei_own.shape[1] == Q * (3 + 5) and alpha_own.shape == (Q * 8, 4)
     assert (own_batch[ei_own[0]] == out.batch[ei_own[1]]).all()  # only own graph's nodes
@@ -185,7 +188,7 @@ def test_decoder_output_shapes(norm_first):
     torch.testing.assert_close(sums[: 2 * Q], torch.ones(2 * Q, 4))  # graph 2 has no own node
 
     plain = dec(h_own, own_batch, h_other, other_batch, 3)
-    assert plain.attention is None and plain.aux is None
+    assert plain.attention is None
     assert "QueryDecoder(16, num_queries=4" in repr(dec)
     assert "QueryDecoderLayer(16" in repr(dec.layers[0])
 
@@ -233,9 +236,11 @@ def test_decoder_per_graph_query_counts_reuse_the_learned_queries(decoder):
     # the default is the learned number for every graph
     assert_same_output(decoder(h_own, own_batch, h_other, other_batch, 3),
                        decoder(h_own, own_batch, h_other, other_batch, 3, num_queries=Q))
-    for bad in (0, torch.tensor([1, 2]), torch.tensor([1.0, 2.0, 3.0]), torch.tensor([1, 0, 2])):
+    for bad in (0, torch.tensor([1, 2]), torch.tensor([1.0, 2.0, 3.0])):
         with pytest.raises(InvalidInputError, match="num_queries"):
             decoder(h_own, own_batch, h_other, other_batch, 3, num_queries=bad)
+    with torch_geometric.debug(), pytest.raises(InvalidInputError, match="num_queries"):
+        decoder(h_own, own_batch, h_other, other_batch, 3, num_queries=torch.tensor([1, 0, 2]))
 
 
 def test_decoder_output_depends_on_both_graphs(decoder):
@@ -290,13 +295,13 @@ def test_decoder_bad_input(decoder):
         decoder(h_own[:, :8], own_batch, h_other, other_batch, 2)
     with pytest.raises(InvalidInputError, match="own_batch"):
         decoder(h_own, own_batch[:-1], h_other, other_batch, 2)
-    with pytest.raises(InvalidInputError, match="num_graphs"):
+    with torch_geometric.debug(), pytest.raises(InvalidInputError, match="num_graphs"):
         decoder(h_own, own_batch, h_other, other_batch, 1)
     with pytest.raises(InvalidInputError, match="long"):
         decoder(h_own, own_batch.float(), h_other, other_batch, 2)
     bad = h_other.clone()
     bad[0, 0] = float("nan")
-    with pytest.raises(InvalidInputError, match="NaN"):
+    with torch_geometric.debug(), pytest.raises(InvalidInputError, match="NaN"):
         decoder(h_own, own_batch, bad, other_batch, 2)
     with pytest.raises(InvalidInputError, match="num_graphs"):
         decoder(h_own, own_batch, h_other, other_batch, -1)
@@ -304,3 +309,43 @@ def test_decoder_bad_input(decoder):
         QueryDecoder(C, num_queries=0)
     with pytest.raises(ConfigError):
         QueryDecoder(10, heads=4)
+
+
+def test_value_checks_run_only_in_debug_mode(monkeypatch, decoder):
+    """Outside ``torch_geometric.debug()`` a valid forward reads no input value back to the host:
+    the value checks are not called, and no tensor is turned into a Python bool or scalar (the
+    decoder's only conversions are the edge counts that size ``full_bipartite``'s output)."""
+    calls = collections.Counter()
+
+    def counting(owner, name):
+        original = getattr(owner, name)
+
+        def wrapper(*args, **kwargs):
+            calls[name] += 1
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(owner, name, wrapper)
+
+    for name in ("check_graph_ids", "_check_finite"):
+        counting(query_decoder, name)
+    counting(GraphAttention, "_check_edge_range")
+    for name in ("__bool__", "__int__", "item"):
+        counting(torch.Tensor, name)
+
+    att = GraphAttention(C, C, heads=2)
+    x, edge_index = torch.randn(4, C), torch.tensor([[0, 1, 3], [2, 2, 0]])
+    h_own, own_batch, h_other, other_batch = make_batch([3, 2], [1, 4])
+    counts = torch.tensor([2, Q + 1])
+
+    att(x, edge_index)
+    assert not calls, dict(calls)
+    decoder(h_own, own_batch, h_other, other_batch, 2, num_queries=counts)
+    assert set(calls) <= {"__int__"}, dict(calls)  # no check ran, no tensor was read as a bool
+
+    with torch_geometric.debug():
+        calls.clear()
+        att(x, edge_index)
+        assert calls["_check_edge_range"] == 1 and calls["__int__"] > 0
+        calls.clear()
+        decoder(h_own, own_batch, h_other, other_batch, 2, num_queries=counts)
+        assert calls["check_graph_ids"] > 0 and calls["_check_finite"] == 2 and calls["__bool__"] > 0

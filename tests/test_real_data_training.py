@@ -11,16 +11,19 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from conftest import tiny_model_config, tiny_synthetic_config
+from conftest import tiny, tiny_settings_of, tiny_synthetic_config
 from fixtures_native import make_willow
-from pyg_ssgm import SSGM, FeatureConfig
-from pyg_ssgm.cli import evaluate_command, train_command
+from pyg_ssgm import FeatureConfig, InferenceConfig
+from pyg_ssgm.cli.evaluate import evaluate_command
+from pyg_ssgm.cli.train import train_command
+from pyg_ssgm.config import TrainConfig
 from pyg_ssgm.data import GeometricAugmentation, KeypointInstance, PairGenerator, pair_loader
 from pyg_ssgm.data.synthetic import SyntheticKeypoints
 from pyg_ssgm.errors import ConfigError, InvalidInputError
 from pyg_ssgm.matching import rrwm_refine
 from pyg_ssgm.pseudo_labels import PseudoLabelledPairs, is_mirror_image, pseudo_label
-from pyg_ssgm.trainer import TrainConfig, Trainer
+from pyg_ssgm.experiment import build
+from pyg_ssgm.trainer import Trainer
 
 SHARED_WILLOW = Path(__file__).resolve().parents[2] / "shared" / "data" / "WillowObject"
 
@@ -45,11 +48,12 @@ def test_rrwm_refine_lets_edges_decide_what_the_unary_cannot():
 
 
 def test_model_with_rrwm_solver_predicts_valid_partial_matchings(generated_pairs):
-    torch.manual_seed(0)
-    model = SSGM(tiny_model_config(solver="rrwm")).eval()
+    model, _, predictor = tiny(seed=0, solver="rrwm")
+    model.eval()
     batch = next(iter(pair_loader(generated_pairs[:4], 4)))
-    out = model(batch, compute_loss=False)
-    for b, pairs in enumerate(out.pairs):
+    prediction = predictor.match(batch)
+    out = prediction.output
+    for b, pairs in enumerate(prediction.pairs):
         assert pairs.size(0) == 2
         assert pairs[0].unique().numel() == pairs.size(1) and pairs[1].unique().numel() == pairs.size(1)
         if pairs.numel():
@@ -60,22 +64,21 @@ def test_model_with_rrwm_solver_predicts_valid_partial_matchings(generated_pairs
 
 def test_qap_settings_are_checked():
     with pytest.raises(ConfigError, match="solver"):
-        tiny_model_config(solver="lap")
+        tiny_settings_of(solver="lap")
     with pytest.raises(ConfigError, match="qap_edge_sigma"):
-        tiny_model_config(solver="rrwm", qap_edge_sigma=0.0)
+        tiny_settings_of(solver="rrwm", qap_edge_sigma=0.0)
 
 
 def test_raw_appearance_term_changes_the_affinity(generated_pairs):
     batch = next(iter(pair_loader(generated_pairs[:2], 2)))
-    torch.manual_seed(0)
-    off = SSGM(tiny_model_config()).eval()
-    torch.manual_seed(0)
-    on = SSGM(tiny_model_config(appearance_weight=5.0)).eval()
-    S_off, S_on = off(batch, compute_loss=False).S, on(batch, compute_loss=False).S
-    assert not torch.allclose(S_off, S_on)
-    on.train(), off.train()  # late fusion: training sees the learned affinity alone
-    assert torch.allclose(off(batch, compute_loss=False).S, on(batch, compute_loss=False).S)
-    assert sum(p.numel() for p in on.parameters()) == sum(p.numel() for p in off.parameters())  # a setting
+    model = tiny(seed=0).model.eval()
+    with torch.no_grad():
+        S_off = model(batch, inference=InferenceConfig()).S
+        S_on = model(batch, inference=InferenceConfig(appearance_weight=5.0)).S
+        assert not torch.allclose(S_off, S_on)
+    # late fusion: a setting of inference only, so training (no InferenceConfig) sees the learned
+    # affinity alone, and the network is the same
+    assert tiny_settings_of(appearance_weight=5.0).model == tiny_settings_of().model
 
 
 # ------------------------------------------------------------------ pseudo-labels
@@ -202,12 +205,12 @@ def test_generator_cuts_the_two_sides_from_different_views():
 def test_trainer_takes_user_splits(tmp_path):
     data = SyntheticKeypoints(tiny_synthetic_config())
     splits = {"train": data["train"][:4], "val": data["val"], "test": data["test"]}
-    cfg = TrainConfig(epochs=1, batch_size=4, output_dir=str(tmp_path), val_pairs_per_category=1,
-                      test_pairs_per_category=1)
-    trainer = Trainer(cfg, tiny_model_config(), splits=splits, progress=False)
-    assert trainer.splits["train"] == splits["train"]
+    settings = tiny_settings_of().replace(train=TrainConfig(epochs=1, batch_size=4, output_dir=str(tmp_path),
+                                                            val_pairs_per_category=1, test_pairs_per_category=1))
+    experiment = build(settings, splits=splits, progress=False)
+    assert experiment.splits["train"] == splits["train"]
     with pytest.raises(ConfigError, match="KeypointInstance"):
-        Trainer(cfg, tiny_model_config(), splits={"train": ["a"], "test": []}, progress=False)
+        build(settings, splits={"train": ["a"], "test": []}, progress=False)
 
 
 # ------------------------------------------------------------------ image features end to end
@@ -218,8 +221,8 @@ def test_feature_trained_checkpoint_evaluates_to_the_same_numbers(tmp_path):
     run = tmp_path / "run"
     settings = {"train": {"dataset": "willow", "root": str(root), "epochs": 1, "batch_size": 4,
                           "output_dir": str(run), "val_pairs_per_category": 2, "feature_noise": 0.0},
-                "model": {"hidden_channels": 16, "heads": 2, "num_queries": 2, "decoder_layers": 1,
-                          "appearance_weight": 2.0},
+                "model": {"hidden_channels": 16, "heads": 2, "num_queries": 2, "decoder_layers": 1},
+                "inference": {"appearance_weight": 2.0},
                 "features": {"image_size": 64, "num_views": 1, "cache_dir": str(tmp_path / "cache")}}
     (tmp_path / "run.json").write_text(json.dumps(settings))
     runner = CliRunner()
@@ -238,7 +241,7 @@ def test_feature_trained_checkpoint_evaluates_to_the_same_numbers(tmp_path):
 def test_smoke_on_real_willow_images(tmp_path):
     pytest.importorskip("efficientnet_lite_pytorch", reason="the 'images' extra is not installed")
     from pyg_ssgm.data import load_dataset
-    from pyg_ssgm.trainer import with_image_features
+    from pyg_ssgm.features import with_image_features
 
     items = [i for i in load_dataset("willow", SHARED_WILLOW, "train") if i.category in ("Car", "Duck")]
     splits = {"train": items[:3] + items[20:23], "val": [], "test": items[3:5] + items[23:25]}
@@ -247,7 +250,7 @@ def test_smoke_on_real_willow_images(tmp_path):
     assert splits["train"][0].x.shape == (10, features.out_channels)
     cfg = TrainConfig(epochs=1, batch_size=4, output_dir=str(tmp_path / "run"), pseudo_labels=True,
                       test_pairs_per_category=1, feature_noise=0.0)
-    trainer = Trainer(cfg, tiny_model_config(in_channels=0, solver="rrwm", appearance_weight=2.0), splits=splits,
-                      progress=False)
+    settings = tiny_settings_of(in_channels=None, solver="rrwm", appearance_weight=2.0)  # width from the data
+    trainer = Trainer(build(settings.replace(train=cfg), splits=splits, progress=False), progress=False)
     results = trainer.fit()
     assert 0.0 <= results["intersection"].mean.recall <= 1.0

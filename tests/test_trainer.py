@@ -12,22 +12,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import tiny_settings
-from pyg_ssgm import SSGMConfig
+from conftest import make_trainer, tiny_settings
+from pyg_ssgm import Settings, build
 from pyg_ssgm.checkpoint import FORMAT_VERSION, load_checkpoint, save_checkpoint
-from pyg_ssgm.data.synthetic import SyntheticConfig
+from pyg_ssgm.data.datasets import EpochSampler, LabelledPairs
 from pyg_ssgm.errors import CheckpointError, ConfigError
 from pyg_ssgm.metrics_log import read_metrics
-from pyg_ssgm.trainer import EpochSampler, LabelledPairs, TrainConfig, Trainer
+from pyg_ssgm.trainer import Trainer
 
 # Columns of metrics.csv that depend on wall-clock time, not on the computation.
 TIMING_COLUMNS = {"pairs_per_s"}
-
-
-def make_trainer(output_dir, model=None, **train) -> Trainer:
-    s = tiny_settings(output_dir, **train)
-    return Trainer(TrainConfig(**s["train"]), SSGMConfig(**{**s["model"], **(model or {})}),
-                   SyntheticConfig(**s["synthetic"]), progress=False)
 
 
 def assert_same_state(a: Trainer, b: Trainer) -> None:
@@ -61,7 +55,7 @@ def interrupt_at(trainer: Trainer, monkeypatch, stop: int) -> None:
     forward, calls = trainer.model.forward, [0]
 
     def patched(*args, **kwargs):
-        if kwargs.get("compute_loss"):
+        if kwargs.get("inference") is None and len(args) < 2:  # a training forward, not a prediction
             if calls[0] == stop:
                 raise KeyboardInterrupt
             calls[0] += 1
@@ -253,7 +247,7 @@ def test_metrics_csv_has_one_row_per_epoch(tmp_path):
 @pytest.mark.parametrize("matching_loss", ["sinkhorn", "hamming"])
 def test_supervised_mode_runs(tmp_path, matching_loss):
     trainer = make_trainer(tmp_path, model={"matching_loss": matching_loss}, epochs=1, supervised=True)
-    assert isinstance(trainer.dataset, LabelledPairs)
+    assert isinstance(trainer.experiment.pairs, LabelledPairs)
     results = trainer.fit()
     rows = read_metrics(tmp_path)
     assert len(rows) == 1 and rows[0]["train_loss"] == rows[0]["train_loss"]
@@ -291,6 +285,8 @@ def test_epoch_sampler_shards_cover_the_dataset(size, world_size):
 
 
 def test_train_config_validation():
+    from pyg_ssgm.config import TrainConfig
+
     with pytest.raises(ConfigError, match="epochs"):
         TrainConfig(epochs=0)
     with pytest.raises(ConfigError, match="dataset"):
@@ -304,18 +300,24 @@ def test_train_config_validation():
 def test_mirror_pairs_go_with_a_model_told_about_them(tmp_path):
     """A model trained on mirror pairs must be told which pairs they are (or it would learn to
     unmatch the eyes of every pair), and a mirror-aware model needs mirror pairs to learn from."""
-    settings = tiny_settings(tmp_path, mirror_rate=0.5)
-    trainer = Trainer(TrainConfig(**settings["train"]), SSGMConfig(**settings["model"]),
-                      SyntheticConfig(**settings["synthetic"]), progress=False)
+    trainer = make_trainer(tmp_path, mirror_rate=0.5)
     assert trainer.model.config.mirror_aware and trainer.model.mirror_shift is not None
+    assert trainer.settings.model.mirror_aware  # derived, and recorded as such
     with pytest.raises(ConfigError, match="mirror_rate > 0"):
-        Trainer(TrainConfig(output_dir=str(tmp_path)), SSGMConfig(mirror_aware=True))
+        build(Settings.from_dict({"output_dir": str(tmp_path), "mirror_aware": True}))
     with pytest.raises(ConfigError, match="pseudo_labels"):
-        Trainer(TrainConfig(mirror_rate=0.5, pseudo_labels=True, output_dir=str(tmp_path)), SSGMConfig())
-    supervised = tiny_settings(tmp_path, mirror_rate=0.5, supervised=True)  # generates no pair: ignored
-    trainer = Trainer(TrainConfig(**supervised["train"]), SSGMConfig(**supervised["model"]),
-                      SyntheticConfig(**supervised["synthetic"]), progress=False)
-    assert not trainer.model.config.mirror_aware
+        build(Settings.from_dict({"mirror_rate": 0.5, "pseudo_labels": True, "output_dir": str(tmp_path)}))
+    with pytest.raises(ConfigError, match="mirror_aware"):  # a value given is refused, never rewritten
+        make_trainer(tmp_path, model={"mirror_aware": False}, mirror_rate=0.5)
+    supervised = make_trainer(tmp_path, mirror_rate=0.5, supervised=True)  # generates no pair: ignored
+    assert not supervised.model.config.mirror_aware
+
+
+def test_in_channels_comes_from_the_data_and_a_wrong_value_is_refused(tmp_path):
+    trainer = make_trainer(tmp_path)
+    assert trainer.settings.model.in_channels == 8 == trainer.model.config.in_channels  # the tiny data's x
+    with pytest.raises(ConfigError, match="in_channels is 5 but the training instances carry 8"):
+        make_trainer(tmp_path, model={"in_channels": 5})
 
 
 # --------------------------------------------------------------------------- distributed

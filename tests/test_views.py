@@ -300,6 +300,30 @@ def test_corrupt_cache_files_are_recomputed(toy):
     assert _run(insts, cfg)[1] == 0  # and written back
 
 
+def test_a_killed_write_leaves_no_temporary_behind(toy):
+    insts, cfg = toy
+    base, _ = _run(insts, cfg)
+    folder = next(cfg.cache_path().iterdir())
+    lost = sorted(folder.glob("*.pt"))[0]
+    lost.unlink()  # killed while writing: the file never appeared, its temporary stayed
+    stale = folder / f".{lost.name}.killed.tmp"
+    stale.write_bytes(b"half a tensor")
+    out, seen = _run(insts, cfg)
+    assert seen == 1 and _same(out, base) and lost.is_file()
+    assert not stale.exists() and not list(folder.glob("*.tmp"))
+
+
+def test_unwritable_cache_warns_once_and_keeps_the_features(toy, tmp_path):
+    insts, cfg = toy
+    base, _ = _run(insts, cfg)
+    blocked = tmp_path / "a_file"
+    blocked.write_text("a file where the cache folder should be")
+    with pytest.warns(RuntimeWarning, match="cannot write the feature cache") as caught:
+        out, seen = _run(insts, dataclasses.replace(cfg, cache_dir=str(blocked)))
+    assert sum("feature cache" in str(w.message) for w in caught) == 1  # once, not once per file
+    assert seen == 3 * len(insts) and _same(out, base)
+
+
 def test_views_in_original_pixels_with_crop(tmp_path):
     # With a view that changes nothing, a view's points and descriptors are the original ones:
     # this checks the way back from the (cropped, resized) view to the original image's pixels.

@@ -1,4 +1,4 @@
-"""Pictures (pyg_ssgm.viz) and their command line (python -m pyg_ssgm.visualize).
+"""Pictures (pyg_ssgm.viz) and their command line (python -m pyg_ssgm visualize).
 
 Each picture is rendered to a PNG and checked to exist, to have a sane size and not to be blank.
 The model is a small untrained one: only forward passes run, nothing is trained.
@@ -16,11 +16,14 @@ import torch
 pytest.importorskip("matplotlib")
 from click.testing import CliRunner  # noqa: E402
 
-from pyg_ssgm import SSGM, SSGMConfig, viz  # noqa: E402
+from pyg_ssgm import Predictor, Settings, viz  # noqa: E402
 from pyg_ssgm.checkpoint import save_checkpoint  # noqa: E402
+from pyg_ssgm.cli.visualize import visualize_group as cli  # noqa: E402
 from pyg_ssgm.data.synthetic import SyntheticConfig  # noqa: E402
 from pyg_ssgm.errors import InvalidInputError, MissingExtraError  # noqa: E402
-from pyg_ssgm.visualize import cli  # noqa: E402
+from pyg_ssgm.experiment import build_model  # noqa: E402
+from pyg_ssgm.viz.completion import _generated_positions  # noqa: E402
+from pyg_ssgm.viz.matrices import _attention_matrix  # noqa: E402
 
 FEATURES = 8  # the feature size of conftest's tiny synthetic data
 MODEL = dict(in_channels=FEATURES, hidden_channels=16, heads=2, encoder_layers=1, num_queries=4, decoder_layers=1)
@@ -50,21 +53,28 @@ def check_png(path, min_bytes: int = 3000) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def model() -> SSGM:
+def predictor() -> Predictor:
     torch.manual_seed(0)
-    return SSGM(SSGMConfig(**MODEL)).eval()
+    _, _, predictor = build_model(Settings.from_dict({"model": MODEL}))
+    predictor.model.eval()
+    return predictor
 
 
 @pytest.fixture(scope="module")
-def real_run(model, real_pairs):
-    batch, out = viz.run_model(model, real_pairs[:2])
-    return batch, out
+def model(predictor):
+    return predictor.model
 
 
 @pytest.fixture(scope="module")
-def generated_run(model, generated_pairs):
-    batch, out = viz.run_model(model, generated_pairs[:2])
-    return batch, out
+def real_run(predictor, real_pairs):
+    batch, prediction = viz.run_model(predictor, real_pairs[:2])
+    return batch, prediction
+
+
+@pytest.fixture(scope="module")
+def generated_run(predictor, generated_pairs):
+    batch, prediction = viz.run_model(predictor, generated_pairs[:2])
+    return batch, prediction
 
 
 # ------------------------------------------------------------------------------------ plot_pair
@@ -119,14 +129,15 @@ def test_plot_pair_bad_input(real_pairs):
 
 # ------------------------------------------------------------------------------- plot_completion
 def test_plot_completion(tmp_path, generated_pairs, generated_run, model):
-    batch, out = generated_run
+    batch, prediction = generated_run
+    out = prediction.output
     fig = viz.plot_completion(batch, out, b=1)
     check_png(viz.save(fig, tmp_path / "completion.png"))
     titles = [ax.get_title() for ax in fig.axes]
     lacks_s = generated_pairs[1].comp_pos_s.size(0)
     assert titles[0].startswith(f"source: lacks {lacks_s}, generated {int(out.num_generated_s[1])}")
     # the generated nodes drawn are the model's, mapped back to the pixel frame
-    gen = viz._generated_positions(out, "s", 1, model.config.exist_threshold)
+    gen = _generated_positions(out, "s", 1, model.config.exist_threshold)
     assert gen.shape == (int(out.num_generated_s[1]), 2)
     enc = out.encoded_s
     q = out.queries_s
@@ -135,32 +146,33 @@ def test_plot_completion(tmp_path, generated_pairs, generated_run, model):
     assert np.allclose(np.sort(gen, 0), np.sort(expected, 0), atol=1e-4)
 
 
-def test_plot_completion_draws_the_completion_it_is_given(generated_pairs, generated_run, model):
-    """``generated=model.generated_nodes(out)``: the figure shows the model's completion as its
-    ``completion_source`` decides it, not the nodes that entered the matching."""
-    batch, out = generated_run
-    completion = model.generated_nodes(out)
+def test_plot_completion_draws_the_completion_it_is_given(generated_pairs, generated_run, predictor):
+    """``generated=predictor.generated_nodes(prediction)``: the figure shows the model's completion as
+    its ``completion_source`` decides it, not the nodes that entered the matching."""
+    batch, prediction = generated_run
+    out = prediction.output
+    completion = predictor.generated_nodes(prediction)
     fig = viz.plot_completion(batch, out, b=1, generated=completion)
     made = int((completion[0].batch == 1).sum())
     lacks = generated_pairs[1].comp_pos_s.size(0)
     assert fig.axes[0].get_title().startswith(f"source: lacks {lacks}, generated {made}")
-    gen = viz._generated_positions(out, "s", 1, 0.5, completion)
+    gen = _generated_positions(out, "s", 1, 0.5, completion)
     expected = (completion[0].pos[completion[0].batch == 1] * out.encoded_s.scale[1] + out.encoded_s.center[1]).numpy()
     assert np.allclose(gen, expected, atol=1e-5)
 
 
 def test_plot_completion_needs_a_generated_pair(real_pairs, real_run):
-    batch, out = real_run
+    batch, prediction = real_run
     with pytest.raises(InvalidInputError, match="generated pair"):
-        viz.plot_completion(batch, out, 0)
+        viz.plot_completion(batch, prediction.output, 0)
 
 
 # --------------------------------------------------------------------------------- plot_matrices
 def test_plot_matrices_with_attention(tmp_path, real_run):
-    batch, out = real_run
-    assert out.queries_s.attention is not None  # run_model always fetches the decoder's attention
+    batch, prediction = real_run
+    assert prediction.output.queries_s.attention is not None  # run_model always fetches the decoder's attention
     single = batch.get_example(1)
-    fig = viz.plot_matrices(out, 1, gt=single.y)
+    fig = viz.plot_matrices(prediction, 1, gt=single.y)
     check_png(viz.save(fig, tmp_path / "matrices.png"))
     titles = [ax.get_title() for ax in fig.axes]
     assert any(t.startswith("affinity S") for t in titles)
@@ -169,27 +181,26 @@ def test_plot_matrices_with_attention(tmp_path, real_run):
     assert any("queries ->" in t for t in titles)
 
 
-def test_run_model_asks_for_attention_without_changing_the_output(model, real_pairs, real_run):
-    batch, out = real_run
+def test_run_model_asks_for_attention_without_changing_the_output(model, predictor, real_pairs, real_run):
+    batch, prediction = real_run
     assert len(model.decoder._forward_pre_hooks) == 0  # run_model leaves no hook behind
-    with torch.no_grad():
-        plain = model(batch, compute_loss=False)
-    assert plain.queries_s.attention is None
-    assert torch.equal(plain.S, out.S)
-    assert all(torch.equal(a, b) for a, b in zip(plain.pairs, out.pairs))
+    plain = predictor.match(batch)
+    assert plain.output.queries_s.attention is None
+    assert torch.equal(plain.output.S, prediction.output.S)
+    assert all(torch.equal(a, b) for a, b in zip(plain.pairs, prediction.pairs))
 
 
 def test_attention_matrix_is_a_distribution(real_run, model):
-    _, out = real_run
+    out = real_run[1].output
     Q = model.config.num_queries
     for b in range(2):
-        mat = viz._attention_matrix(out.queries_s.attention["own"], b, Q)
+        mat = _attention_matrix(out.queries_s.attention["own"], b, Q)
         assert mat.shape == (Q, int(out.num_real_s[b]))
         assert np.allclose(mat.sum(1), 1.0, atol=1e-4)  # softmax over the own graph's nodes
 
 
 def test_plot_matrices_without_gt_or_attention(tmp_path, real_run):
-    _, out = real_run
+    _, out = real_run  # a Prediction
     fig = viz.plot_matrices(out, 0, gt=None, attention={})
     assert len(fig.axes) == 3  # S with its colour bar, and X
     check_png(viz.save(fig, tmp_path / "matrices.png"))
@@ -224,10 +235,11 @@ def test_plot_training_curves_bad_input(tmp_path):
 
 # ------------------------------------------------------------------------------ optional extra
 def test_missing_matplotlib_names_the_extra(monkeypatch, real_pairs, real_run):
-    _, out = real_run
+    _, prediction = real_run
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # "import matplotlib" now raises ImportError
-    for call in (lambda: viz.plot_pair(real_pairs[0], None), lambda: viz.plot_completion(real_pairs[0], out),
-                 lambda: viz.plot_matrices(out, 0), lambda: viz.plot_training_curves(ROWS)):
+    for call in (lambda: viz.plot_pair(real_pairs[0], None),
+                 lambda: viz.plot_completion(real_pairs[0], prediction.output),
+                 lambda: viz.plot_matrices(prediction, 0), lambda: viz.plot_training_curves(ROWS)):
         with pytest.raises(MissingExtraError, match=r"pyg_ssgm\[viz\]"):
             call()
 
@@ -237,7 +249,7 @@ def test_missing_matplotlib_names_the_extra(monkeypatch, real_pairs, real_run):
 def checkpoint(tmp_path_factory, model):
     """A checkpoint in the trainer's format (untrained weights) on conftest's tiny synthetic data."""
     from conftest import TINY_SYNTHETIC
-    from pyg_ssgm.trainer import TrainConfig
+    from pyg_ssgm.config import TrainConfig
 
     run = tmp_path_factory.mktemp("run")
     state = {"model": model.state_dict(), "model_config": model.config.to_dict(),

@@ -8,7 +8,9 @@ from typing import Any, Dict, Optional, Tuple
 import numpy as np
 import torch
 
+from ..catalog import DATASETS
 from ..errors import ConfigError
+from ..validation import parse_device, resolve_device
 
 __all__ = ["BenchmarkConfig", "CLASSICAL", "QAP_SOLVERS", "PUBLISHED", "PUBLISHED_PARTIAL"]
 
@@ -42,7 +44,7 @@ PUBLISHED: Dict[str, Tuple[Tuple[str, str, str, float, str], ...]] = {
 PUBLISHED_PARTIAL: Dict[str, Tuple[Tuple[str, str, str, str, str], ...]] = {
     "willow": (
         ("GCAN-AFAT (partial)", "correspondences", "VGG16", "82.3 / 83.7",
-         "the two F1 figures as quoted in issue 10; their outlier protocol, not ours"),
+         "10 random outliers per image; their outlier protocol, not ours"),
     ),
 }
 
@@ -113,8 +115,6 @@ class BenchmarkConfig:
         return cls(**{k: v for k, v in overrides.items() if v is not None})
 
     def __post_init__(self) -> None:
-        from ..data.sources import DATASETS
-
         self.sizes = tuple(self.sizes)
         self.batch_sizes = tuple(self.batch_sizes)
         self.drop_rates = tuple(float(d) for d in self.drop_rates)
@@ -146,7 +146,7 @@ class BenchmarkConfig:
             raise ConfigError(f"drop_size must be >= 3, got {self.drop_size}.")
         if not self.max_affinity_gib > 0 or not self.long_call_s > 0:
             raise ConfigError("max_affinity_gib and long_call_s must be > 0.")
-        if self.device not in ("cpu", "auto") and not str(self.device).startswith("cuda"):
+        if parse_device(self.device).type not in ("cpu", "cuda"):
             raise ConfigError(f"device must be cpu, cuda, cuda:N or auto, got {self.device!r}.")
         if self.outliers < 0:
             raise ConfigError(f"outliers (unnamed points added per image) must be >= 0, got {self.outliers}.")
@@ -189,10 +189,5 @@ class BenchmarkConfig:
         return "_".join(parts)
 
     def resolved_device(self) -> torch.device:
-        name = self.device
-        if name == "auto":
-            name = "cuda" if torch.cuda.is_available() else "cpu"
-        device = torch.device(name)
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise ConfigError("device 'cuda' was asked for but no CUDA GPU is available; use --device cpu.")
-        return device
+        """The device to run on (``auto``: CUDA when available); a :class:`ConfigError` for an absent GPU."""
+        return resolve_device(self.device)

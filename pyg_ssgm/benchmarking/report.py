@@ -97,8 +97,9 @@ def format_speed(speed: Dict[str, Any]) -> str:
         [[r["nodes"], r["batch_size"], _ms(r["infer_ms_per_pair"] / 1e3), f"{r['pairs_per_s']:.0f}",
           _ratio(r["infer_rel"]), _ms(r["train_step_s"]), _ratio(r["train_rel"]), _mib(r["infer_peak_bytes"]),
           _mib(r["train_peak_bytes"]), _f(r["f1_ssgm"])] for r in rows]))
-    out.append("\n**Where SSGM inference time goes** (share of the forward pass; solver = "
-               "`partial_hungarian` -> `pygmtools.hungarian`; calls per batch counted by wrapping both)\n")
+    out.append("\n**Where SSGM inference time goes** (share of one prediction, from the profiler's `ssgm.*` "
+               "ranges; solver = `partial_hungarian` -> `pygmtools.hungarian`; calls per batch counted by wrapping "
+               "both)\n")
     out.append(format_table(
         ["nodes", "batch", *StageTimer.STAGES, "partial_hungarian calls/batch", "pygmtools.hungarian calls/batch"],
         [[r["nodes"], r["batch_size"], *(_pct(r["stages"].get(k)) for k in StageTimer.STAGES),

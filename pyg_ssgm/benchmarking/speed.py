@@ -1,23 +1,23 @@
 """The speed tables (:func:`run_speed`): SSGM inference and training-step cost, stage shares,
 solver calls, peak memory and the classical solvers on synthetic instances of exactly ``n``
-keypoints (:func:`speed_instances`), with power-law fits (see :mod:`pyg_ssgm.benchmark`)."""
+keypoints (:func:`speed_instances`), with power-law fits (see :mod:`pyg_ssgm.benchmarking.run`)."""
 from __future__ import annotations
 
 import copy
 import math
 from dataclasses import replace
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
-from torch import Tensor
 
 from ..errors import ConfigError
 from .config import CLASSICAL, QAP_SOLVERS, BenchmarkConfig
 from .fit import fit_exponent
-from .instrument import CallCounter, StageTimer, _training_solver_targets
+from .instrument import CallCounter, StageTimer, training_solver_targets
+from .scoring import batch_f1
 from .timing import _sync_fn, measure_peak_memory, time_call
 
-__all__ = ["speed_instances", "run_speed"]
+__all__ = ["speed_instances", "training_step", "run_speed"]
 
 
 def speed_instances(num_nodes: int, missing: float = 0.0, num_instances: int = 7, feature_dim: int = 32,
@@ -55,12 +55,6 @@ def _collate(pairs: Sequence) -> Any:
     return Batch.from_data_list(list(pairs), follow_batch=PairData.FOLLOW_BATCH)
 
 
-def _f1(preds: Sequence[Tensor], batch) -> float:
-    from ..metrics import aggregate, batch_counts
-
-    return aggregate(batch_counts([p.cpu() for p in preds], batch)).mean.f1
-
-
 def _affinity_gib(batch) -> float:
     """Size of the dense float64 affinity matrix K that SM / RRWM / IPFP build for ``batch``."""
     n1 = int(batch.x_s_ptr.diff().max())
@@ -68,22 +62,28 @@ def _affinity_gib(batch) -> float:
     return batch.num_graphs * float(n1 * n2) ** 2 * 8 / 2 ** 30
 
 
-def _train_step_fn(model: torch.nn.Module, batch) -> Callable[[], Any]:
+def training_step(model: torch.nn.Module, criterion: torch.nn.Module, batch) -> Callable[[], Any]:
+    """One timed training step on ``batch`` as a function of no argument: the network's training
+    forward, the criterion's losses, backward and an Adam step (learning rate 1e-4) on ``model``'s
+    parameters (give it a copy to keep the original as it is). Returns the losses."""
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
 
     def step():
-        out = model(batch, compute_loss=True)
+        losses = criterion(model(batch), batch)
         optimizer.zero_grad(set_to_none=True)
-        out.losses["loss"].backward()
+        losses["loss"].backward()
         optimizer.step()
-        return out
+        return losses
 
     return step
 
 
-def _measure_config(model, train_model, infer_batch, train_batch, cfg: BenchmarkConfig, device: torch.device,
-                    classical: Sequence[str]) -> Dict[str, Any]:
-    """All measurements of one (pairs, batch size) configuration."""
+def _measure_config(parts: Tuple, train_model, infer_batch, train_batch, cfg: BenchmarkConfig,
+                    device: torch.device, classical: Sequence[str]) -> Dict[str, Any]:
+    """All measurements of one (pairs, batch size) configuration; ``parts``: the benchmarked
+    ``(model, criterion, predictor)``, ``train_model`` the copy of the model that the training
+    steps change."""
+    _, criterion, predictor = parts
     sync = _sync_fn(device)
     B = infer_batch.num_graphs
     cpu_batch = infer_batch
@@ -93,25 +93,24 @@ def _measure_config(model, train_model, infer_batch, train_batch, cfg: Benchmark
                            "nodes_per_graph": float(torch.cat([cpu_batch.x_s_ptr.diff(),
                                                                cpu_batch.x_t_ptr.diff()]).float().mean())}
     # inference
-    t, times, preds = time_call(lambda: model.predict(dev_batch), cfg.repeats, cfg.warmup, sync, cfg.long_call_s,
+    t, times, preds = time_call(lambda: predictor(dev_batch), cfg.repeats, cfg.warmup, sync, cfg.long_call_s,
                                 cfg.min_time_s)
     row.update(infer_s=t, infer_times_s=times, infer_ms_per_pair=1e3 * t / B, pairs_per_s=B / t,
-               f1_ssgm=_f1(preds, cpu_batch))
-    # stage breakdown (separate, instrumented calls)
-    with torch.no_grad(), StageTimer(model, device) as st:
+               f1_ssgm=batch_f1(preds, cpu_batch))
+    # stage breakdown (separate, profiled calls; one orientation: the mirror test repeats the same stages)
+    with StageTimer(device) as st:
         for _ in range(cfg.repeats):
-            out = st.run(lambda: model(dev_batch, compute_loss=False))
+            out = st.run(lambda: predictor.match(dev_batch)).output
     row["stages"] = st.shares()
     row["solver_calls_per_batch"] = st.calls_per_forward()
     row["generated_nodes_per_graph"] = float(torch.cat([out.num_generated_s, out.num_generated_t]).float().mean())
-    row["infer_peak_bytes"], row["memory_method"] = measure_peak_memory(
-        lambda: model.predict(dev_batch), device)
+    row["infer_peak_bytes"], row["memory_method"] = measure_peak_memory(lambda: predictor(dev_batch), device)
     # training step (on a copy: the benchmarked model stays as trained)
-    step = _train_step_fn(train_model, dev_train)
+    step = training_step(train_model, criterion, dev_train)
     train_model.train()
     t, times, _ = time_call(step, cfg.repeats, cfg.warmup, sync, cfg.long_call_s, cfg.min_time_s)
     row.update(train_step_s=t, train_times_s=times, train_ms_per_pair=1e3 * t / train_batch.num_graphs)
-    with CallCounter(_training_solver_targets(), sync) as counter:
+    with CallCounter(training_solver_targets(), sync) as counter:
         step()
     row["train_solver_calls_per_step"] = {k: v for k, v in counter.counts.items() if k not in counter.missing}
     row["train_peak_bytes"], _ = measure_peak_memory(step, device)
@@ -127,31 +126,31 @@ def _measure_config(model, train_model, infer_batch, train_batch, cfg: Benchmark
             continue
         matcher = ClassicalMatcher(solver)
         t, times, preds = time_call(lambda: matcher(dev_batch), cfg.repeats, cfg.warmup, sync, cfg.long_call_s,
-                                        cfg.min_time_s)
+                                    cfg.min_time_s)
         peak, _ = measure_peak_memory(lambda: matcher(dev_batch), device)
-        row["classical"][solver] = {"s": t, "times_s": times, "ms_per_pair": 1e3 * t / B, "f1": _f1(preds, cpu_batch),
-                                    "peak_bytes": peak}
+        row["classical"][solver] = {"s": t, "times_s": times, "ms_per_pair": 1e3 * t / B,
+                                    "f1": batch_f1(preds, cpu_batch), "peak_bytes": peak}
     return row
 
 
-def run_speed(cfg: BenchmarkConfig, model: Optional[torch.nn.Module] = None, progress: Optional[bool] = None,
+def run_speed(cfg: BenchmarkConfig, trained: Optional[Tuple] = None, progress: Optional[bool] = None,
               classical: Sequence[str] = tuple(CLASSICAL)) -> Dict[str, Any]:
-    """The speed tables (see the module docstring); ``model``: a trained SSGM (default: an untrained
-    one with the default config and 32 appearance features, seeded by ``cfg.seed``)."""
+    """The speed tables (see the module docstring). ``trained``: a trained SSGM as ``(model,
+    criterion, predictor)`` (e.g. a :class:`~pyg_ssgm.trainer.Trainer`'s); default: an untrained
+    one with the default settings and 32 appearance features, seeded by ``cfg.seed``."""
     from tqdm.auto import tqdm
 
-    from ..config import SSGMConfig
+    from ..config import ModelConfig, Settings, TrainConfig
     from ..data import GeneratedPairs, PairGenerator, RealPairs
-    from ..model import SSGM
-    from ..trainer import TrainConfig
+    from ..experiment import build_model
 
     progress = cfg.progress if progress is None else progress
     device = cfg.resolved_device()
-    trained = model is not None
-    if model is None:
+    trained_model = trained is not None
+    if trained is None:
         torch.manual_seed(cfg.seed)
-        model = SSGM(SSGMConfig(in_channels=32))
-    model = model.to(device).eval()
+        trained = build_model(Settings(model=ModelConfig(in_channels=32)))
+    model = trained[0].to(device).eval()
     feature_dim = model.config.in_channels
     train_model = copy.deepcopy(model)
     base_drop = TrainConfig().drop_rate
@@ -160,7 +159,7 @@ def run_speed(cfg: BenchmarkConfig, model: Optional[torch.nn.Module] = None, pro
     # Warm every code path once on a tiny problem so the first size is not charged for lazy init.
     warm = speed_instances(min(cfg.sizes), 0.0, max(k, 3), feature_dim, cfg.seed + 1000)  # >= 2 real pairs
     warm_pairs = [RealPairs(warm)[i] for i in range(2)]
-    _measure_config(model, train_model, _collate(warm_pairs),
+    _measure_config(trained, train_model, _collate(warm_pairs),
                     _collate([GeneratedPairs(warm, PairGenerator(drop_rate=base_drop), seed=cfg.seed)[i]
                               for i in range(2)]),
                     replace(cfg, repeats=1, warmup=1), device, classical)
@@ -178,14 +177,15 @@ def run_speed(cfg: BenchmarkConfig, model: Optional[torch.nn.Module] = None, pro
         real, gen = pairs_for(n, 0.0, base_drop)
         for b in cfg.batch_sizes:
             bar.set_postfix_str(f"{n} nodes, batch {b}")
-            row = _measure_config(model, train_model, _collate(real[:b]), _collate(gen[:b]), cfg, device, classical)
+            row = _measure_config(trained, train_model, _collate(real[:b]), _collate(gen[:b]), cfg, device,
+                                  classical)
             rows.append({"nodes": n, **row})
             bar.update(1)
     drop_rows: List[Dict[str, Any]] = []
     for d in cfg.drop_rates:
         bar.set_postfix_str(f"{cfg.drop_size} nodes, missing {d}")
         real, gen = pairs_for(cfg.drop_size, d, d)
-        row = _measure_config(model, train_model, _collate(real[:max_b]), _collate(gen[:max_b]), cfg, device,
+        row = _measure_config(trained, train_model, _collate(real[:max_b]), _collate(gen[:max_b]), cfg, device,
                               classical)
         drop_rows.append({"nodes": cfg.drop_size, "drop_rate": d, **row})
         bar.update(1)
@@ -224,7 +224,7 @@ def run_speed(cfg: BenchmarkConfig, model: Optional[torch.nn.Module] = None, pro
                 entry["tail_exponent"] = math.log(t2 / t1) / math.log(n2 / n1)
             fits[f"{label} | batch {b}"] = entry
     return {
-        "trained_model": trained, "device": str(device), "sizes": list(cfg.sizes),
+        "trained_model": trained_model, "device": str(device), "sizes": list(cfg.sizes),
         "batch_sizes": list(cfg.batch_sizes), "repeats": cfg.repeats, "warmup": cfg.warmup,
         "min_time_s": cfg.min_time_s,
         "train_drop_rate": base_drop, "rows": rows, "drop_rows": drop_rows, "fits": fits,

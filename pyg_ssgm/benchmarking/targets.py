@@ -1,4 +1,4 @@
-"""The issue's speed targets, checked on the measured numbers: :func:`check_targets` gives one
+"""The project's speed targets, checked on the measured numbers: :func:`check_targets` gives one
 ``PASS`` / ``FAIL`` / ``SKIP`` :class:`Target` each."""
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ class Target:
 
 
 def check_targets(speed: Optional[Dict[str, Any]], accuracy: Optional[Dict[str, Any]] = None) -> List[Target]:
-    """The issue's speed targets, evaluated on the measured numbers (never assumed)."""
+    """The project's speed targets, evaluated on the measured numbers (never assumed)."""
     targets: List[Target] = []
     if speed is None:
         return [Target("speed targets", "SKIP", "the speed part was skipped")]

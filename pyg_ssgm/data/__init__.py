@@ -7,7 +7,8 @@ from .pair_data import PairData, mirrored
 from .perturb import add_outliers, drop_parts, perturb_splits
 from .readers import READERS, load_dataset
 from .sides import mirror_identity, swap_sides
-from .sources import DATASETS, load_splits
+from ..catalog import DATASETS
+from .sources import load_splits
 from .synthetic import SyntheticConfig, SyntheticKeypoints, load_synthetic
 from .transforms import GeometricAugmentation
 from .views import View, ViewAugmentation

@@ -7,8 +7,9 @@ from typing import NamedTuple, Optional, Tuple, Union
 import torch
 from torch import Tensor
 
-from ..config import check_field_types
+from ..validation import check_field_types
 from ..errors import ConfigError, InvalidInputError
+from .affine import apply_affine, fit_affine
 from .graph import delaunay_edges, edge_attributes
 from .instance import KeypointInstance
 from .pair_data import PairData
@@ -55,7 +56,7 @@ class PairGenerator:
     * **hidden**: dropped from both (only counted, in ``num_hidden``).
 
     Each copy is cut from its own view of the image when the instance carries augmented views
-    (``extra["views"]``, see :func:`~pyg_ssgm.feature_cache.attach_features`), then gets its own
+    (``extra["views"]``, see :func:`~pyg_ssgm.features.attach_features`), then gets its own
     random geometric transform and jitter, its own feature noise (a stand-in for photometric
     augmentation where there are no views), its nodes in a random order (so the
     identity permutation carries no information) and Delaunay edges over the kept points.
@@ -72,7 +73,7 @@ class PairGenerator:
             :mod:`pyg_ssgm.data.sides`), so a left eye is the other copy's right eye, and a
             keypoint whose counterpart the instance does not show has no partner and no
             completion target (its place is unknown). Such a pair has ``mirror = 1``: it is what
-            the mirror test (``SSGMConfig.mirror_test``) shows a model once it has flipped the
+            the mirror test (``InferenceConfig.mirror_test``) shows a model once it has flipped the
             target of two birds facing opposite ways. Every pair carries ``mirror`` (0 or 1) when
             this is on; 0 (the default) draws no random number for it.
     """
@@ -170,7 +171,7 @@ class PairGenerator:
     def _views(inst: KeypointInstance, generator: Optional[torch.Generator]) -> Tuple[_View, _View]:
         """The image views the two sides are cut from. An instance with augmented views of its
         image (``extra["views"]``: ``(pos, x)`` per view, see
-        :func:`~pyg_ssgm.feature_cache.attach_features`) gives each side a *different* one
+        :func:`~pyg_ssgm.features.attach_features`) gives each side a *different* one
         of the original and its views, so the two sides' descriptors differ the way two
         photographs do; otherwise both sides are the instance itself."""
         views = [_View(inst.pos, inst.x)] + [_View(p, x) for p, x in inst.extra.get("views", ())]
@@ -228,15 +229,23 @@ def make_pair(inst_s: KeypointInstance, inst_t: KeypointInstance, intersection: 
     )
 
 
-def _fit_affine(src: Tensor, dst: Tensor) -> Tensor:
-    """Least-squares affine map ``[3, 2]`` with ``[src, 1] @ A ~ dst`` (translation only for < 3 points)."""
-    if src.size(0) >= 3:
-        design = torch.cat([src, src.new_ones(src.size(0), 1)], 1).double()
-        sol = torch.linalg.lstsq(design, dst.double()).solution
-        if torch.isfinite(sol).all():
-            return sol.to(src.dtype)
-    shift = (dst.mean(0) - src.mean(0)) if src.size(0) else src.new_zeros(2)
-    return torch.cat([torch.eye(2, dtype=src.dtype), shift.view(1, 2)])
+def _transfer(src: Tensor, dst: Tensor, points: Tensor) -> Tensor:
+    r"""``points`` mapped by the least-squares affine map taking ``src [K, 2]`` onto ``dst [K, 2]``.
+
+    :func:`~pyg_ssgm.data.affine.fit_affine` with unit weights on the ``K`` correspondences and no
+    ridge, in float64: in pixel coordinates the constant column of :math:`[p, 1]` is tiny beside
+    the coordinates (its singular value is often below 1), so the network's ridge of ``1e-2``
+    would pull the fitted translation by tens of pixels, and float32 normal equations would lose
+    digits. With fewer than 3 correspondences, or all of them on one line (rank-deficient, no
+    unique map), the points are moved by the mean shift :math:`\bar d - \bar s` alone.
+    """
+    k = src.size(0)
+    if k >= 3 and int(torch.linalg.matrix_rank(torch.cat([src, src.new_ones(k, 1)], 1).double())) == 3:
+        A = fit_affine(torch.eye(k, dtype=torch.float64).unsqueeze(0), dst.double().unsqueeze(0),
+                       src.double().unsqueeze(0), ridge=0.0)
+        if torch.isfinite(A).all():
+            return apply_affine(A, points.double().unsqueeze(0))[0].to(points.dtype)
+    return points + ((dst.mean(0) - src.mean(0)) if k else src.new_zeros(2))
 
 
 def add_completion_targets(pair: PairData) -> PairData:
@@ -244,8 +253,8 @@ def add_completion_targets(pair: PairData) -> PairData:
 
     The nodes of one side without a partner are the nodes the other side lacks. Their positions in
     the other side's frame are estimated by the least-squares affine map fitted on the true
-    correspondences (the two instances are different objects, so no exact position exists). Used by
-    supervised training only: it reads ``y``.
+    correspondences (the two instances are different objects, so no exact position exists; see
+    :func:`_transfer`). Used by supervised training only: it reads ``y``.
     """
     y = pair.y
     out = pair.clone()
@@ -255,9 +264,7 @@ def add_completion_targets(pair: PairData) -> PairData:
         lacks[y[row_other]] = False
         index = lacks.nonzero().view(-1)
         pos_own, pos_other = getattr(pair, f"pos_{side}"), getattr(pair, f"pos_{other}")
-        affine = _fit_affine(pos_other[y[row_other]], pos_own[y[row_own]])
-        missing = pos_other[index]
-        setattr(out, f"comp_pos_{side}", torch.cat([missing, missing.new_ones(missing.size(0), 1)], 1) @ affine)
+        setattr(out, f"comp_pos_{side}", _transfer(pos_other[y[row_other]], pos_own[y[row_own]], pos_other[index]))
         setattr(out, f"comp_index_{side}", index)
         setattr(out, f"comp_x_{side}", getattr(pair, f"x_{other}")[index])
     return out

@@ -1,27 +1,27 @@
-r"""Attach image-backbone descriptors to keypoint instances (``KeypointInstance.x``).
+r"""Loading a keypoint instance's image the way an image backbone sees it.
 
-:class:`ImageFeatureExtractor` does what PyG's ``PascalVOCKeypoints`` / ``WILLOWObjectClass``
-pre-processing (DGMC) and BB-GM do: load the image, optionally crop it to the object box,
-resize it to a fixed square, run a frozen backbone (by default
-:class:`pyg_ssgm.nn.backbone.VGG16Features`: VGG16 ``relu4_2 | relu5_1``, 1024 values) and sample
-the feature maps at the keypoints, rescaled to the resized image.
+:func:`load_instance_image` does the image side of what PyG's ``PascalVOCKeypoints`` /
+``WILLOWObjectClass`` pre-processing (DGMC) and BB-GM do: decode the image, optionally crop it
+to the object box, resize it to a fixed square, and move the keypoints into that square's
+pixels. :func:`pyg_ssgm.features.attach_features` runs the backbone on it, samples the feature
+maps at the keypoints and caches the descriptors.
 """
 from __future__ import annotations
 
-import dataclasses
 import math
-from typing import List, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import NamedTuple, Tuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
-from ..errors import ConfigError, DatasetNotFoundError, InvalidInputError, require
+from ..errors import DatasetNotFoundError, InvalidInputError, require
 from .instance import KeypointInstance
 
 
-def _where(inst: KeypointInstance, i: int) -> str:
+def describe_instance(inst: KeypointInstance, i: int) -> str:
+    """How error messages name an instance: by its ``id``, else by its index ``i`` in the input."""
     return f"instance {inst.id!r}" if inst.id is not None else f"instance #{i} (no id)"
 
 
@@ -63,7 +63,7 @@ def decode_image(inst: KeypointInstance, i: int = 0) -> Tensor:
     ``H x W [x C]`` array / tensor (uint8 0-255, or float in ``[0, 1]``; grey is repeated, alpha
     dropped). ``i`` only names the instance in error messages when it has no ``id``.
     """
-    where = _where(inst, i)
+    where = describe_instance(inst, i)
     img = inst.image
     if img is None:
         raise InvalidInputError(
@@ -123,8 +123,8 @@ def load_instance_image(inst: KeypointInstance, image_size: int, crop_to_bbox: b
         x0, y0 = max(0, math.floor(xmin)), max(0, math.floor(ymin))
         x1, y1 = min(W, math.ceil(xmax)), min(H, math.ceil(ymax))
         if x1 - x0 < 1 or y1 - y0 < 1:
-            raise InvalidInputError(f"bbox {inst.extra['bbox']} of {_where(inst, i)} is empty inside the "
-                                    f"{W}x{H} image.")
+            raise InvalidInputError(f"bbox {inst.extra['bbox']} of {describe_instance(inst, i)} is empty "
+                                    f"inside the {W}x{H} image.")
         image = image[:, y0:y1, x0:x1]
         pos = pos - pos.new_tensor([x0, y0])
         _, H, W = image.shape
@@ -135,97 +135,4 @@ def load_instance_image(inst: KeypointInstance, image_size: int, crop_to_bbox: b
     return LoadedImage(image, pos * pos.new_tensor(scale), (float(x0), float(y0)), scale)
 
 
-class ImageFeatureExtractor:
-    r"""Replace (or extend) each instance's ``x`` by backbone descriptors sampled at its keypoints.
-
-    Args:
-        backbone: a module ``backbone(images [B, 3, S, S] in [0, 1], pos [N, 2], batch [N]) -> [N, F]``
-            with pixel coordinates of the resized images, e.g.
-            :class:`pyg_ssgm.nn.backbone.VGG16Features` (``F = 1024``). It is moved to ``device``
-            (in place) and run in ``eval()`` mode under ``torch.no_grad()``.
-        image_size: side ``S`` of the square every image is resized to (bilinear, antialiased);
-            a positive multiple of 16 (VGG16 divides by 16). 256 as in DGMC.
-        batch_size: images per backbone call.
-        device: where the backbone runs; features are returned on the CPU.
-        concat_x: ``False`` (default): the new ``x`` is the descriptor alone, whatever the
-            instance had (a stale or different-width ``x`` must not silently mix with it).
-            ``True``: the new ``x`` is ``[old x | descriptor]``; every instance must then have an
-            ``x`` (else :class:`~pyg_ssgm.errors.InvalidInputError`), so all widths agree.
-        crop_to_bbox: crop each image to ``extra["bbox"] = (xmin, ymin, xmax, ymax)`` (the readers
-            of Pascal VOC, SPair and CUB record it) before resizing, as PyG's Pascal VOC does;
-            instances without a box use the whole image.
-        progress: show a tqdm bar; ``None`` shows it for more than 64 instances.
-
-    Keypoints are in pixels of the original image (``(0, 0)`` its top-left corner, see
-    :mod:`pyg_ssgm.nn.backbone`); they are mapped to the resized image as
-    ``x * S / W, y * S / H`` (after subtracting the box corner when cropping). The returned
-    instances are new objects: same ``pos``, ``names``, ``image``..., new ``x``.
-
-    Images: a path (decoded with Pillow, the ``images`` extra), a PIL image, or an
-    ``H x W [x C]`` array (uint8 0-255, or float in ``[0, 1]``; grey is repeated, alpha dropped).
-    """
-
-    def __init__(self, backbone: nn.Module, image_size: int = 256, batch_size: int = 8,
-                 device: Union[str, torch.device] = "cpu", concat_x: bool = False,
-                 crop_to_bbox: bool = False, progress: Optional[bool] = None):
-        if not isinstance(image_size, int) or image_size < 16 or image_size % 16:
-            raise ConfigError(f"image_size must be a positive multiple of 16, got {image_size!r}.")
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}.")
-        self.device = torch.device(device)
-        self.backbone = backbone.to(self.device)
-        self.image_size = image_size
-        self.batch_size = batch_size
-        self.concat_x = concat_x
-        self.crop_to_bbox = crop_to_bbox
-        self.progress = progress
-
-    # -- loading ---------------------------------------------------------------------------
-    def load_image(self, inst: KeypointInstance, i: int = 0) -> Tuple[Tensor, Tensor]:
-        r"""``(image [3, S, S] in [0, 1], pos [N, 2] in pixels of that image)`` for one instance."""
-        loaded = load_instance_image(inst, self.image_size, self.crop_to_bbox, i)
-        return loaded.image, loaded.pos
-
-    # -- extraction ------------------------------------------------------------------------
-    @torch.no_grad()
-    def __call__(self, instances: Sequence[KeypointInstance]) -> List[KeypointInstance]:
-        r"""New instances whose ``x`` holds the descriptors (``[N, F]``, float, CPU)."""
-        from tqdm.auto import tqdm
-
-        instances = list(instances)
-        for i, inst in enumerate(instances):  # fail before any heavy work
-            if inst.image is None:
-                raise InvalidInputError(f"{_where(inst, i)} has no image; image features need one.")
-            if self.concat_x and inst.x is None:
-                raise InvalidInputError(f"concat_x=True but {_where(inst, i)} has no x to extend.")
-        show = len(instances) > 64 if self.progress is None else bool(self.progress)
-        was_training = self.backbone.training
-        self.backbone.eval()
-        out: List[KeypointInstance] = []
-        try:
-            with tqdm(total=len(instances), desc="image features", unit="img", disable=not show,
-                      leave=False) as bar:
-                for start in range(0, len(instances), self.batch_size):
-                    chunk = instances[start:start + self.batch_size]
-                    loaded = [self.load_image(inst, start + k) for k, inst in enumerate(chunk)]
-                    images = torch.stack([im for im, _ in loaded]).to(self.device)
-                    pos = torch.cat([p for _, p in loaded]).to(self.device)
-                    batch = torch.cat([torch.full((p.size(0),), k, dtype=torch.long) for k, (_, p) in
-                                       enumerate(loaded)]).to(self.device)
-                    feats = self.backbone(images, pos, batch).detach().to("cpu", torch.get_default_dtype())
-                    if feats.dim() != 2 or feats.size(0) != pos.size(0):
-                        raise InvalidInputError(
-                            f"the backbone returned shape {tuple(feats.shape)} for {pos.size(0)} keypoints; "
-                            "it must return [N, F], one row per keypoint."
-                        )
-                    for inst, x in zip(chunk, feats.split([p.size(0) for _, p in loaded])):
-                        if self.concat_x:
-                            x = torch.cat([inst.x.to(x.dtype), x], dim=-1)
-                        out.append(dataclasses.replace(inst, x=x, extra=dict(inst.extra)))
-                    bar.update(len(chunk))
-        finally:
-            self.backbone.train(was_training)
-        return out
-
-
-__all__ = ["ImageFeatureExtractor", "LoadedImage", "decode_image", "load_instance_image"]
+__all__ = ["LoadedImage", "decode_image", "describe_instance", "load_instance_image"]

@@ -8,7 +8,6 @@ from .instance import KeypointInstance
 from .readers import canonical_name, load_dataset
 from .synthetic import SyntheticConfig, load_synthetic
 
-DATASETS = ("synthetic", "willow", "pascal_voc", "spair71k", "cub")
 
 # Share of a real dataset's training instances held out for validation, when the dataset has
 # no validation split of its own: the last ones of each category, so the choice is fixed.

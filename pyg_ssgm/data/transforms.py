@@ -8,7 +8,7 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor
 
-from ..config import check_field_types
+from ..validation import check_field_types
 from ..errors import ConfigError
 from .graph import graph_scale
 

@@ -28,9 +28,9 @@ the loss does not depend on them directly; so the same rule gives
 :math:`\nabla_{u^1} L = (\bar u^1(S) - \bar u^1(S'))/\lambda`
 (and likewise for :math:`u^2`): a learnable threshold is trained by the same signal.
 
-``lambda`` must be comparable to the scale of ``S`` (DESIGN, "Cost scale matters"):
-too small and :math:`X' = X` (zero gradient), too large and the gradient is that of a
-different, easier problem.
+``lambda`` must be comparable to the scale of ``S`` (hence a normalised affinity, with ``lambda``
+and the temperature exposed as settings): too small and :math:`X' = X` (zero gradient), too
+large and the gradient is that of a different, easier problem.
 """
 from __future__ import annotations
 

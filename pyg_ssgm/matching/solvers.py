@@ -2,7 +2,8 @@ r"""Linear assignment solvers on batched, padded similarity matrices (pygmtools 
 
 Every solver takes a similarity ``S`` float ``[B, N1, N2]`` and true sizes ``n1``,
 ``n2`` long ``[B]``; *higher similarity is better* (we maximise, as pygmtools does;
-``scipy.optimize.linear_sum_assignment`` would minimise, see DESIGN "Sign bug").
+``scipy.optimize.linear_sum_assignment`` minimises a cost: mixing the two conventions up
+silently inverts every matching, which the tests guard against).
 Padding entries (``i >= n1[b]`` or ``j >= n2[b]``) are never matched and come back 0.
 
 Two problems are solved:

@@ -5,7 +5,8 @@ from .backbone import VGG16Features, sample_at_keypoints
 from .diagnostics import mean_pairwise_cosine
 from .encoder import GraphEncoder
 from .features import NodeFeatures, geometric_encoding, normalize_positions
-from .query_decoder import QueryDecoder, QueryDecoderLayer, QueryOutput, full_bipartite
+from .bipartite import full_bipartite
+from .query_decoder import QueryDecoder, QueryDecoderLayer, QueryOutput
 from .rebuild import CompletedGraph, GraphRebuilder, complete_graph, rebuild_edges
 
 __all__ = [

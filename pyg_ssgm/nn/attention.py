@@ -5,6 +5,7 @@ from typing import Optional, Tuple, Union
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch_geometric import is_debug_enabled
 from torch_geometric.nn.conv import MessagePassing
 from torch_geometric.nn.dense.linear import Linear
 from torch_geometric.utils import softmax
@@ -36,6 +37,10 @@ class GraphAttention(MessagePassing):
     :class:`~pyg_ssgm.nn.query_decoder.QueryDecoderLayer`).
 
     A destination node with no incoming edge receives the zero vector (no NaN, no bias).
+
+    Shapes and dtypes are checked on every call; that ``edge_index`` stays within the nodes is
+    checked only in PyG's debug mode (``with torch_geometric.debug():``), since it reads the tensor
+    and so waits for the device.
 
     Args:
         in_channels (int or tuple): Size of the node features, or ``(src_channels, dst_channels)``
@@ -103,6 +108,7 @@ class GraphAttention(MessagePassing):
         self.lin_out.reset_parameters()
 
     def _check(self, x_src: Tensor, x_dst: Tensor, edge_index: Tensor, edge_attr: Optional[Tensor]) -> None:
+        """Shapes and dtypes only: these checks read no tensor value, so they cost no host sync."""
         for name, t, c in (("x_src", x_src, self.src_channels), ("x_dst", x_dst, self.dst_channels)):
             if t.dim() != 2 or (c != -1 and t.size(-1) != c):
                 raise InvalidInputError(
@@ -112,14 +118,6 @@ class GraphAttention(MessagePassing):
                 f"{self}: edge_index must be a long tensor of shape [2, E], got "
                 f"{edge_index.dtype} {list(edge_index.shape)}.")
         num_edges = edge_index.size(1)
-        if num_edges > 0:
-            lo = int(edge_index.min())
-            src_max, dst_max = int(edge_index[0].max()), int(edge_index[1].max())
-            if lo < 0 or src_max >= x_src.size(0) or dst_max >= x_dst.size(0):
-                raise InvalidInputError(
-                    f"{self}: edge_index out of range: row 0 must index the {x_src.size(0)} source "
-                    f"nodes and row 1 the {x_dst.size(0)} destination nodes (got min {lo}, "
-                    f"max source {src_max}, max destination {dst_max}).")
         if self.lin_edge is not None:
             if edge_attr is None:
                 raise InvalidInputError(f"{self}: edge_dim={self.edge_dim}, so edge_attr is required.")
@@ -131,6 +129,19 @@ class GraphAttention(MessagePassing):
             raise InvalidInputError(
                 f"{self}: edge_attr was given but the layer has no edge_dim; build it with "
                 f"edge_dim={edge_attr.size(-1)} or pass edge_attr=None.")
+
+    def _check_edge_range(self, num_src: int, num_dst: int, edge_index: Tensor) -> None:
+        """Every edge joins an existing source to an existing destination. Reads ``edge_index``
+        (a host sync), so :meth:`forward` runs it only in PyG's debug mode."""
+        if edge_index.size(1) == 0:
+            return
+        lo = int(edge_index.min())
+        src_max, dst_max = int(edge_index[0].max()), int(edge_index[1].max())
+        if lo < 0 or src_max >= num_src or dst_max >= num_dst:
+            raise InvalidInputError(
+                f"{self}: edge_index out of range: row 0 must index the {num_src} source "
+                f"nodes and row 1 the {num_dst} destination nodes (got min {lo}, "
+                f"max source {src_max}, max destination {dst_max}).")
 
     def forward(
         self,
@@ -151,6 +162,8 @@ class GraphAttention(MessagePassing):
         """
         x_src, x_dst = (x, x) if isinstance(x, Tensor) else x
         self._check(x_src, x_dst, edge_index, edge_attr)
+        if is_debug_enabled():  # value checks sync with the device: off the hot path, as in PyG
+            self._check_edge_range(x_src.size(0), x_dst.size(0), edge_index)
         H, C = self.heads, self.head_channels
         query = self.lin_query(x_dst).view(-1, H, C)
         key = self.lin_key(x_src).view(-1, H, C)

@@ -15,8 +15,9 @@ on disk (see :data:`VGG16_URL`).
 (the backbone normalises them itself), feature maps come out *by stage name*, the chosen stages
 are sampled at the keypoints, L2-normalised each and concatenated, and ``out_channels`` says
 how wide the result is. A new backbone only implements :meth:`ImageBackbone.stage_maps`. Any
-module with the signature ``backbone(images, pos, batch) -> Tensor [sum N, F]`` and an
-``out_channels`` attribute can also serve :class:`pyg_ssgm.data.image_features.ImageFeatureExtractor`.
+module with the signature ``backbone(images, pos, batch) -> Tensor [sum N, F]`` can also be given
+to :func:`pyg_ssgm.features.attach_features` (``backbone=``), provided it computes what the
+:class:`~pyg_ssgm.features.FeatureConfig` names: the feature cache is keyed by the config.
 
 Coordinate convention (used by :func:`sample_at_keypoints` and every backbone here): ``pos`` is
 ``(x, y)`` in continuous pixel coordinates of the image tensor given to ``forward``, where pixel

@@ -3,38 +3,27 @@ r"""DETR-style query decoder over PyG-batched, variable-size keypoint graphs (no
 A fixed set of learned queries per graph attends (1) to the other queries of its graph, (2) to the
 nodes of its own graph and (3) to the nodes of the *other* graph of the pair; the final query states
 predict, per query, whether it stands for a real node missing from its own graph (or "no object"),
-where that node is, and what it looks like (DESIGN.md section 2, "Query decoder").
+where that node is, and what it looks like.
 
 Every attention is a :class:`~pyg_ssgm.nn.attention.GraphAttention` over a complete bipartite
 ``edge_index`` built per graph by :func:`full_bipartite`, so graphs of any sizes batch the PyG way.
+
+Shapes and dtypes of the inputs are checked on every call. Checks that read tensor values (graph
+ids in range, features finite, query counts positive) make the host wait for the device, so, as in
+PyG's own layers, they run only in PyG's debug mode (``with torch_geometric.debug():``).
 """
-from typing import Dict, List, NamedTuple, Optional, Tuple, Union
+from typing import Dict, NamedTuple, Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch_geometric import is_debug_enabled
 
 from ..errors import ConfigError, InvalidInputError
 from .attention import GraphAttention
+from .bipartite import check_batch_vector, check_graph_ids, full_bipartite
 
 Attention = Tuple[Tensor, Tensor]  # (edge_index [2, E], alpha [E, heads])
-
-
-def _check_batch(name: str, batch: Tensor, num_nodes: int, num_graphs: Optional[int] = None) -> None:
-    """Raise :class:`InvalidInputError` unless ``batch`` is a long ``[num_nodes]`` vector of ids."""
-    if not isinstance(batch, Tensor) or batch.dim() != 1 or batch.dtype != torch.long:
-        what = f"{batch.dtype} {list(batch.shape)}" if isinstance(batch, Tensor) else type(batch).__name__
-        raise InvalidInputError(f"{name} must be a 1-D long tensor of graph ids, got {what}.")
-    if batch.numel() != num_nodes:
-        raise InvalidInputError(
-            f"{name} has {batch.numel()} entries but its features have {num_nodes} rows; pass the "
-            f"batch vector of those same nodes (one graph id per node).")
-    if batch.numel() > 0:
-        lo, hi = int(batch.min()), int(batch.max())
-        if lo < 0 or (num_graphs is not None and hi >= num_graphs):
-            bound = f"[0, {num_graphs})" if num_graphs is not None else "[0, inf)"
-            raise InvalidInputError(
-                f"{name} holds graph ids in [{lo}, {hi}], outside {bound}; check num_graphs.")
 
 
 def _check_features(name: str, x: Tensor, channels: int) -> None:
@@ -48,48 +37,10 @@ def _check_features(name: str, x: Tensor, channels: int) -> None:
 
 
 def _check_finite(name: str, x: Tensor) -> None:
+    """Reads the tensor (a host sync): callers run it only in PyG's debug mode."""
     if not bool(torch.isfinite(x).all()):
         raise InvalidInputError(
             f"{name} contains NaN or inf; check the encoder output and the input features.")
-
-
-def full_bipartite(batch_src: Tensor, batch_dst: Tensor, num_graphs: Optional[int] = None) -> Tensor:
-    r"""Connect every source node to every destination node of the same graph.
-
-    Returns the ``edge_index [2, E]`` (row 0 indexes sources, row 1 destinations) of the disjoint
-    union of complete bipartite graphs :math:`K_{n^{src}_g, n^{dst}_g}`, one per graph id
-    :math:`g`, so :math:`E = \sum_g n^{src}_g n^{dst}_g`. Edges are sorted by destination, then by
-    source index. Vectorised (no Python loop over graphs); the batch vectors need not be sorted,
-    and a graph may have no node on either side (it then contributes no edge).
-
-    Args:
-        batch_src (Tensor): long ``[N_src]``, graph id of each source node.
-        batch_dst (Tensor): long ``[N_dst]``, graph id of each destination node.
-        num_graphs (int, optional): number of graphs; inferred from the largest id if ``None``.
-    """
-    for name, batch in (("batch_src", batch_src), ("batch_dst", batch_dst)):
-        _check_batch(name, batch, batch.numel() if isinstance(batch, Tensor) else -1, num_graphs)
-    device = batch_dst.device
-    if batch_src.device != device:
-        raise InvalidInputError(
-            f"batch_src is on {batch_src.device} but batch_dst on {device}; move them to one device.")
-    if num_graphs is None:
-        num_graphs = 1 + max(int(batch_src.max()) if batch_src.numel() else -1,
-                             int(batch_dst.max()) if batch_dst.numel() else -1)
-    count_src = torch.bincount(batch_src, minlength=num_graphs)[:num_graphs]
-    ptr_src = torch.cumsum(count_src, 0) - count_src  # first position of each graph in sorted order
-    perm_src = torch.argsort(batch_src, stable=True)  # source nodes grouped by graph
-
-    deg = count_src[batch_dst]  # number of incoming edges of each destination
-    num_edges = int(deg.sum())
-    dst = torch.repeat_interleave(torch.arange(batch_dst.numel(), device=device), deg,
-                                  output_size=num_edges)
-    first_edge = torch.cumsum(deg, 0) - deg
-    offset = torch.arange(num_edges, device=device) - torch.repeat_interleave(
-        first_edge, deg, output_size=num_edges)
-    start = torch.repeat_interleave(ptr_src[batch_dst], deg, output_size=num_edges)
-    src = perm_src[start + offset]
-    return torch.stack([src, dst])
 
 
 class QueryDecoderLayer(nn.Module):
@@ -118,10 +69,10 @@ class QueryDecoderLayer(nn.Module):
     * The positional embedding is added to the attention *queries* of all three attentions, and to
       the keys (hence also the values, which share their input) of the self-attention. Node
       embeddings get no positional term: the encoder already put geometry in them.
-    * The self-attention does *not* mask a query's attention to itself: DESIGN.md section 3 records
-      that a too-strong self-mask drove the matching to the identity.
+    * The self-attention does *not* mask a query's attention to itself: a strong self-mask (a node
+      forbidden to attend to itself) is known to drive the matching to the identity.
     * Residual + LayerNorm around every block keeps the queries from collapsing onto one vector
-      (over-smoothing, DESIGN.md section 3).
+      (over-smoothing).
 
     Args:
         channels (int): Size :math:`C` of queries and node embeddings.
@@ -209,10 +160,12 @@ class QueryDecoderLayer(nn.Module):
         _check_features("q", q, C)
         _check_features("h_own", h_own, C)
         _check_features("h_other", h_other, C)
-        if edges is None:
-            _check_batch("q_batch", q_batch, q.size(0))
-            _check_batch("own_batch", own_batch, h_own.size(0))
-            _check_batch("other_batch", other_batch, h_other.size(0))
+        if edges is None:  # standalone use: full_bipartite infers num_graphs here (a host sync)
+            for name, batch, x in (("q_batch", q_batch, q), ("own_batch", own_batch, h_own),
+                                   ("other_batch", other_batch, h_other)):
+                check_batch_vector(name, batch, x.size(0))
+                if is_debug_enabled():
+                    check_graph_ids(name, batch)
             edges = {
                 "self": full_bipartite(q_batch, q_batch),
                 "own": full_bipartite(own_batch, q_batch),
@@ -263,9 +216,6 @@ class QueryOutput(NamedTuple):
     #: last layer's attention: ``{"self", "own", "other"}`` -> ``(edge_index [2, E], alpha [E, heads])``,
     #: row 0 of ``edge_index`` indexes queries / own nodes / other nodes, row 1 queries; or ``None``.
     attention: Optional[Dict[str, Attention]] = None
-    #: DETR-style auxiliary predictions of every layer but the last, each a dict with
-    #: ``exist_logit``, ``pos``, ``feat`` (same shapes as above); ``None`` unless requested.
-    aux: Optional[List[Dict[str, Tensor]]] = None
 
 
 class QueryDecoder(nn.Module):
@@ -334,9 +284,6 @@ class QueryDecoder(nn.Module):
             if isinstance(module, nn.Linear):
                 module.reset_parameters()
 
-    def _heads(self, q: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
-        return self.exist_head(q).squeeze(-1), self.pos_head(q), self.feat_head(q)
-
     def forward(
         self,
         h_own: Tensor,
@@ -345,7 +292,6 @@ class QueryDecoder(nn.Module):
         other_batch: Tensor,
         num_graphs: int,
         return_attention: bool = False,
-        return_aux: bool = False,
         query_init: Optional[Tensor] = None,
         num_queries: Union[int, Tensor, None] = None,
     ) -> QueryOutput:
@@ -358,7 +304,6 @@ class QueryDecoder(nn.Module):
             other_batch (Tensor): long ``[N_other]``; graph ``g`` is the partner of own graph ``g``.
             num_graphs (int): number of pairs ``G`` (graphs may have no node on either side).
             return_attention (bool, optional): fill ``QueryOutput.attention`` (last layer).
-            return_aux (bool, optional): fill ``QueryOutput.aux`` (earlier layers' predictions).
             query_init (Tensor, optional): ``[total queries, C]`` added to the learned query contents, for
                 queries initialised from selected nodes (two-stage "query selection" as in
                 Deformable DETR / DINO). (default: ``None``)
@@ -374,10 +319,13 @@ class QueryDecoder(nn.Module):
             raise InvalidInputError(f"num_graphs must be a non-negative int, got {num_graphs!r}.")
         _check_features("h_own", h_own, C)
         _check_features("h_other", h_other, C)
-        _check_batch("own_batch", own_batch, h_own.size(0), num_graphs)
-        _check_batch("other_batch", other_batch, h_other.size(0), num_graphs)
-        _check_finite("h_own", h_own)
-        _check_finite("h_other", h_other)
+        check_batch_vector("own_batch", own_batch, h_own.size(0))
+        check_batch_vector("other_batch", other_batch, h_other.size(0))
+        if is_debug_enabled():  # value checks sync with the device: off the hot path, as in PyG
+            check_graph_ids("own_batch", own_batch, num_graphs)
+            check_graph_ids("other_batch", other_batch, num_graphs)
+            _check_finite("h_own", h_own)
+            _check_finite("h_other", h_other)
 
         device = h_own.device
         counts = self._query_counts(num_queries, num_graphs, device)
@@ -397,31 +345,31 @@ class QueryDecoder(nn.Module):
             "other": full_bipartite(other_batch, q_batch, num_graphs),
         }
 
-        aux: List[Dict[str, Tensor]] = []
         attention = None
         for i, layer in enumerate(self.layers):
             last = i == len(self.layers) - 1
             out = layer(q, q_batch, h_own, own_batch, h_other, other_batch, query_pos,
                         return_attention=return_attention and last, edges=edges)
             q, attention = out if (return_attention and last) else (out, attention)
-            if return_aux and not last:
-                exist_logit, pos, feat = self._heads(self.final_norm(q))
-                aux.append({"exist_logit": exist_logit, "pos": pos, "feat": feat})
 
         q = self.final_norm(q)
-        exist_logit, pos, feat = self._heads(q)
-        return QueryOutput(embedding=q, batch=q_batch, exist_logit=exist_logit, pos=pos, feat=feat,
-                           attention=attention if return_attention else None,
-                           aux=aux if return_aux else None)
+        return QueryOutput(embedding=q, batch=q_batch, exist_logit=self.exist_head(q).squeeze(-1),
+                           pos=self.pos_head(q), feat=self.feat_head(q),
+                           attention=attention if return_attention else None)
 
     def _query_counts(self, num_queries, num_graphs: int, device) -> Tensor:
-        """``num_queries`` (None, an int or a ``[G]`` tensor) as a long ``[G]`` of counts >= 1."""
+        """``num_queries`` (None, an int or a ``[G]`` tensor) as a long ``[G]`` of counts >= 1.
+        A tensor's counts are read (a host sync) only in PyG's debug mode."""
         if num_queries is None:
             num_queries = self.num_queries
         if isinstance(num_queries, int) and not isinstance(num_queries, bool):
+            valid = num_queries >= 1
             num_queries = torch.full((num_graphs,), num_queries, dtype=torch.long, device=device)
-        if (not isinstance(num_queries, Tensor) or num_queries.dtype != torch.long
-                or num_queries.shape != (num_graphs,) or (num_queries < 1).any()):
+        else:
+            valid = (isinstance(num_queries, Tensor) and num_queries.dtype == torch.long
+                     and num_queries.shape == (num_graphs,)
+                     and not (is_debug_enabled() and bool((num_queries < 1).any())))
+        if not valid:
             raise InvalidInputError(f"num_queries must be a positive int or a long tensor of {num_graphs} "
                                     f"positive counts (one per graph), got {num_queries!r}.")
         return num_queries.to(device)

@@ -8,10 +8,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.nn import TransformerConv
 
+from ..catalog import STRUCTURES
 from ..data.graph import delaunay_edges, knn_edges
 from ..errors import ConfigError
+from .attention import GraphAttention
+from .bipartite import full_bipartite
 
-STRUCTURES = ("delaunay", "knn", "learned")
 
 
 class CompletedGraph(NamedTuple):
@@ -21,8 +23,6 @@ class CompletedGraph(NamedTuple):
     pos: Tensor  # [N, 2] normalised positions (predicted ones for generated nodes)
     batch: Tensor  # [N] graph of each node
     is_generated: Tensor  # [N] bool
-    real_index: Tensor  # [N_real] position of each real node (input order) in the completed graph
-    gen_index: Tensor  # [N_gen] position of each generated node (input order) in the completed graph
 
 
 def complete_graph(h_real: Tensor, pos_real: Tensor, batch_real: Tensor,
@@ -34,10 +34,7 @@ def complete_graph(h_real: Tensor, pos_real: Tensor, batch_real: Tensor,
     is_gen = torch.cat([torch.zeros_like(batch_real, dtype=torch.bool), torch.ones_like(batch_gen, dtype=torch.bool)])
     # Stable sort on (graph, is_generated): real nodes keep their order, generated ones follow.
     order = torch.sort(batch * 2 + is_gen.long(), stable=True).indices
-    where = torch.empty_like(order)
-    where[order] = torch.arange(order.numel(), device=order.device)
-    n_real = h_real.size(0)
-    return CompletedGraph(h[order], pos[order], batch[order], is_gen[order], where[:n_real], where[n_real:])
+    return CompletedGraph(h[order], pos[order], batch[order], is_gen[order])
 
 
 def rebuild_edges(pos: Tensor, batch: Tensor, num_graphs: int, structure: str = "delaunay", k: int = 6) -> Tensor:
@@ -70,8 +67,6 @@ class GraphRebuilder(nn.Module):
             raise ConfigError(f"structure must be one of {STRUCTURES}, got {structure!r}.")
         self.channels, self.structure, self.heads, self.k = channels, structure, heads, k
         if structure == "learned":
-            from .attention import GraphAttention
-
             self.conv = GraphAttention(channels, channels, heads=heads)
         else:
             self.conv = TransformerConv(channels, channels // heads, heads=heads, edge_dim=2, root_weight=True)
@@ -87,9 +82,7 @@ class GraphRebuilder(nn.Module):
         with ``return_attention``, the attention weights per edge ``[E, heads]``)."""
         attention: Optional[Tensor] = None
         if self.structure == "learned":
-            from .query_decoder import full_bipartite
-
-            edge_index = full_bipartite(batch, batch)
+            edge_index = full_bipartite(batch, batch, num_graphs)  # given: no host sync
             out = self.conv((h, h), edge_index, return_attention_weights=return_attention)
             if return_attention:
                 out, (edge_index, attention) = out

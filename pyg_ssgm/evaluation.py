@@ -1,9 +1,7 @@
 """Evaluation on real cross-instance pairs (unfiltered and intersection) and of the completion.
 
-``python -m pyg_ssgm.evaluate --checkpoint runs/ssgm/checkpoint.pt`` re-scores a trained model;
-``--solver rrwm`` (or hungarian, sm, ipfp) scores a classical pygmtools solver on the same pairs.
-That command is :mod:`pyg_ssgm.evaluate.__main__`, a shim above :mod:`pyg_ssgm.cli`: this library
-module never imports the command lines (imports flow data -> model -> evaluate -> trainer -> cli).
+The command line ``python -m pyg_ssgm evaluate`` (:mod:`pyg_ssgm.cli.evaluate`) runs these
+functions on a checkpoint or a classical solver; this module never imports the command lines.
 """
 from __future__ import annotations
 
@@ -15,8 +13,9 @@ from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from ..data import GeneratedPairs, KeypointInstance, PairGenerator, RealPairs, pair_loader
-from ..metrics import MatchCounts, aggregate, batch_counts
+from .data import GeneratedPairs, KeypointInstance, PairGenerator, RealPairs, pair_loader
+from .metrics import MatchCounts, aggregate, batch_counts
+from .model import Predictor
 
 PredictFn = Callable[[object], List[Tensor]]
 
@@ -35,7 +34,7 @@ def score_pairs(predict: PredictFn, instances: Sequence[KeypointInstance], inter
 
 
 def evaluate_matching(predict: PredictFn, instances: Sequence[KeypointInstance], **kwargs) -> Dict[str, object]:
-    """Both settings of DESIGN.md section 5 on the same pairs:
+    """Both settings of the evaluation protocol (``docs/evaluation.md``) on the same pairs:
 
     * ``"unfiltered"``: all annotated keypoints; a :class:`~pyg_ssgm.metrics.MatchingReport` of
       precision / recall / F1 per class and averaged;
@@ -48,33 +47,37 @@ def evaluate_matching(predict: PredictFn, instances: Sequence[KeypointInstance],
 
 
 @torch.no_grad()
-def completion_quality(model, instances: Sequence[KeypointInstance], generator: Optional[PairGenerator] = None,
-                       seed: int = 12345, batch_size: int = 32, device: torch.device | str = "cpu") -> Dict[str, float]:
-    r"""How well the model completes *generated* pairs of ``instances`` (ground truth by construction).
+def completion_quality(predictor: Predictor, instances: Sequence[KeypointInstance],
+                       generator: Optional[PairGenerator] = None, seed: int = 12345, batch_size: int = 32,
+                       device: torch.device | str = "cpu") -> Dict[str, float]:
+    r"""How well a model completes *generated* pairs of ``instances`` (ground truth by construction).
 
-    * ``count_accuracy``: share of pairs whose number of generated nodes (:meth:`SSGM.generated_nodes
-      <pyg_ssgm.SSGM.generated_nodes>`: decided as ``completion_source`` says, whether or not
-      ``generate_at_inference`` lets them into the matching) is exactly the number of missing nodes
-      on **both** sides; ``count_accuracy_graph``: the same per graph;
+    * ``count_accuracy``: share of pairs whose number of generated nodes
+      (:meth:`Predictor.generated_nodes <pyg_ssgm.Predictor.generated_nodes>`: decided as
+      ``completion_source`` says, whether or not ``generate_at_inference`` lets them into the
+      matching) is exactly the number of missing nodes on **both** sides;
+      ``count_accuracy_graph``: the same per graph;
     * ``position_error``: mean distance between generated and true positions of missing nodes
       (each true one paired with a generated one by the Hungarian algorithm), in units of the
       graph's RMS radius.
     """
+    model = predictor.model
     was_training = model.training
     model.eval()
     dataset = GeneratedPairs(instances, (generator or PairGenerator()).plain(), seed=seed)
     exact_pairs, graphs_ok, graphs, errors, num_pairs = 0, 0, 0, [], 0
     for batch in pair_loader(dataset, batch_size):
         batch = batch.to(device)
-        out = model(batch, compute_loss=False)
+        prediction = predictor.match(batch)
+        out = prediction.output
         B = batch.num_graphs
         ok = torch.ones(B, dtype=torch.bool, device=out.n1.device)
-        generated_s, generated_t = model.generated_nodes(out)
+        generated_s, generated_t = predictor.generated_nodes(prediction)
         for side, made_nodes, enc in (("s", generated_s, out.encoded_s), ("t", generated_t, out.encoded_t)):
             tgt_batch = getattr(batch, f"comp_pos_{side}_batch")
             wanted = torch.bincount(tgt_batch, minlength=B)
-            # Not ``num_generated``: with ``generate_at_inference=False`` that is 0 everywhere,
-            # which would score the model as predicting no missing node at all.
+            # Not the nodes in the completed graph: with ``generate_at_inference=False`` there are
+            # none, which would score the model as predicting no missing node at all.
             made = (torch.zeros_like(wanted) if made_nodes is None
                     else torch.bincount(made_nodes.batch, minlength=B))
             ok &= made == wanted
@@ -122,17 +125,3 @@ def format_results(results: Dict[str, object]) -> str:
                   f"({c['count_accuracy_graph']:.1%} of graphs), mean position error {c['position_error']:.3f} "
                   "(graph radii)"]
     return "\n".join(lines).rstrip()
-
-
-def load_model(path, device: torch.device | str = "cpu"):
-    """The :class:`~pyg_ssgm.SSGM` stored in a training checkpoint, in eval mode, and the checkpoint."""
-    from ..checkpoint import EVALUATION_ENTRIES, load_checkpoint, restoring
-    from ..config import SSGMConfig, resolve_device
-    from ..model import SSGM
-
-    device = resolve_device(str(device))  # "foo" or an absent GPU: a ConfigError, not a torch error
-    state = load_checkpoint(path, map_location=device, entries=EVALUATION_ENTRIES)
-    with restoring(path):  # unknown config keys, tensors of other sizes: a CheckpointError
-        model = SSGM(SSGMConfig.from_dict(state["model_config"])).to(device)
-        model.load_state_dict(state["model"])
-    return model.eval(), state

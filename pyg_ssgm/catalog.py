@@ -1,0 +1,29 @@
+"""Names the command lines offer, kept free of heavy imports so that ``--help`` is instant.
+
+Everything that needs torch (readers, models, solvers) imports these lists; nothing here imports
+anything of the package.
+"""
+
+#: Datasets by name: the embedded synthetic data and the real benchmarks read from a local root.
+DATASETS = ("synthetic", "willow", "pascal_voc", "spair71k", "cub")
+
+#: Classical pygmtools solvers the package compares against (``pyg_ssgm.baselines``).
+CLASSICAL_SOLVERS = ("hungarian", "sm", "rrwm", "ipfp")
+
+#: Image backbones that put descriptors on the keypoints (``FeatureConfig.backbone``).
+BACKBONE_NAMES = ("efficientnet_lite0", "vgg16")
+
+#: Edge structures of the completed graph (``ModelConfig.structure``).
+STRUCTURES = ("delaunay", "knn", "learned")
+
+#: Matching losses (``LossConfig.matching_loss``).
+MATCHING_LOSSES = ("sinkhorn", "hamming")
+
+#: How the discrete matching is solved at inference (``InferenceConfig.solver``).
+SOLVERS = ("hungarian", "rrwm")
+
+#: Which nodes the model reports as generated (``InferenceConfig.completion_source``).
+COMPLETION_SOURCES = ("queries", "matching")
+
+__all__ = ["DATASETS", "CLASSICAL_SOLVERS", "BACKBONE_NAMES", "STRUCTURES", "MATCHING_LOSSES", "SOLVERS",
+           "COMPLETION_SOURCES"]

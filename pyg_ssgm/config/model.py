@@ -1,0 +1,226 @@
+"""What the model is (:class:`ModelConfig`), how it learns (:class:`LossConfig`) and how it is
+used once trained (:class:`InferenceConfig`): three groups, because a setting of one group never
+changes what another computes. Defaults train on the embedded data in minutes."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Dict, Optional
+
+from ..catalog import COMPLETION_SOURCES, MATCHING_LOSSES, SOLVERS, STRUCTURES
+from ..errors import ConfigError
+from ..validation import check_at_least, check_choice, check_field_types
+
+
+@dataclass
+class ModelConfig:
+    """The network: its parts, their sizes, and the initial values of its learned scalars.
+
+    Parts:
+        in_channels: appearance features per node in the data (0: geometry only). ``None`` (the
+            default): taken from the data when the model is built by :func:`pyg_ssgm.build`; a
+            value that disagrees with the data is refused there, never rewritten.
+        hidden_channels, heads: model width and attention heads (width divisible by heads).
+        encoder_layers: depth of the graph encoder (kept shallow against over-smoothing).
+        dropout: dropout of the encoder and the decoder.
+        use_appearance, use_geometry: which node features to use.
+        shape_context: add the soft log-polar shape context of the point set to the geometric
+            node features (:class:`~pyg_ssgm.nn.features.NodeFeatures`).
+        completion: generate missing nodes with the query decoder (off: the ablation "SSGM
+            without completion", matching the observed nodes only).
+        num_queries, decoder_layers: the query decoder's learned queries per graph and depth.
+        query_fraction: where a graph of the batch has more than ``num_queries / query_fraction``
+            nodes, ``query_fraction`` of its size is the number of queries instead (the learned
+            ones reused cyclically): the nodes a graph lacks grow with its size.
+        structure: edges of the completed graph: "delaunay", "knn" or "learned" (attention).
+        knn_k: neighbours for the "knn" structure.
+        exist_threshold: a query whose existence probability exceeds this becomes a node.
+        mirror_aware: tell the encoder which pairs face each other's mirror image (``mirror`` of
+            the pair, set by the mirror test and by ``PairGenerator.mirror_rate``): a learned
+            function of each target node's features is added to them there. Of a bird and the
+            flipped image of one facing the other way, the eyes, wings and legs that overlap are
+            each other's left/right counterparts, which the annotation does not match; a model
+            told so can leave them unmatched. ``None`` (the default): on exactly when the training
+            pairs include mirror pairs (``TrainConfig.mirror_rate > 0``); a model built directly
+            takes it as off.
+
+    Affinity (learned scalars start at these values):
+        temperature: of the cosine affinity (learned, in log space).
+        match_threshold: cosine similarity under which a pair stays unmatched (learned).
+        geometric_weight: weight of the squared distance between aligned nodes in the affinity
+            (learned; 0 switches the geometric term off).
+        consensus_iterations: rounds of (soft matching, affine fit) that align the two graphs in
+            training (:class:`InferenceConfig` has its own number for inference).
+        coherence_rounds: rounds of non-rigid refinement after the affine alignment (0: off):
+            each node is expected where the displacement of its neighbourhood takes it (a
+            Gaussian kernel of ``coherence_bandwidth`` node spacings, see
+            :class:`~pyg_ssgm.nn.affinity.CoherenceRefinement`), and the squared distance to that
+            place, in node spacings, enters the affinity with ``coherence_weight`` times the
+            geometric weight. It keeps the geometric term decisive as graphs grow dense.
+    """
+
+    in_channels: Optional[int] = None
+    hidden_channels: int = 64
+    heads: int = 4
+    encoder_layers: int = 2
+    dropout: float = 0.0
+    use_appearance: bool = True
+    use_geometry: bool = True
+    shape_context: bool = True
+    completion: bool = True
+    num_queries: int = 8
+    query_fraction: float = 0.0
+    decoder_layers: int = 2
+    structure: str = "delaunay"
+    knn_k: int = 6
+    exist_threshold: float = 0.5
+    mirror_aware: Optional[bool] = None
+    temperature: float = 0.1
+    match_threshold: float = 0.5
+    geometric_weight: float = 10.0
+    consensus_iterations: int = 2
+    coherence_rounds: int = 8
+    coherence_bandwidth: float = 1.0
+    coherence_weight: float = 0.3
+
+    def __post_init__(self) -> None:
+        check_field_types(self)
+        check_at_least(self, 1, "heads", "knn_k", "consensus_iterations")
+        if self.hidden_channels <= 0 or self.hidden_channels % self.heads != 0:
+            raise ConfigError(
+                f"hidden_channels ({self.hidden_channels}) must be positive and divisible by heads ({self.heads})."
+            )
+        check_choice(self, "structure", STRUCTURES)
+        if not 0 < self.exist_threshold < 1:
+            raise ConfigError(f"exist_threshold must be in (0, 1), got {self.exist_threshold}.")
+        check_at_least(self, 0, "temperature", strict=True)
+        if self.coherence_rounds < 0 or not self.coherence_bandwidth > 0 or self.coherence_weight < 0:
+            raise ConfigError("coherence_rounds must be >= 0, coherence_bandwidth > 0 and coherence_weight >= 0.")
+        if (self.in_channels is not None and self.in_channels < 0) or self.encoder_layers < 0:
+            raise ConfigError("in_channels and encoder_layers must be >= 0.")
+        if not 0 <= self.query_fraction <= 1:
+            raise ConfigError(f"query_fraction must be in [0, 1], got {self.query_fraction}.")
+        if self.completion and (self.num_queries < 1 or self.decoder_layers < 1):
+            raise ConfigError("with completion on, num_queries and decoder_layers must be >= 1 "
+                              "(use completion=False for the model without completion).")
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}.")
+        check_at_least(self, 0, "geometric_weight")
+        if self.in_channels is not None and not (self.use_appearance and self.in_channels > 0) \
+                and not self.use_geometry:
+            raise ConfigError("the model needs node features: enable use_geometry or give appearance features.")
+
+    def to_dict(self) -> Dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class LossConfig:
+    """The training losses and the completion matcher of the queries.
+
+    matching_loss: "sinkhorn" (cross-entropy on the soft matching) or "hamming" (on the
+        Hungarian matching, through blackbox differentiation with constant ``bb_lambda``).
+    sinkhorn_iter: Sinkhorn iterations.
+    weight_match, weight_exist, weight_pos, weight_feat, weight_contrastive: weights of the total
+        loss; eos_weight: weight of "no object" queries in the existence loss (DETR's eos_coef;
+        1 here, not DETR's 0.1, because each query is seeded from one candidate node, so
+        existence is a balanced per-candidate decision and down-weighting "no object" biases
+        every query towards existing).
+    weight_match_real: weight of a second matching loss over the real nodes alone (0: off). In
+        training, every real node whose partner the other graph lacks is matched to the
+        generated node forced in for it, so the main loss never asks for a real node to stay
+        unmatched; a model used with ``InferenceConfig.generate_at_inference=False`` must decide
+        exactly that. This term scores the matching among the real nodes, where such a node's row
+        is empty, so the unmatched threshold learns the decision it makes at inference.
+    cost_exist, cost_pos, cost_feat: costs of the DETR matcher that assigns the queries to the
+        nodes a graph lacks (:class:`~pyg_ssgm.matching.SetMatcher`).
+    """
+
+    matching_loss: str = "sinkhorn"
+    bb_lambda: float = 10.0
+    sinkhorn_iter: int = 20
+    weight_match: float = 1.0
+    weight_match_real: float = 0.0
+    weight_exist: float = 1.0
+    weight_pos: float = 1.0
+    weight_feat: float = 1.0
+    weight_contrastive: float = 0.0
+    eos_weight: float = 1.0
+    cost_exist: float = 1.0
+    cost_pos: float = 1.0
+    cost_feat: float = 1.0
+
+    def __post_init__(self) -> None:
+        check_field_types(self)
+        check_choice(self, "matching_loss", MATCHING_LOSSES)
+        check_at_least(self, 1, "sinkhorn_iter")
+        check_at_least(self, 0, "bb_lambda", strict=True)
+        check_at_least(self, 0, "weight_match", "weight_exist", "weight_pos", "weight_feat", "weight_contrastive",
+                  "weight_match_real", "eos_weight", "cost_exist", "cost_pos", "cost_feat")
+
+    def to_dict(self) -> Dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class InferenceConfig:
+    """How a trained model matches: settings chosen on validation data, never learned.
+
+    solver: how the discrete matching is solved: "hungarian" (linear assignment of the affinity)
+        or "rrwm" (the affinity as the unary term of a quadratic assignment with edge-to-edge
+        geometric agreement over the completed graphs, solved by RRWM; see
+        :mod:`pyg_ssgm.matching.quadratic`).
+    qap_node_weight, qap_edge_sigma: weight of the unary term and Gaussian width of the edge term
+        of that quadratic problem (edges in units of the graph's RMS radius).
+    qap_max_nodes: pairs with a completed graph larger than this fall back to "hungarian" (the
+        quadratic problem's matrix has (n1 n2)^2 entries).
+    mirror_test: match each pair a second time with the target mirrored left-right and keep the
+        matching of the higher objective (affinity minus threshold, summed over the matched
+        pairs): for objects seen from either side (birds, animals), whose mirrored views no
+        planar alignment or shape descriptor relates. With a ``mirror_aware`` model the
+        orientation is chosen by the flipped pass *not* told (told, the unmatched parts lower the
+        objective where the flip is right), the matching then taken from the pass that is.
+    generate_at_inference: False keeps the generated nodes out of the matching (they are still
+        trained).
+    completion_source: which nodes the model reports as generated
+        (:meth:`Predictor.generated_nodes <pyg_ssgm.Predictor.generated_nodes>`): "queries" (the
+        decoder's queries whose existence passes ``exist_threshold``) or "matching" (decided with
+        the matching: one node per real node of the other graph that the matching leaves without
+        a real partner, placed where the affine map fitted to the matched pairs takes it). The
+        matching itself does not change.
+    appearance_weight, shape_context_weight: weights of the raw appearance cosine
+        ``cos(x_i, x_j)`` and of the raw shape-context cosine added to the affinity (late fusion;
+        0 switches a term off). Unlike the learned embeddings, the raw descriptors cannot overfit
+        a small training set.
+    inference_consensus_iterations: alignment rounds (``ModelConfig.consensus_iterations``) at
+        inference; ``None``: as in training. One round's soft matching is diffuse on dense graphs
+        and under large rotations, and its fit shrinks towards the identity; each further round
+        re-weighs the matching by the alignment and re-fits.
+    """
+
+    solver: str = "hungarian"
+    qap_node_weight: float = 1.0
+    qap_edge_sigma: float = 0.5
+    qap_max_nodes: int = 64
+    mirror_test: bool = False
+    generate_at_inference: bool = True
+    completion_source: str = "matching"
+    appearance_weight: float = 0.0
+    shape_context_weight: float = 0.0
+    inference_consensus_iterations: Optional[int] = 12
+
+    def __post_init__(self) -> None:
+        check_field_types(self)
+        check_choice(self, "solver", SOLVERS)
+        if not self.qap_edge_sigma > 0 or not self.qap_node_weight >= 0 or self.qap_max_nodes < 1:
+            raise ConfigError("qap_edge_sigma must be > 0, qap_node_weight >= 0 and qap_max_nodes >= 1.")
+        check_choice(self, "completion_source", COMPLETION_SOURCES)
+        check_at_least(self, 0, "appearance_weight", "shape_context_weight")
+        rounds = self.inference_consensus_iterations
+        if rounds is not None and rounds < 1:
+            raise ConfigError(f"inference_consensus_iterations must be >= 1 or None (as in training), got {rounds}.")
+
+    def to_dict(self) -> Dict[str, Any]:
+        return asdict(self)
+
+
+__all__ = ["ModelConfig", "LossConfig", "InferenceConfig"]

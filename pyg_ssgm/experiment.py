@@ -1,0 +1,227 @@
+"""The composition root: everything a run needs, built in one place from its :class:`Settings`
+(as DETR's ``main.py`` builds model, criterion and post-processing from one set of arguments).
+
+:func:`build` reads and prepares the data, derives what the data decides (the number of
+appearance features, whether the model must be told about mirror pairs), and builds the network,
+its criterion, its predictor, the optimiser, the training pairs, their loader and the
+data-parallel wrapper. :class:`~pyg_ssgm.trainer.Trainer` only loops over what it gets.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from typing import Dict, List, Mapping, Optional, Tuple, Union
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import Dataset
+from torch_geometric.loader import DataLoader
+
+from .checkpoint import EVALUATION_ENTRIES, load_checkpoint, restoring, stored_settings
+from .config import Settings
+from .data import GeneratedPairs, KeypointInstance, PairData
+from .data.datasets import EpochConcat, EpochSampler, LabelledPairs
+from .data.perturb import perturb_splits
+from .data.sources import load_splits
+from .errors import ConfigError
+from .features import with_image_features
+from .matching import SetMatcher
+from .model import SSGM, Criterion, Predictor
+from .threads import apply_thread_policy
+from .validation import resolve_device
+
+Splits = Dict[str, List[KeypointInstance]]
+
+
+@dataclass
+class Experiment:
+    """What :func:`build` makes: the resolved ``settings`` (what the data decides filled in), the
+    prepared ``splits``, the network and its ``criterion`` and ``predictor``, and the training
+    parts. ``net`` is the model, or its ``DistributedDataParallel`` wrapper under ``torchrun``."""
+
+    settings: Settings
+    splits: Splits
+    model: SSGM
+    criterion: Criterion
+    predictor: Predictor
+    optimizer: torch.optim.Optimizer
+    pairs: Dataset
+    sampler: EpochSampler
+    loader: DataLoader
+    net: nn.Module
+    device: torch.device
+    rank: int = 0
+    world_size: int = 1
+    threads: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+# --------------------------------------------------------------------------------------- settings
+def mirror_pairs(settings: Settings) -> bool:
+    """Whether the training pairs include mirror pairs (``train.mirror_rate > 0``, self-supervised:
+    supervised training generates no pair), checked against the settings that go with them."""
+    train, model = settings.train, settings.model
+    mirror = train.mirror_rate > 0 and not train.supervised
+    if mirror and train.pseudo_labels:
+        raise ConfigError("mirror_rate > 0 cannot be combined with pseudo_labels=True: the pseudo-labelled "
+                          "real pairs carry no mirror flag. Set one of them off.")
+    if model.mirror_aware and not mirror:
+        raise ConfigError("mirror_aware=True learns from generated mirror pairs: set mirror_rate > 0 (for "
+                          "example 0.5) in self-supervised training, or mirror_aware=False.")
+    if mirror and model.mirror_aware is False:
+        raise ConfigError("mirror_rate > 0 trains on mirror pairs, which the model must be told about: leave "
+                          "mirror_aware unset (null) or set it true, or set mirror_rate to 0.")
+    return mirror
+
+
+def resolve(settings: Settings, splits: Splits) -> Settings:
+    """``settings`` with what the data decides filled in, or a :class:`ConfigError` where a given
+    value disagrees with it (nothing the user set is rewritten):
+
+    * ``model.in_channels``: the width of the training instances' ``x`` (0: geometry only);
+    * ``model.mirror_aware``: on exactly when the training pairs include mirror pairs
+      (:func:`mirror_pairs`): a mirror-aware model needs them, and mirror pairs need a model
+      told which pairs they are.
+    """
+    model = settings.model
+    width = next((i.x.size(1) for i in splits["train"] if i.x is not None), 0)
+    if model.in_channels is not None and model.in_channels != width:
+        raise ConfigError(f"model.in_channels is {model.in_channels} but the training instances carry {width} "
+                          f"appearance features per node; set it to {width}, or leave it unset (null) to take it "
+                          "from the data.")
+    return settings.replace(model=replace(model, in_channels=width, mirror_aware=mirror_pairs(settings)))
+
+
+def settings_from_checkpoint(state: Mapping) -> Settings:
+    """The (resolved) settings a training checkpoint was written with."""
+    return Settings.from_dict(stored_settings(state))
+
+
+# --------------------------------------------------------------------------------------- parts
+def build_model(settings: Settings) -> Tuple[SSGM, Criterion, Predictor]:
+    """The network (``settings.model``, with its completion matcher from ``settings.loss``), its
+    :class:`Criterion` and its :class:`Predictor`. ``model.in_channels`` must be resolved."""
+    model_cfg, loss = settings.model, settings.loss
+    model = SSGM(model_cfg, SetMatcher(loss.cost_exist, loss.cost_pos, loss.cost_feat))
+    return model, Criterion(loss, contrastive_temperature=model_cfg.temperature), Predictor(model, settings.inference)
+
+
+def check_splits(splits: Mapping[str, List[KeypointInstance]]) -> Splits:
+    """The user's own splits: ``{"train": [...], "val": [...], "test": [...]}`` lists of
+    :class:`~pyg_ssgm.data.KeypointInstance` (``val`` may be empty)."""
+    if not isinstance(splits, Mapping) or not {"train", "test"} <= set(splits):
+        raise ConfigError("splits must be a dict with 'train', 'test' (and optionally 'val') lists of "
+                          "KeypointInstance.")
+    out = {name: list(splits.get(name, [])) for name in ("train", "val", "test")}
+    for name, items in out.items():
+        bad = [type(i).__name__ for i in items if not isinstance(i, KeypointInstance)]
+        if bad:
+            raise ConfigError(f"splits[{name!r}] must hold KeypointInstance objects, got {bad[0]}.")
+    if not out["train"]:
+        raise ConfigError("splits['train'] is empty: training needs at least one instance.")
+    return out
+
+
+def prepare_splits(settings: Settings, splits: Optional[Mapping[str, List[KeypointInstance]]] = None,
+                   progress: bool = True) -> Splits:
+    """The data of a run: ``splits`` (your own) or ``settings.train.dataset`` read from its root,
+    perturbed as ``outliers`` / ``extra_drop`` say, with image features when ``settings.features``
+    asks for them."""
+    train = settings.train
+    splits = check_splits(splits) if splits is not None else load_splits(train.dataset, train.root,
+                                                                         settings.synthetic)
+    splits = perturb_splits(splits, train.outliers, train.extra_drop)
+    if settings.features is not None:
+        splits = with_image_features(splits, settings.features, train.dataset, progress=progress)
+    return splits
+
+
+def training_pairs(settings: Settings, instances: List[KeypointInstance], progress: bool = True) -> Dataset:
+    """What one epoch trains on: pairs generated from single instances; real pairs with their labels
+    (``supervised``); or the generated pairs plus the training split's own unlabelled real pairs
+    with cycle-consistent pseudo-labels (``pseudo_labels``)."""
+    cfg = settings.train
+    if cfg.supervised:
+        return LabelledPairs(instances, cfg.seed, cfg.repeats)
+    generated = GeneratedPairs(instances, cfg.pair_generator(), seed=cfg.seed, repeats=cfg.repeats)
+    if not cfg.pseudo_labels:
+        return generated
+    from .pseudo_labels import PseudoLabelledPairs, pseudo_label
+
+    # A model that matches mirror images too learns from pseudo-labels found the same way, on
+    # pairs turned to face the same way (it meets the other orientation by its mirror test).
+    mirror = settings.inference.mirror_test
+    labels = pseudo_label(instances, min_agreement=cfg.pseudo_min_agreement, seed=cfg.seed, progress=progress,
+                          mirror_test=mirror)
+    real = PseudoLabelledPairs(instances, labels, seed=cfg.seed, drop_rate=cfg.drop_rate, orient=mirror)
+    return EpochConcat([generated, real])
+
+
+def _distributed() -> bool:
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def _device_and_ranks(name: str) -> Tuple[torch.device, int, int]:
+    device = resolve_device(name)
+    if device.type == "cuda":
+        if _distributed():
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    if not _distributed():
+        return device, 0, 1
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return device, dist.get_rank(), dist.get_world_size()
+
+
+def build(settings: Optional[Settings] = None, splits: Optional[Mapping[str, List[KeypointInstance]]] = None,
+          progress: bool = True) -> Experiment:
+    """Everything a training run needs (see the module docstring). ``splits`` trains on your own
+    data instead of ``settings.train.dataset``: ``"train"``, ``"val"`` and ``"test"`` lists of
+    :class:`~pyg_ssgm.data.KeypointInstance`."""
+    settings = settings or Settings()
+    train = settings.train
+    mirror_pairs(settings)  # the checks that need no data, before any work
+    threads = apply_thread_policy(train.threads)
+    device, rank, world_size = _device_and_ranks(train.device)
+    progress = progress and rank == 0
+    splits = prepare_splits(settings, splits, progress)
+    settings = resolve(settings, splits)
+    torch.manual_seed(train.seed)  # model initialisation (and dropout) follow the run's seed
+    model, criterion, predictor = build_model(settings)
+    model.to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
+    pairs = training_pairs(settings, splits["train"], progress)
+    sampler = EpochSampler(len(pairs), train.seed, rank, world_size)
+    # The loader's own generator: starting an epoch must not draw from the global RNG, whose state
+    # a checkpoint restores (dropout masks would differ after a resume otherwise).
+    loader = DataLoader(pairs, batch_size=train.batch_size, sampler=sampler, follow_batch=PairData.FOLLOW_BATCH,
+                        num_workers=train.num_workers, generator=torch.Generator().manual_seed(train.seed))
+    net: nn.Module = model
+    if world_size > 1:
+        net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
+                                                  find_unused_parameters=True)
+    return Experiment(settings, splits, model, criterion, predictor, optimizer, pairs, sampler, loader, net, device,
+                      rank, world_size, threads)
+
+
+def load_model(path: Union[str, os.PathLike], device: Union[str, torch.device] = "cpu") -> Tuple[Predictor, Settings]:
+    """The trained model of a checkpoint written by training, as a :class:`Predictor` (its network
+    in eval mode is ``predictor.model``) with the inference settings it was trained with, and the
+    run's settings. Damaged or foreign files raise :class:`~pyg_ssgm.errors.CheckpointError`."""
+    device = resolve_device(str(device))  # "foo" or an absent GPU: a ConfigError, not a torch error
+    state = load_checkpoint(path, map_location=device, entries=EVALUATION_ENTRIES)
+    with restoring(path):  # unknown config keys, tensors of other sizes: a CheckpointError
+        settings = settings_from_checkpoint(state)
+        model, _, predictor = build_model(settings)
+        model.to(device).load_state_dict(state["model"])
+    model.eval()
+    return predictor, settings
+
+
+__all__ = ["Experiment", "build", "build_model", "resolve", "mirror_pairs", "prepare_splits", "check_splits", "training_pairs",
+           "load_model", "settings_from_checkpoint"]
