@@ -32,7 +32,7 @@ setup(
     },
     entry_points={
         "console_scripts": [
-            "ssgm=pyg_ssgm.cli:main",
+            "ssgm=pyg_ssgm.__main__:main",
             "ssgm-train=pyg_ssgm.train:main",
             "ssgm-evaluate=pyg_ssgm.evaluate:main",
             "ssgm-benchmark=pyg_ssgm.benchmark:main",

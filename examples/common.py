@@ -24,12 +24,15 @@ def build_parser(doc: str, dataset: str, *, epochs: int, root: Optional[str] = N
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     if root is not None:
         parser.add_argument("root", nargs="?", default=root, help="local copy of the dataset (default: %(default)s)")
-    parser.add_argument("--epochs", type=int, default=epochs)
+    parser.add_argument("--epochs", type=int, default=epochs, help="training epochs (default: %(default)s)")
     parser.add_argument("--tiny", action="store_true", help=tiny_help)
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any other setting")
-    parser.add_argument("--output-dir", default=f"runs/example_{dataset}")
-    parser.add_argument("--num-pictures", type=int, default=2, help="pairs of each kind to draw")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="any other setting, repeatable (e.g. --set hidden_channels=32)")
+    parser.add_argument("--output-dir", default=f"runs/example_{dataset}",
+                        help="where the checkpoint, metrics and pictures go (default: %(default)s)")
+    parser.add_argument("--overwrite", action="store_true", help="replace the run found in --output-dir")
+    parser.add_argument("--num-pictures", type=int, default=2, help="pairs of each kind to draw (default: %(default)s)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (default: %(default)s)")
     if root is None:
         parser.set_defaults(root=None)
     return parser
@@ -62,7 +65,7 @@ def run(args: argparse.Namespace, dataset: str, *, tiny: Presets = REAL_DATA_TIN
     try:
         run_settings = settings(args, dataset, defaults or {}, tiny)
         # Self-supervised training, then the test split: unfiltered and intersection settings.
-        trainer, results = train(run_settings)
+        trainer, results = train(run_settings, overwrite=args.overwrite)
     except DatasetNotFoundError as e:
         print(f"{name} was not found under {args.root!r}.\n\n{e}\n\n"
               f"Then run: python examples/{Path(script).name} <root>", file=sys.stderr)
@@ -74,6 +77,7 @@ def run(args: argparse.Namespace, dataset: str, *, tiny: Presets = REAL_DATA_TIN
     unfiltered, intersection = results["unfiltered"].mean, results["intersection"].mean
     print(f"\nTest pairs: unfiltered F1 {unfiltered.f1:.3f} (precision {unfiltered.precision:.3f}, "
           f"recall {unfiltered.recall:.3f}); intersection accuracy {intersection.recall:.3f}")
+    print(f"Checkpoint: {trainer.checkpoint_path} (with metrics.csv, config.json and test_results.json)")
 
     pictures = Path(args.output_dir) / "pictures"
     try:

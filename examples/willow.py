@@ -49,8 +49,11 @@ def main(argv=None):
     parser.add_argument("--geometry-only", action="store_true", help="no image features, even with images")
     args = parser.parse_args(argv)
     images = has_images(args.root) and not args.geometry_only
-    return run(args, DATASET, name=NAME, script=__file__, defaults=preset("willow_images" if images else
-                                                                             "willow_geometry"),
+    chosen = "willow_images" if images else "willow_geometry"
+    why = ("images found beside the annotations: EfficientNet-Lite0 features" if images else
+           "--geometry-only" if args.geometry_only else f"no .png images under {args.root}: geometry only")
+    print(f"Preset {chosen} ({why}).")
+    return run(args, DATASET, name=NAME, script=__file__, defaults=preset(chosen),
                tiny=TINY_IMAGES if images else REAL_DATA_TINY)
 
 

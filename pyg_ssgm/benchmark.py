@@ -1,11 +1,11 @@
 """``python -m pyg_ssgm.benchmark``: the same as ``python -m pyg_ssgm benchmark`` (see ``--help``)."""
 from typing import Optional, Sequence
 
-from .cli import run
+from .__main__ import main as _main
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    run("benchmark", argv)
+    _main("benchmark", argv)
 
 
 if __name__ == "__main__":

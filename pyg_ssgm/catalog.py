@@ -4,8 +4,9 @@ Everything that needs torch (readers, models, solvers) imports these lists; noth
 anything of the package.
 """
 
-#: Datasets by name: the embedded synthetic data and the real benchmarks read from a local root.
-DATASETS = ("synthetic", "willow", "pascal_voc", "spair71k", "cub")
+#: Datasets by name: the embedded synthetic data, the real benchmarks read from a local root, and
+#: "coco": your own COCO keypoint file(s) (``root``: the file, or a folder of train/val/test.json).
+DATASETS = ("synthetic", "willow", "pascal_voc", "spair71k", "cub", "coco")
 
 #: Classical pygmtools solvers the package compares against (``pyg_ssgm.baselines``).
 CLASSICAL_SOLVERS = ("hungarian", "sm", "rrwm", "ipfp")

@@ -5,45 +5,71 @@ functions on a checkpoint or a classical solver; this module never imports the c
 """
 from __future__ import annotations
 
-from typing import Callable, Dict, List, Optional, Sequence
+from dataclasses import replace
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor
-from tqdm.auto import tqdm
+from torch.utils.data import Subset
 
 from .data import GeneratedPairs, KeypointInstance, PairGenerator, RealPairs, pair_loader
-from .metrics import MatchCounts, aggregate, batch_counts
+from .metrics import MatchCounts, MatchingReport, aggregate, batch_counts
 from .model import Predictor
+from .progress import progress_bar
 
 PredictFn = Callable[[object], List[Tensor]]
+
+
+def _score(predict: PredictFn, instances: Sequence[KeypointInstance], intersection: bool = False,
+           max_pairs_per_category: Optional[int] = None, batch_size: int = 32, seed: int = 0,
+           device: torch.device | str = "cpu", desc: Optional[str] = None) -> Tuple[List[MatchCounts], int]:
+    """:func:`score_pairs`, and how many pairs were skipped for an empty side."""
+    dataset = RealPairs(instances, max_pairs_per_category, seed=seed, intersection=intersection)
+    scorable = dataset.scorable()
+    records: List[MatchCounts] = []
+    with progress_bar(len(scorable), desc or "", "pair", desc is not None) as bar:
+        for batch in pair_loader(Subset(dataset, scorable), batch_size):
+            preds = predict(batch.to(device))
+            records += batch_counts([p.cpu() for p in preds], batch)
+            bar.update(batch.num_graphs)
+    return records, len(dataset) - len(scorable)
 
 
 def score_pairs(predict: PredictFn, instances: Sequence[KeypointInstance], intersection: bool = False,
                 max_pairs_per_category: Optional[int] = None, batch_size: int = 32, seed: int = 0,
                 device: torch.device | str = "cpu", desc: Optional[str] = None) -> List[MatchCounts]:
     """Run ``predict`` (a batch -> list of ``[2, K]`` matchings) on the real pairs of ``instances``
-    and count, per pair, its true positives against the names-derived ground truth."""
-    dataset = RealPairs(instances, max_pairs_per_category, seed=seed, intersection=intersection)
-    records: List[MatchCounts] = []
-    for batch in tqdm(pair_loader(dataset, batch_size), desc=desc, disable=desc is None, leave=False):
-        preds = predict(batch.to(device))
-        records += batch_counts([p.cpu() for p in preds], batch)
-    return records
+    and count, per pair, its true positives against the names-derived ground truth. A pair with
+    an empty side (:meth:`RealPairs.scorable <pyg_ssgm.data.RealPairs.scorable>`: in the
+    intersection setting, no keypoint in common) is skipped. ``desc``: the label of a progress
+    bar over the pairs (none without)."""
+    return _score(predict, instances, intersection, max_pairs_per_category, batch_size, seed, device, desc)[0]
 
 
-def evaluate_matching(predict: PredictFn, instances: Sequence[KeypointInstance], **kwargs) -> Dict[str, object]:
+def _report(records: List[MatchCounts], skipped: int) -> MatchingReport:
+    return replace(aggregate(records), skipped=skipped) if records else MatchingReport.empty(skipped)
+
+
+def evaluate_matching(predict: PredictFn, instances: Sequence[KeypointInstance], desc: Optional[str] = None,
+                      **kwargs) -> Dict[str, object]:
     """Both settings of the evaluation protocol (``docs/evaluation.md``) on the same pairs:
 
     * ``"unfiltered"``: all annotated keypoints; a :class:`~pyg_ssgm.metrics.MatchingReport` of
       precision / recall / F1 per class and averaged;
     * ``"intersection"``: only keypoints named in both images; its recall is the literature's accuracy.
+
+    A pair without a keypoint in common has nothing to score in the intersection setting: it is
+    skipped, and counted in the report's ``skipped``. ``desc`` labels the progress bars
+    (``"<desc>, unfiltered"``, ``"<desc>, intersection"``); none without. ``kwargs``: those of
+    :func:`score_pairs`.
     """
-    return {
-        "unfiltered": aggregate(score_pairs(predict, instances, intersection=False, **kwargs)),
-        "intersection": aggregate(score_pairs(predict, instances, intersection=True, **kwargs)),
-    }
+    results: Dict[str, object] = {}
+    for setting in ("unfiltered", "intersection"):
+        label = None if desc is None else f"{desc}, {setting}"
+        results[setting] = _report(*_score(predict, instances, setting == "intersection", desc=label, **kwargs))
+    return results
 
 
 @torch.no_grad()
@@ -111,6 +137,8 @@ def report_to_dict(results: Dict[str, object]) -> Dict[str, object]:
 def format_results(results: Dict[str, object]) -> str:
     """The text table printed to the terminal."""
     lines = []
+    if "not_tested" in results:
+        lines += [f"Nothing was tested: {results['not_tested']}.", ""]
     if "unfiltered" in results:
         lines += ["Unfiltered real pairs (precision / recall / F1 of predicted correspondences):",
                   str(results["unfiltered"]), ""]
@@ -118,10 +146,19 @@ def format_results(results: Dict[str, object]) -> str:
         inter = results["intersection"]
         lines += ["Intersection setting (literature protocol), accuracy = recall:"]
         lines += [f"  {name:<14} {s.recall:.4f}" for name, s in inter.per_class.items()]
-        lines += [f"  {'mean':<14} {inter.mean.recall:.4f}", ""]
+        lines += [f"  {'mean':<14} {inter.mean.recall:.4f}"]
+        if inter.skipped:
+            lines += [f"  ({inter.skipped} of {inter.skipped + inter.mean.num_pairs} pairs skipped: no keypoint "
+                      "in common)"]
+        lines += [""]
     if "completion" in results:
         c = results["completion"]
         lines += [f"Completion on generated pairs: missing-node count exact on {c['count_accuracy']:.1%} of pairs "
                   f"({c['count_accuracy_graph']:.1%} of graphs), mean position error {c['position_error']:.3f} "
-                  "(graph radii)"]
+                  "(graph radii)", ""]
+    if results.get("inference_choice"):
+        kept = [row for row in results["inference_choice"] if row["kept"]]
+        changed = ", ".join(f"{k}={v}" for row in kept[1:] for k, v in row["option"].items()) or "none changed"
+        lines += [f"Inference settings chosen on validation: {changed} (validation F1 {kept[0]['val_f1']:.4f} as "
+                  f"given, {kept[-1]['val_f1']:.4f} as chosen)"]
     return "\n".join(lines).rstrip()

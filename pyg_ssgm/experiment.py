@@ -19,12 +19,13 @@ from torch.utils.data import Dataset
 from torch_geometric.loader import DataLoader
 
 from .checkpoint import EVALUATION_ENTRIES, load_checkpoint, restoring, stored_settings
-from .config import Settings
+from .config import InferenceConfig, Settings
 from .data import GeneratedPairs, KeypointInstance, PairData
+from .data.instance import check_name_types
 from .data.datasets import EpochConcat, EpochSampler, LabelledPairs
 from .data.perturb import perturb_splits
 from .data.sources import load_splits
-from .errors import ConfigError
+from .errors import ConfigError, InvalidInputError
 from .features import with_image_features
 from .matching import SetMatcher
 from .model import SSGM, Criterion, Predictor
@@ -112,28 +113,59 @@ def build_model(settings: Settings) -> Tuple[SSGM, Criterion, Predictor]:
 
 def check_splits(splits: Mapping[str, List[KeypointInstance]]) -> Splits:
     """The user's own splits: ``{"train": [...], "val": [...], "test": [...]}`` lists of
-    :class:`~pyg_ssgm.data.KeypointInstance` (``val`` may be empty)."""
-    if not isinstance(splits, Mapping) or not {"train", "test"} <= set(splits):
-        raise ConfigError("splits must be a dict with 'train', 'test' (and optionally 'val') lists of "
-                          "KeypointInstance.")
-    out = {name: list(splits.get(name, [])) for name in ("train", "val", "test")}
+    :class:`~pyg_ssgm.data.KeypointInstance` (``val`` and ``test`` may be empty or absent: a run
+    without them is not validated, or not tested). The keypoint names of the instances of one
+    category must be of one type (:func:`~pyg_ssgm.data.instance.check_name_types`)."""
+    if not isinstance(splits, Mapping) or "train" not in splits:
+        raise ConfigError("splits must be a dict with a 'train' list of KeypointInstance (and optionally 'val' "
+                          "and 'test' lists).")
+    unknown = sorted(set(splits) - {"train", "val", "test"})
+    if unknown:
+        raise ConfigError(f"unknown splits {unknown}: give 'train', 'val' and 'test' lists.")
+    out = {name: list(splits.get(name) or []) for name in ("train", "val", "test")}
     for name, items in out.items():
         bad = [type(i).__name__ for i in items if not isinstance(i, KeypointInstance)]
         if bad:
             raise ConfigError(f"splits[{name!r}] must hold KeypointInstance objects, got {bad[0]}.")
     if not out["train"]:
         raise ConfigError("splits['train'] is empty: training needs at least one instance.")
+    first: Dict[str, Tuple[str, KeypointInstance]] = {}  # per category: the first instance with named keypoints
+    for name, items in out.items():
+        for i, inst in enumerate(items):
+            where = f"splits[{name!r}][{i}]"
+            if any(n is not None for n in inst.names):
+                seen = first.setdefault(inst.category, (where, inst))
+                check_name_types(seen[1], inst, seen[0], where)
     return out
+
+
+def check_node_features(splits: Splits) -> None:
+    """Refuse splits whose instances do not all carry ``x`` of one width (or all none): the model
+    has one input width, and a batch cannot stack features of several."""
+    widths = {}  # width (None: no x) -> where it was first seen
+    for name, items in splits.items():
+        for i, inst in enumerate(items):
+            width = None if inst.x is None else inst.x.size(1)
+            widths.setdefault(width, (f"splits[{name!r}][{i}]" + (f" ({inst.id!r})" if inst.id is not None else "")))
+    if len(widths) > 1:
+        seen = "; ".join(f"{where} has {'no x' if width is None else f'x of width {width}'}"
+                         for width, where in widths.items())
+        raise InvalidInputError(
+            f"the instances carry appearance features (x) of different widths, or only some of them do: {seen}. "
+            "Give every instance x of one width [N, F], or none (geometry only); image features "
+            "(settings.features) replace x on every instance.")
 
 
 def prepare_splits(settings: Settings, splits: Optional[Mapping[str, List[KeypointInstance]]] = None,
                    progress: bool = True) -> Splits:
     """The data of a run: ``splits`` (your own) or ``settings.train.dataset`` read from its root,
     perturbed as ``outliers`` / ``extra_drop`` say, with image features when ``settings.features``
-    asks for them."""
+    asks for them. Checked before any work (:func:`check_splits`, :func:`check_node_features`)."""
     train = settings.train
     splits = check_splits(splits) if splits is not None else load_splits(train.dataset, train.root,
-                                                                         settings.synthetic)
+                                                                         settings.synthetic, seed=train.seed)
+    if settings.features is None:  # image features replace every x: then what x was does not matter
+        check_node_features(splits)
     splits = perturb_splits(splits, train.outliers, train.extra_drop)
     if settings.features is not None:
         splits = with_image_features(splits, settings.features, train.dataset, progress=progress)
@@ -211,17 +243,20 @@ def build(settings: Optional[Settings] = None, splits: Optional[Mapping[str, Lis
 
 def load_model(path: Union[str, os.PathLike], device: Union[str, torch.device] = "cpu") -> Tuple[Predictor, Settings]:
     """The trained model of a checkpoint written by training, as a :class:`Predictor` (its network
-    in eval mode is ``predictor.model``) with the inference settings it was trained with, and the
-    run's settings. Damaged or foreign files raise :class:`~pyg_ssgm.errors.CheckpointError`."""
+    in eval mode is ``predictor.model``) with the inference settings its run tested with (those
+    chosen on validation, where they were), and the run's settings. Damaged or foreign files raise
+    :class:`~pyg_ssgm.errors.CheckpointError`."""
     device = resolve_device(str(device))  # "foo" or an absent GPU: a ConfigError, not a torch error
     state = load_checkpoint(path, map_location=device, entries=EVALUATION_ENTRIES)
     with restoring(path):  # unknown config keys, tensors of other sizes: a CheckpointError
         settings = settings_from_checkpoint(state)
         model, _, predictor = build_model(settings)
         model.to(device).load_state_dict(state["model"])
+        if state.get("chosen_inference") is not None:
+            predictor.config = InferenceConfig(**state["chosen_inference"])
     model.eval()
     return predictor, settings
 
 
-__all__ = ["Experiment", "build", "build_model", "resolve", "mirror_pairs", "prepare_splits", "check_splits", "training_pairs",
-           "load_model", "settings_from_checkpoint"]
+__all__ = ["Experiment", "build", "build_model", "resolve", "mirror_pairs", "prepare_splits", "check_splits",
+           "check_node_features", "training_pairs", "load_model", "settings_from_checkpoint"]

@@ -8,21 +8,21 @@ views are fixed per image (view ``v`` is a pure function of the seed, the image 
 every (image, view) is computed once and stored as one small file
 (:mod:`pyg_ssgm.feature_cache`), keyed by:
 
-* *backbone hash*: backbone name, stages, weights file (path, size, mtime), image size, crop,
+* *backbone hash*: backbone name, stages, weights (the SHA-256 of the file), image size, crop,
   cache format;
-* *image key*: dataset name, the image (path, size and mtime of the file, or a hash of the pixels
-  of an in-memory image), the keypoint coordinates and, when cropping, the box;
-* *view key*: the view settings and the seed; ``v`` the view index.
+* *image key*: dataset name, the image's content (the SHA-256 of its file, or of the pixels of an
+  in-memory image), the keypoint coordinates and, when cropping, the box;
+* *view key*: the view settings and the seed; the key the views are seeded from (the image file's
+  path, size and mtime: :func:`~pyg_ssgm.feature_cache.view_seed_key`); ``v`` the view index.
 
 Changing any of them computes new features; the un-augmented ``x`` does not depend on the view
 settings or the seed, so changing those recomputes the views only. Files are written atomically
 (:func:`pyg_ssgm.files.atomic_write`: a temporary file, then :func:`os.replace`) and read with
-``torch.load(weights_only=True)``; a file that cannot be read or does not hold what it should is
-recomputed.
+``torch.load(weights_only=True)``; a file that cannot be read, does not hold what it should or
+does not match its digest is recomputed, with a warning.
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -34,12 +34,13 @@ import torch
 from torch import Tensor, nn
 
 from .errors import ConfigError, InvalidInputError
-from .feature_cache import CACHE_FORMAT, FeatureStore, digest, image_key, view_seed, image_identity
+from .feature_cache import CACHE_FORMAT, FeatureStore, Plan, digest, file_digest, image_identity, view_seed
 from .nn.backbone import ImageBackbone, VGG16Features, default_vgg16_path
 from .nn.efficientnet import EfficientNetLite0Features, default_efficientnet_lite0_path
-from .data.image_features import describe_instance, load_instance_image
-from .data.instance import KeypointInstance
+from .data.image_features import load_instance_image
+from .data.instance import KeypointInstance, describe_instance
 from .data.views import ViewAugmentation
+from .progress import progress_bar
 
 
 
@@ -158,16 +159,16 @@ class FeatureConfig:
 
     def identity(self) -> Dict[str, Any]:
         r"""What the features of an image depend on, beyond the image, its keypoints and the
-        view: the backbone and its weights *file* (path, size, mtime), stages, image size, crop.
-        Raises the backbone's :class:`~pyg_ssgm.errors.CheckpointError` if the weights are missing."""
+        view: the backbone and its weights (the SHA-256 of the file's bytes), stages, image size,
+        crop. Raises the backbone's :class:`~pyg_ssgm.errors.CheckpointError` if the weights are
+        missing."""
         path = self.weights_path()
         if path is None:
             weights: Any = ["random", self.seed]
         else:
             if not path.is_file():
                 build_backbone(self)  # raises the backbone's own error, which says where to get the file
-            st = path.stat()
-            weights = [str(path.resolve()), st.st_size, st.st_mtime_ns]
+            weights = ["sha256", file_digest(path)]
         return {"format": CACHE_FORMAT, "backbone": self.backbone, "weights": weights,
                 "stages": list(self.resolved_stages), "image_size": self.image_size,
                 "crop_to_bbox": self.crop_to_bbox}
@@ -229,14 +230,103 @@ def build_backbone(cfg: FeatureConfig) -> ImageBackbone:
 
 
 class _Job(NamedTuple):
-    inst: int               # index of the instance
+    plan: int               # index of the plan (one per list of instances)
+    inst: int               # index of the instance in its plan
     name: str               # cache file name
     image: Tensor           # [3, S, S] the (warped) image
     pos: Tensor             # [N, 2] keypoints in pixels of ``image``
     pos_out: Optional[Tensor]  # [N, 2] the same in the original image's pixels (views only)
 
 
-# -- the public function --------------------------------------------------------------------
+def _compute(plans: Sequence[Plan], cfg: FeatureConfig, store: FeatureStore, backbone: Optional[nn.Module],
+             progress: bool) -> None:
+    """Compute and store every missing entry of ``plans`` with one backbone, under one progress bar
+    ("image features", in images) shown only if something is missing. A backbone batch holds the
+    images of one plan only, as if each plan were computed alone."""
+    todo = [(k, i) for k, plan in enumerate(plans) for i in plan.todo]
+    if not todo:
+        return
+    net = backbone
+    S = cfg.image_size
+    pending: List[_Job] = []
+
+    def flush() -> None:
+        nonlocal net
+        if not pending:
+            return
+        if net is None:
+            net = build_backbone(cfg)
+        images = torch.stack([job.image for job in pending])
+        pos = torch.cat([job.pos for job in pending])
+        batch = torch.cat([torch.full((job.pos.size(0),), k, dtype=torch.long) for k, job in enumerate(pending)])
+        device = next((p.device for p in net.parameters()), torch.device(cfg.device))
+        feats = net(images.to(device), pos.to(device), batch.to(device)).detach().to("cpu", torch.float32)
+        if feats.shape != (pos.size(0), cfg.out_channels):
+            raise InvalidInputError(
+                f"the backbone returned shape {tuple(feats.shape)} for {pos.size(0)} keypoints, but "
+                f"{cfg.backbone} with stages {list(cfg.resolved_stages)} gives [N, {cfg.out_channels}]; "
+                "pass build_backbone(cfg) as backbone, or none."
+            )
+        for job, x in zip(pending, feats.split([job.pos.size(0) for job in pending])):
+            entry = {"x": x} if job.pos_out is None else {"pos": job.pos_out, "x": x}
+            store.save(job.name, entry)
+            plans[job.plan].found[job.inst][job.name] = entry
+        pending.clear()
+
+    was_training = None if backbone is None else backbone.training
+    if backbone is not None:
+        backbone.eval()
+    try:
+        with torch.no_grad(), progress_bar(len(todo), "image features", "img", progress) as bar:
+            for k, i in todo:
+                if pending and pending[-1].plan != k:
+                    flush()  # batches never mix two lists: each is computed as if on its own
+                plan = plans[k]
+                loaded = load_instance_image(plan.instances[i], S, cfg.crop_to_bbox, i)
+                for j, name in enumerate(plan.names[i]):
+                    if name in plan.found[i]:
+                        continue
+                    if j == 0:
+                        pending.append(_Job(k, i, name, loaded.image, loaded.pos, None))
+                    else:
+                        gen = torch.Generator().manual_seed(view_seed(plan.seed_keys[i], cfg.seed, j - 1))
+                        view = cfg.view.sample(S, S, loaded.pos, gen)
+                        moved = view.apply_points(loaded.pos)
+                        pending.append(_Job(k, i, name, view.apply_image(loaded.image), moved,
+                                            loaded.to_original(moved)))
+                    if len(pending) >= cfg.batch_size:
+                        flush()
+                bar.update(1)
+            flush()
+    finally:
+        if backbone is not None and was_training:
+            backbone.train()
+
+
+def _attach(groups: Sequence[Tuple[Sequence[KeypointInstance], int]], cfg: FeatureConfig, dataset: str,
+            progress: bool, backbone: Optional[nn.Module] = None) -> List[List[KeypointInstance]]:
+    """:func:`attach_features` of several ``(instances, num_views)`` lists at once: one cache
+    lookup, one backbone, one progress bar."""
+    if not isinstance(cfg, FeatureConfig):
+        raise InvalidInputError(f"cfg must be a FeatureConfig, got {type(cfg).__name__}.")
+    if not isinstance(dataset, str) or not dataset:
+        raise InvalidInputError(f"dataset must be a non-empty name, got {dataset!r}.")
+    groups = [(list(instances), num_views) for instances, num_views in groups]
+    for instances, num_views in groups:
+        if not _is_int(num_views) or num_views < 0:
+            raise InvalidInputError(f"num_views must be an integer >= 0, got {num_views!r}.")
+        for i, inst in enumerate(instances):  # fail before any heavy work
+            if inst.image is None:
+                raise InvalidInputError(f"{describe_instance(inst, i)} has no image; image features need one.")
+    store = FeatureStore(cfg.cache_path(), cfg.identity(), cfg.out_channels)
+    plans = [store.plan(instances, dataset, num_views, cfg.view_key(), cfg.crop_to_bbox)
+             for instances, num_views in groups]
+    store.warn_damaged()
+    _compute(plans, cfg, store, backbone, progress)
+    return [plan.assemble() for plan in plans]
+
+
+# -- the public functions -------------------------------------------------------------------
 def attach_features(instances: Sequence[KeypointInstance], cfg: FeatureConfig, dataset: str,
                     num_views: Optional[int] = None, progress: bool = True,
                     backbone: Optional[nn.Module] = None) -> List[KeypointInstance]:
@@ -249,8 +339,8 @@ def attach_features(instances: Sequence[KeypointInstance], cfg: FeatureConfig, d
             paths never share features).
         num_views: views per instance (``None``: ``cfg.num_views``). Asking for more views later
             reuses the cached first ones.
-        progress: show a tqdm bar ("image features") over the images that need computing;
-            nothing is shown when everything is cached.
+        progress: show a tqdm bar ("image features", in images) over the images that need
+            computing; nothing is shown when everything is cached.
         backbone: an already built :func:`build_backbone` ``(cfg)``, to reuse one network across
             calls; by default it is built only if something is missing from the cache. It must
             compute what ``cfg`` says: the cache is keyed by ``cfg``, not by the module.
@@ -267,110 +357,25 @@ def attach_features(instances: Sequence[KeypointInstance], cfg: FeatureConfig, d
     point moves by :math:`p_v = s^{-1} \odot \mathbf{H}_v\big((p - o) \odot s\big) + o` in original
     pixels (:class:`~pyg_ssgm.data.image_features.LoadedImage`: ``o`` the crop corner,
     ``s = (S / W, S / H)``).
+
+    Raises :class:`~pyg_ssgm.errors.InvalidInputError` for an image that cannot be decoded or is
+    a decompression bomb, and for a keypoint far outside its image
+    (:func:`~pyg_ssgm.data.image_features.check_inside`). A cached entry that fails its checks
+    is recomputed, with a ``RuntimeWarning`` (see :mod:`pyg_ssgm.feature_cache`).
     """
-    from tqdm.auto import tqdm
-
-    if not isinstance(cfg, FeatureConfig):
-        raise InvalidInputError(f"cfg must be a FeatureConfig, got {type(cfg).__name__}.")
-    if not isinstance(dataset, str) or not dataset:
-        raise InvalidInputError(f"dataset must be a non-empty name, got {dataset!r}.")
-    num_views = cfg.num_views if num_views is None else num_views
-    if not _is_int(num_views) or num_views < 0:
-        raise InvalidInputError(f"num_views must be an integer >= 0, got {num_views!r}.")
-    instances = list(instances)
-    for i, inst in enumerate(instances):  # fail before any heavy work
-        if inst.image is None:
-            raise InvalidInputError(f"{describe_instance(inst, i)} has no image; image features need one.")
-
-    store = FeatureStore(cfg.cache_path(), cfg.identity(), cfg.out_channels)
-    view_key = cfg.view_key()
-    keys = [image_key(inst, i, dataset, cfg.crop_to_bbox) for i, inst in enumerate(instances)]
-    names = [[f"{key}-orig.pt"] + [f"{key}-{view_key}-{v}.pt" for v in range(num_views)] for key in keys]
-    found: List[Dict[str, Dict[str, Tensor]]] = []
-    for i, inst in enumerate(instances):
-        entries = {}
-        for j, name in enumerate(names[i]):
-            entry = store.load(name, inst.num_nodes, with_pos=j > 0)
-            if entry is not None:
-                entries[name] = entry
-        found.append(entries)
-    todo = [i for i in range(len(instances)) if len(found[i]) < len(names[i])]
-
-    if todo:
-        net = backbone
-        S = cfg.image_size
-        pending: List[_Job] = []
-
-        def flush() -> None:
-            nonlocal net
-            if not pending:
-                return
-            if net is None:
-                net = build_backbone(cfg)
-            images = torch.stack([job.image for job in pending])
-            pos = torch.cat([job.pos for job in pending])
-            batch = torch.cat([torch.full((job.pos.size(0),), k, dtype=torch.long) for k, job in enumerate(pending)])
-            device = next((p.device for p in net.parameters()), torch.device(cfg.device))
-            feats = net(images.to(device), pos.to(device), batch.to(device)).detach().to("cpu", torch.float32)
-            if feats.shape != (pos.size(0), cfg.out_channels):
-                raise InvalidInputError(
-                    f"the backbone returned shape {tuple(feats.shape)} for {pos.size(0)} keypoints, but "
-                    f"{cfg.backbone} with stages {list(cfg.resolved_stages)} gives [N, {cfg.out_channels}]; "
-                    "pass build_backbone(cfg) as backbone, or none."
-                )
-            for job, x in zip(pending, feats.split([job.pos.size(0) for job in pending])):
-                entry = {"x": x} if job.pos_out is None else {"pos": job.pos_out, "x": x}
-                store.save(job.name, entry)
-                found[job.inst][job.name] = entry
-            pending.clear()
-
-        was_training = None if backbone is None else backbone.training
-        if backbone is not None:
-            backbone.eval()
-        try:
-            with torch.no_grad(), tqdm(total=len(todo), desc="image features", unit="img",
-                                       disable=not progress, leave=False) as bar:
-                for i in todo:
-                    loaded = load_instance_image(instances[i], S, cfg.crop_to_bbox, i)
-                    for j, name in enumerate(names[i]):
-                        if name in found[i]:
-                            continue
-                        if j == 0:
-                            pending.append(_Job(i, name, loaded.image, loaded.pos, None))
-                        else:
-                            gen = torch.Generator().manual_seed(view_seed(keys[i], cfg.seed, j - 1))
-                            view = cfg.view.sample(S, S, loaded.pos, gen)
-                            moved = view.apply_points(loaded.pos)
-                            pending.append(_Job(i, name, view.apply_image(loaded.image), moved,
-                                                loaded.to_original(moved)))
-                        if len(pending) >= cfg.batch_size:
-                            flush()
-                    bar.update(1)
-                flush()
-        finally:
-            if backbone is not None and was_training:
-                backbone.train()
-
-    dtype = torch.get_default_dtype()
-    out: List[KeypointInstance] = []
-    for i, inst in enumerate(instances):
-        entries = [found[i][name] for name in names[i]]
-        extra = dict(inst.extra)
-        extra.pop("views", None)
-        if num_views > 0:
-            extra["views"] = [(e["pos"].to(dtype), e["x"].to(dtype)) for e in entries[1:]]
-        out.append(dataclasses.replace(inst, x=entries[0]["x"].to(dtype), extra=extra))
-    return out
+    num_views = cfg.num_views if num_views is None and isinstance(cfg, FeatureConfig) else num_views
+    return _attach([(instances, num_views)], cfg, dataset, progress, backbone)[0]
 
 
 def with_image_features(splits: Dict[str, List[KeypointInstance]], cfg: FeatureConfig, dataset: str,
                         progress: bool = True) -> Dict[str, List[KeypointInstance]]:
     """``splits`` with backbone descriptors as ``x`` (cached on disk): the training split also gets
     ``cfg.num_views`` augmented views per image, which the pair generator cuts its two sides
-    from; the other splits are seen as they are."""
-    return {name: attach_features(items, cfg, dataset, num_views=cfg.num_views if name == "train" else 0,
-                                  progress=progress) if items else items
-            for name, items in splits.items()}
+    from; the other splits are seen as they are. One progress bar covers every split."""
+    names = [name for name, items in splits.items() if items]
+    groups = [(splits[name], cfg.num_views if name == "train" else 0) for name in names]
+    done = dict(zip(names, _attach(groups, cfg, dataset, progress))) if names else {}
+    return {name: done.get(name, items) for name, items in splits.items()}
 
 
 __all__ = ["FeatureConfig", "attach_features", "with_image_features", "build_backbone", "image_identity", "BACKBONES",

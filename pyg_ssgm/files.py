@@ -3,12 +3,15 @@
 Every file pyg_ssgm writes (checkpoint, ``metrics.csv``, ``config.json``, results JSON) goes
 through :func:`atomic_write`: a temporary file in the same folder, then an atomic rename, so an
 interruption leaves either the old file or the new one, never a truncated one. A temporary left
-by a killed process (``.<name>.<random>.tmp``) is removed by the next write of the same file.
+by a killed process (``.<name>.<random>.tmp``) is removed by the next write of the same file, or,
+in a folder shared by several processes (the image-feature cache), by
+:func:`remove_stale_temporaries` once it is old enough not to be another process's write.
 """
 from __future__ import annotations
 
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import BinaryIO, Callable, Union
 
@@ -45,6 +48,26 @@ def atomic_write(path: PathLike, write: Callable[[BinaryIO], None]) -> Path:
             os.unlink(tmp)
         raise
     return path
+
+
+def remove_stale_temporaries(folder: PathLike, older_than: float) -> int:
+    """Remove the temporaries of :func:`atomic_write` (``.<name>.*.tmp``) in ``folder`` last
+    modified more than ``older_than`` seconds ago: a write takes milliseconds, so an older one was
+    killed, while a younger one may be another process's write in progress. Returns how many
+    were removed; a folder that does not exist has none."""
+    removed, cutoff = 0, time.time() - older_than
+    try:
+        candidates = list(Path(folder).glob(".*.tmp"))
+    except OSError:  # not a folder, or unreadable: nothing of ours to clean
+        return 0
+    for path in candidates:
+        try:
+            if path.is_file() and path.stat().st_mtime < cutoff:
+                path.unlink()
+                removed += 1
+        except OSError:  # vanished meanwhile, or not ours to remove
+            pass
+    return removed
 
 
 def write_text_atomic(path: PathLike, text: str) -> Path:

@@ -237,13 +237,22 @@ class MatchingReport:
     * ``mean``: the macro average, mean over classes of ``per_class`` (stds averaged the same way,
       as pygmtools does); ``mean.num_pairs`` is the total number of pairs;
     * ``micro``: pooled :class:`MatchCounts` of all pairs (``.precision``, ``.recall``, ``.f1``);
-    * ``per_class_micro[c]``: pooled counts of class ``c``.
+    * ``per_class_micro[c]``: pooled counts of class ``c``;
+    * ``skipped``: pairs left out because they had nothing to score (an empty side: in the
+      intersection setting, no keypoint in common; see :func:`pyg_ssgm.evaluation.evaluate_matching`).
     """
 
     per_class: Dict[str, Scores]
     mean: Scores
     micro: MatchCounts
     per_class_micro: Dict[str, MatchCounts] = field(default_factory=dict)
+    skipped: int = 0
+
+    @classmethod
+    def empty(cls, skipped: int = 0) -> "MatchingReport":
+        """The report of no scored pair: NaN scores, no class (every pair was ``skipped``)."""
+        nan = float("nan")
+        return cls({}, Scores(nan, nan, nan, nan, nan, nan, 0), MatchCounts(0, 0, 0), {}, skipped)
 
     def to_dict(self) -> Dict[str, Any]:
         """JSON-friendly nested dict (micro counts flattened with their scores)."""
@@ -257,14 +266,19 @@ class MatchingReport:
             "mean": asdict(self.mean),
             "micro": micro(self.micro),
             "per_class_micro": {k: micro(v) for k, v in self.per_class_micro.items()},
+            "skipped": self.skipped,
         }
 
     def __str__(self) -> str:
+        if not self.per_class:
+            return f"no pair to score ({self.skipped} pairs with nothing to score skipped)"
         lines = [f"{'class':<16}{'pairs':>7}{'precision':>11}{'recall':>9}{'f1':>9}"]
         for name, s in list(self.per_class.items()) + [("mean", self.mean)]:
             lines.append(f"{name:<16}{s.num_pairs:>7}{s.precision:>11.4f}{s.recall:>9.4f}{s.f1:>9.4f}")
         m = self.micro
         lines.append(f"{'micro':<16}{self.mean.num_pairs:>7}{m.precision:>11.4f}{m.recall:>9.4f}{m.f1:>9.4f}")
+        if self.skipped:
+            lines.append(f"({self.skipped} pairs with nothing to score skipped)")
         return "\n".join(lines)
 
 

@@ -11,12 +11,16 @@ idle, more than 1 h 45 min with a load of 7-12, and 18 min with one thread). The
   else (the 1-minute load average, rounded), at least 1;
 * at most :data:`AUTO_MAX_THREADS`, past which these small models gain nothing.
 
-An explicit ``threads=N`` (``--threads N``) is used as given. ``OMP_NUM_THREADS`` set by the user
-counts as explicit too (torch has already honoured it).
+An explicit ``threads=N`` (``--threads N``) is used as given, up to the usable cores: more threads
+than cores only make them wait for each other (``--threads 1000`` made a tiny run 5 times slower
+and loaded the machine to 120), so a larger ``N`` is capped at the cores with a printed note
+rather than refused (a setting written on a larger machine still runs here, e.g. a resumed run's
+``config.json``). ``OMP_NUM_THREADS`` set by the user counts as explicit too.
 """
 from __future__ import annotations
 
 import os
+import sys
 from typing import Optional
 
 import torch
@@ -48,12 +52,22 @@ def auto_threads(load: Optional[float] = None, cores: Optional[int] = None) -> i
 
 def apply_thread_policy(threads: int = 0) -> int:
     """Set torch's intra-op threads: ``threads`` if > 0, else ``OMP_NUM_THREADS`` if the user set
-    it, else :func:`auto_threads`. Returns the number set."""
+    it, else :func:`auto_threads`; an explicit number above :func:`usable_cores` is capped there,
+    with a note on stderr. Returns the number set."""
     if not isinstance(threads, int) or isinstance(threads, bool) or threads < 0:
         raise ConfigError(f"threads must be a non-negative integer (0: automatic), got {threads!r}.")
+    source = f"threads={threads}"  # what asked for them, for the note ("" for the automatic choice)
     if threads == 0:
         env = os.environ.get("OMP_NUM_THREADS", "").strip()
-        threads = int(env) if env.isdigit() and int(env) > 0 else auto_threads()
+        if env.isdigit() and int(env) > 0:
+            threads, source = int(env), f"OMP_NUM_THREADS={env}"
+        else:
+            threads, source = auto_threads(), ""
+    cores = usable_cores()
+    if source and threads > cores:
+        print(f"note: {source} asks for more threads than the {cores} cores this process may use; using {cores}.",
+              file=sys.stderr)
+        threads = cores
     torch.set_num_threads(threads)
     return threads
 

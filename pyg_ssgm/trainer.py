@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional
 
@@ -21,10 +23,41 @@ from .experiment import Experiment, build
 from .checkpoint import TRAINING_ENTRIES, changed_settings, load_checkpoint, restoring, save_checkpoint, stored_settings
 from .config import RESUME_MAY_CHANGE, Settings, split_sections
 from .data import KeypointInstance
-from .errors import CheckpointError, ConfigError
+from .data.datasets import has_pairs
+from .errors import CheckpointError, ConfigError, OutputPathError
 from .evaluation import completion_quality, evaluate_matching, report_to_dict
+from .tuning import choose_inference
 from .files import prepare_output_dir, write_text_atomic
 from .metrics_log import MetricsLog
+
+
+#: The files a run writes in its folder (with its ``tensorboard`` folder): finding one there means
+#: the folder holds a run, which a new run may not replace without being asked to.
+RUN_FILES = ("checkpoint.pt", "metrics.csv", "config.json", "test_results.json")
+
+
+def check_run_folder(out_dir: Path, resume: bool = False, overwrite: bool = False) -> None:
+    """Refuse, before any work, a new run into a folder that holds a run (:data:`RUN_FILES`),
+    unless it is resumed (``resume``) or replaced on request (``overwrite``): nothing a run made
+    is replaced without asking."""
+    if resume and overwrite:
+        raise ConfigError(f"resume continues the run in {str(out_dir)!r} and overwrite replaces it: give one of "
+                          "them (--resume or --overwrite).")
+    found = [name for name in RUN_FILES if (out_dir / name).exists()]
+    if found and not (resume or overwrite):
+        raise OutputPathError(
+            f"{str(out_dir)!r} already holds a run ({', '.join(found)}); a new run would replace it. Continue it "
+            "with --resume, start the new run in another --output-dir, or replace it with --overwrite "
+            "(train(..., overwrite=True) in Python).")
+
+
+def clear_run_folder(out_dir: Path) -> None:
+    """Remove what an earlier run wrote in ``out_dir`` (:data:`RUN_FILES` and its ``tensorboard``
+    folder), so that nothing of it mixes with the run that replaces it. Other files stay."""
+    for name in RUN_FILES:
+        (out_dir / name).unlink(missing_ok=True)
+    if (out_dir / "tensorboard").is_dir():
+        shutil.rmtree(out_dir / "tensorboard")
 
 
 class Trainer:
@@ -41,6 +74,7 @@ class Trainer:
         self.epoch, self.step = 0, 0
         self.running: Dict[str, float] = {}  # loss sums of the epoch in progress (kept across a resume)
         self.pending_row: Dict[str, float] = {}  # metrics row of a trained epoch not yet logged in full
+        self.choice: List[Dict[str, Any]] = []  # the rows behind the inference settings chosen on validation
 
     def learning_rate(self, epoch: int) -> float:
         if self.cfg.lr_schedule == "constant":
@@ -61,6 +95,8 @@ class Trainer:
             "synthetic_config": settings["synthetic"], "feature_config": settings["features"],
             "epoch": self.epoch, "step": self.step, "rng_state": torch.get_rng_state(),
             "running": dict(self.running), "pending_row": dict(self.pending_row),
+            # what the predictor uses: the settings, or those chosen from them on validation
+            "chosen_inference": asdict(self.predictor.config),
         }
 
     def save(self) -> Optional[Path]:
@@ -99,9 +135,9 @@ class Trainer:
         generated val pairs."""
         val = self.splits["val"]
         row: Dict[str, float] = {}
-        if len(val) >= 2:
+        if has_pairs(val):  # an empty split (or one without two instances of one category) is not validated
             report = evaluate_matching(self.predictor, val, max_pairs_per_category=self.cfg.val_pairs_per_category,
-                                       device=self.device)
+                                       device=self.device, desc="val pairs" if self.progress else None)
             row.update(val_f1=report["unfiltered"].mean.f1, val_precision=report["unfiltered"].mean.precision,
                        val_recall=report["unfiltered"].mean.recall,
                        val_intersection_acc=report["intersection"].mean.recall)
@@ -111,7 +147,12 @@ class Trainer:
         return row
 
     def test(self) -> Dict[str, Any]:
+        """The test results (:func:`~pyg_ssgm.evaluation.evaluate_matching`, and the completion
+        quality), or ``{"not_tested": reason}`` when the test split holds no real pair."""
         test = self.splits["test"]
+        if not has_pairs(test):
+            return {"not_tested": "the test split is empty" if not test else
+                    "the test split has no two instances of one category"}
         results: Dict[str, Any] = evaluate_matching(
             self.predictor, test, max_pairs_per_category=self.cfg.test_pairs_per_category, device=self.device,
             desc="test pairs" if self.progress else None)
@@ -121,9 +162,14 @@ class Trainer:
         return results
 
     # ----------------------------------------------------------------------- fit
-    def fit(self, resume: bool = False) -> Dict[str, Any]:
+    def fit(self, resume: bool = False, overwrite: bool = False) -> Dict[str, Any]:
+        """Train (``resume``: on from the folder's checkpoint), then test. A new run into a folder
+        that holds a run is refused unless ``overwrite`` (:func:`check_run_folder`)."""
         if self.is_main:
+            check_run_folder(self.out_dir, resume, overwrite)
             prepare_output_dir(self.out_dir)  # a file in the way: a named error before any work
+            if overwrite:
+                clear_run_folder(self.out_dir)
         if resume:
             if not self.checkpoint_path.exists():
                 raise CheckpointError(f"--resume: no checkpoint at {self.checkpoint_path}; run without --resume.")
@@ -145,10 +191,32 @@ class Trainer:
         finally:
             if log is not None:
                 log.close()
+        if self.is_main and self.settings.inference.choose_on_validation:
+            self.choose_inference()
         results = self.test() if self.is_main else {}
         if self.is_main:
+            results["inference"] = asdict(self.predictor.config)
+            if self.choice:
+                results["inference_choice"] = self.choice
             write_text_atomic(self.out_dir / "test_results.json", json.dumps(report_to_dict(results), indent=2))
         return results
+
+    def choose_inference(self) -> None:
+        """Choose the predictor's settings of inference on the validation pairs
+        (:func:`~pyg_ssgm.tuning.choose_inference`), print the choice and save it with the
+        checkpoint. Without a validation pair, the settings stay as they are, and say so."""
+        val = self.splits["val"]
+        if not has_pairs(val):
+            if self.progress:
+                tqdm.write("Inference settings kept as given: no validation pair to choose them on.")
+            return
+        echo = tqdm.write if self.progress else None
+        if echo is not None:
+            echo("Choosing the settings of inference on the validation pairs:")
+        self.predictor.config, self.choice = choose_inference(
+            self.predictor, val, max_pairs_per_category=self.cfg.val_pairs_per_category, device=self.device,
+            echo=echo)
+        self.save()
 
     def _train_epoch(self, log: Optional[MetricsLog]) -> None:
         epoch, exp = self.epoch, self.experiment
@@ -223,17 +291,25 @@ class Trainer:
 
 
 def train(settings: Optional[Settings] = None, splits: Optional[Mapping[str, List[KeypointInstance]]] = None,
-          resume: bool = False, progress: bool = True):
+          resume: bool = False, progress: bool = True, overwrite: bool = False):
     """Build, train, test: the Python entry of ``python -m pyg_ssgm train``. Returns ``(trainer,
     test_results)``.
 
     ``splits`` trains on your own data instead of ``settings.train.dataset``: a dict of ``"train"``,
     ``"val"`` and ``"test"`` lists of :class:`~pyg_ssgm.data.KeypointInstance` (with ``x`` for
-    appearance features, an ``image`` for ``settings.features``, or geometry only).
+    appearance features, an ``image`` for ``settings.features``, or geometry only); ``"val"`` and
+    ``"test"`` may be empty or absent. Without test pairs the run is trained and validated, and
+    ``test_results`` is ``{"not_tested": reason}``.
+
+    ``resume`` continues the run in ``settings.train.output_dir``; ``overwrite`` replaces the
+    run found there. Without either, a folder that holds a run is refused before any work
+    (:func:`check_run_folder`). Neither is a setting: a run's ``config.json`` never carries them.
     """
-    trainer = Trainer(build(settings or Settings(), splits, progress=progress), progress=progress)
-    results = trainer.fit(resume=resume)
+    settings = settings or Settings()
+    check_run_folder(Path(settings.train.output_dir), resume, overwrite)  # before the data is read
+    trainer = Trainer(build(settings, splits, progress=progress), progress=progress)
+    results = trainer.fit(resume=resume, overwrite=overwrite)
     return trainer, results
 
 
-__all__ = ["Trainer", "train"]
+__all__ = ["Trainer", "train", "check_run_folder", "clear_run_folder", "RUN_FILES"]

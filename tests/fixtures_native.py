@@ -38,7 +38,7 @@ WILLOW_CATEGORIES = ("Car", "Duck")
 
 def willow_point(cat: int, img: int, k: int) -> Tuple[float, float]:
     """Position of keypoint ``k`` of image ``img`` of category number ``cat``."""
-    return 4.0 + 5 * k + img, 8.0 + 4 * k + cat
+    return 4.0 + 5 * k + img % 12, 8.0 + 4 * k + cat  # inside the 64 x 64 image for any number of images
 
 
 def make_willow(root: PathLike, num_per_category: int = 4, with_images: bool = True) -> Path:
@@ -256,3 +256,71 @@ def make_all(root: PathLike) -> Dict[str, Path]:
         "spair": make_spair(root / "spair"),
         "cub": make_cub(root / "cub"),
     }
+
+
+# --------------------------------------------------------------------------- COCO keypoint files
+COCO_CATEGORIES = ("bird", "fish")
+#: Keypoint names in several spellings of left and right (the sides module reads them all).
+COCO_KEYPOINTS = ("beak", "left_eye", "right_eye", "crown", "LeftWing", "RightWing", "tail", "belly")
+
+
+def coco_point(cat: int, img: int, obj: int, k: int) -> Tuple[float, float]:
+    """Position of keypoint ``k`` of object ``obj`` of image ``img`` of category number ``cat``:
+    the points of a circle, turned a little per image and moved per object (all inside the image)."""
+    angle = 2 * np.pi * k / len(COCO_KEYPOINTS) + 0.05 * img + 0.3 * cat
+    radius = 14.0 + 2 * ((k * 3 + cat) % 4)
+    return round(32 + radius * np.cos(angle) + 3 * obj, 2), round(32 + radius * np.sin(angle) - 2 * obj, 2)
+
+
+def coco_flag(img: int, obj: int, k: int) -> int:
+    """Visibility flag: 0 (not labelled) for about one point in seven, 1 (occluded) for another."""
+    r = (img * 3 + obj * 5 + k) % 7
+    return 0 if r == 0 else 1 if r == 3 else 2
+
+
+def coco_objects(img: int) -> List[Tuple[int, int]]:
+    """(category number, object number) of image ``img``: a bird in every image, a second bird in
+    every fourth, a fish in every other one."""
+    objects = [(0, 0)] + ([(0, 1)] if img % 4 == 1 else []) + ([(1, 0)] if img % 2 == 0 else [])
+    return objects
+
+
+def coco_document(num_images: int = 12, first_image: int = 0, flip_pairs: bool = False) -> Dict:
+    """A COCO keypoint file's content: images ``first_image ..`` (ids from 1), their objects
+    (:func:`coco_objects`), every keypoint of :data:`COCO_KEYPOINTS` with its flag. ``flip_pairs``
+    declares the bird's left/right pairs (the fish declares none)."""
+    categories = []
+    for ci, name in enumerate(COCO_CATEGORIES):
+        cat = {"id": ci + 1, "name": name, "supercategory": "animal", "keypoints": list(COCO_KEYPOINTS),
+               "skeleton": [[1, 2], [1, 3], [2, 4], [3, 4], [5, 8], [6, 8], [7, 8]]}
+        if flip_pairs:
+            cat["flip_pairs"] = [["left_eye", "right_eye"], [5, 6]] if ci == 0 else []
+        categories.append(cat)
+    images, annotations = [], []
+    for img in range(first_image, first_image + num_images):
+        images.append({"id": img + 1, "file_name": f"img_{img:03d}.png", "width": IMAGE_SIZE, "height": IMAGE_SIZE})
+        for ci, obj in coco_objects(img):
+            values: List[float] = []
+            for k in range(len(COCO_KEYPOINTS)):
+                flag = coco_flag(img, obj, k)
+                values += [*coco_point(ci, img, obj, k), flag] if flag else [0, 0, 0]
+            annotations.append({"id": 1000 + len(annotations) + 100 * first_image, "image_id": img + 1,
+                                "category_id": ci + 1, "keypoints": values,
+                                "num_keypoints": sum(1 for v in values[2::3] if v), "bbox": [10.0, 8.0, 44.0, 46.0],
+                                "area": 44.0 * 46.0, "iscrowd": 0})
+    return {"info": {"description": "tiny COCO keypoint file of the tests"}, "images": images,
+            "annotations": annotations, "categories": categories}
+
+
+def make_coco(path: PathLike, num_images: int = 12, first_image: int = 0, flip_pairs: bool = False,
+              with_images: bool = False) -> Path:
+    """Write :func:`coco_document` to ``path`` (a ``.json`` file), and its images beside it with
+    ``with_images``; returns ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    doc = coco_document(num_images, first_image, flip_pairs)
+    path.write_text(json.dumps(doc))
+    if with_images:
+        for image in doc["images"]:
+            _write_image(path.parent / image["file_name"], seed=image["id"])
+    return path

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import pyg_ssgm.model.predictor as predictor_module
-from pyg_ssgm import ModelConfig, Settings
+from pyg_ssgm import ModelConfig, Predictor, Settings
 from pyg_ssgm import benchmarking as bm
 from pyg_ssgm.cli import run
 from pyg_ssgm.data import RealPairs, pair_loader
@@ -348,7 +348,12 @@ def test_experiment_helper_trains_scores_and_writes(tmp_path):
     scores = ex.score(run.predictor, val, generator=train.pair_generator())
     assert {"f1", "precision", "recall", "intersection_accuracy", "per_class", "completion"} <= set(scores)
     assert 0 <= scores["f1"] <= 1 and scores["completion"]["num_pairs"] > 0
-    assert scores["f1"] == pytest.approx(run.validation["val_f1"])  # the trainer's validation, the same pairs
+    # the trainer validated each epoch with the settings as given, then chose its inference on the
+    # same pairs: the predictor scores as the chosen row did, the given settings as the last epoch did
+    chosen = [r for r in run.trainer.choice if r["kept"]][-1]
+    assert scores["f1"] == pytest.approx(chosen["val_f1"])
+    given = ex.score(Predictor(run.predictor.model, run.settings.inference), val)
+    assert given["f1"] == pytest.approx(run.validation["val_f1"])
     assert set(ex.score(run.predictor, val, intersection=False)) == {"f1", "precision", "recall"}
     # other inference settings: a new predictor of the same network, the original untouched
     off = ex.with_inference(run.predictor, generate_at_inference=False)

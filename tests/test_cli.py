@@ -4,9 +4,11 @@ entry points in slow tests."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
+import click
 import pytest
 import yaml
 from click.testing import CliRunner
@@ -90,6 +92,76 @@ def test_help_imports_no_torch():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().endswith("False")
+
+
+def _option_help(command) -> dict:
+    """Option name (its first spelling) -> its help text, as ``--help`` shows it."""
+    return {param.opts[0]: param.help or "" for param in command.params if isinstance(param, click.Option)}
+
+
+def test_train_help_names_every_config_section_and_every_default():
+    from pyg_ssgm.cli.train import FLAG_SECTIONS
+    from pyg_ssgm.config import Settings
+
+    helps = _option_help(train_command)
+    for section in ("train", "model", "loss", "inference", "features", "synthetic"):
+        assert section in helps["--config"], section
+    missing = [name for name, text in helps.items() if "Default" not in text]
+    assert not missing, f"options without a default in --help: {missing}"
+    # The defaults the help states are the settings' own (numbers compared as numbers).
+    defaults = Settings().to_dict()
+    for param in train_command.params:
+        if param.name not in FLAG_SECTIONS or param.name in ("backbone", "weights", "dataset", "root"):
+            continue
+        stated = re.search(r"Default: ([^ ]+?)\.?(?: |$)", param.help).group(1)
+        value = defaults[FLAG_SECTIONS[param.name]][param.name]
+        if isinstance(value, bool):
+            flag = param.opts[0] if value else param.secondary_opts[0]
+            assert stated == flag, (param.name, stated, value)
+        elif isinstance(value, (int, float)):
+            assert float(stated) == value, (param.name, stated, value)
+        else:
+            assert stated == str(value), (param.name, stated, value)
+
+
+def test_benchmark_output_defaults_outside_the_committed_results():
+    from pyg_ssgm.cli.benchmark import benchmark_command
+
+    default = next(p.default for p in benchmark_command.params if p.name == "output_dir")
+    assert default == "runs/benchmark" and not default.startswith("benchmarks")
+
+
+@pytest.mark.parametrize("entry", ["train", "evaluate", "benchmark", None])
+def test_ctrl_c_while_the_command_line_loads_exits_130_quietly(entry, monkeypatch, capsys):
+    """Ctrl-C while the command line is still being imported: status 130 and no traceback, as a
+    Ctrl-C during the run (the command's own imports are inside reported())."""
+    import pyg_ssgm.__main__
+    import pyg_ssgm.cli
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pyg_ssgm.cli.importlib, "import_module", interrupted)  # the subcommand's module
+    with pytest.raises(SystemExit) as exc:
+        pyg_ssgm.__main__.main(entry, ["--help"] if entry else ["train", "--help"])
+    assert exc.value.code == 130
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err and "Aborted" not in captured.err
+
+
+def test_ctrl_c_in_the_shim_import_exits_130(monkeypatch):
+    """The shims import the command line inside the guard: interrupting that import is quiet too."""
+    code = ("import builtins, sys\n"
+            "real = builtins.__import__\n"
+            "def imp(name, globals=None, locals=None, fromlist=(), level=0):\n"
+            "    if level == 1 and name == 'cli':\n"
+            "        raise KeyboardInterrupt\n"
+            "    return real(name, globals, locals, fromlist, level)\n"
+            "builtins.__import__ = imp\n"
+            "from pyg_ssgm.train import main\n"
+            "main(['--help'])\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 130 and proc.stderr == "" and proc.stdout == ""
 
 
 @pytest.mark.slow
@@ -208,7 +280,9 @@ def test_evaluate_checkpoint_reproduces_training_test_results(runner, tmp_path, 
     eval_results = json.loads((tmp_path / "eval.json").read_text())
 
     assert eval_results["unfiltered"]["mean"]["f1"] == train_results["unfiltered"]["mean"]["f1"]
-    assert eval_results == train_results  # every number, completion quality included
+    choice = train_results.pop("inference_choice")  # how training chose them: the rows behind the choice
+    assert choice and choice[0]["group"] == "start"
+    assert eval_results == train_results  # every number, completion quality and the inference settings included
     assert mean_f1_line(evaluated.output) == mean_f1_line(trained.output)  # the printed table too
     n_pairs = 3 * 2 if test_pairs is None else test_pairs * 2  # 3 test instances -> 3 pairs per class
     assert eval_results["unfiltered"]["mean"]["num_pairs"] == n_pairs
@@ -254,8 +328,8 @@ def test_evaluate_solver_with_outliers_loses_precision(runner, tmp_path):
     (["--solver", "hungarian", "--dataset", "willow"], "root"),
     (["--solver", "hungarian", "--completion-source", "queries"], "--checkpoint"),
 ])
-def test_evaluate_bad_values_print_error_and_exit_2(runner, tmp_path, args, mentions):
-    with runner.isolated_filesystem(temp_dir=tmp_path):
-        result = runner.invoke(evaluate_command, args)
+def test_evaluate_bad_values_print_error_and_exit_2(runner, tmp_path, monkeypatch, args, mentions):
+    monkeypatch.chdir(tmp_path)  # relative paths such as missing.pt resolve in an empty folder
+    result = runner.invoke(evaluate_command, args)
     assert result.exit_code == 2, f"exit {result.exit_code}: {result.exception!r}\n{result.output}"
     assert result.stderr.startswith("error: ") and mentions in result.stderr

@@ -84,7 +84,46 @@ def test_real_data_example_on_native_fixture(name, data_roots, tmp_path, capsys)
     printed = capsys.readouterr().out
     assert "Unfiltered real pairs" in printed and "Intersection setting" in printed
     assert "unfiltered F1" in printed
+    assert f"Checkpoint: {out / 'checkpoint.pt'}" in printed  # where the checkpoint went
+    if name == "willow":  # which preset, and why: the fixture has its images
+        assert "Preset willow_images (images found" in printed
     assert sorted(p.name for p in (out / "pictures").iterdir()) == sorted(PICTURES)
+
+
+@pytest.mark.parametrize("name", ["synthetic", *REAL])
+def test_every_example_option_has_a_help_text(name, capsys):
+    module = load_example(name)
+    with pytest.raises(SystemExit):
+        module.main(["--help"])
+    assert "training epochs (default:" in capsys.readouterr().out
+    parser = module.build_parser(module.__doc__, name, epochs=1, root="data/x")  # the options they share
+    assert [a.dest for a in parser._actions if not a.help] == []
+
+
+def test_willow_example_root_matches_the_readme_and_says_why_geometry(tmp_path, capsys):
+    module = load_example("willow")
+    assert module.ROOT == "data/WillowObject"
+    readme = (EXAMPLES.parent / "README.md").read_text() + (EXAMPLES / "README.md").read_text()
+    assert f"examples/willow.py {module.ROOT}" in readme
+    assert module.main([str(tmp_path / "missing"), "--epochs", "1", "--output-dir", str(tmp_path / "run")]) == 1
+    assert f"Preset willow_geometry (no .png images under {tmp_path / 'missing'}" in capsys.readouterr().out
+
+
+def test_cub_to_coco_converts_every_part_faithfully(tmp_path, capsys):
+    from pyg_ssgm.data.readers import read_coco_file, read_cub
+
+    root = make_cub(tmp_path / "cub", with_images=False)
+    module = load_example("cub_to_coco")
+    assert module.main([str(root), str(tmp_path / "cub.json")]) == 0
+    coco, cub = read_coco_file(tmp_path / "cub.json"), read_cub(root, "all")
+    assert [(i.category, i.names, i.pos.tolist(), i.extra["bbox"]) for i in coco] == \
+        [(i.category, i.names, i.pos.tolist(), i.extra["bbox"]) for i in cub]
+    assert coco[0].extra["sides"]["left eye"] == "right eye"  # declared flip_pairs
+    assert module.main([str(root), str(tmp_path / "split"), "--split-files"]) == 0
+    assert len(read_coco_file(tmp_path / "split" / "train.json")) == len(read_cub(root, "train"))
+    assert len(read_coco_file(tmp_path / "split" / "test.json")) == len(read_cub(root, "test"))
+    assert module.main([str(tmp_path / "missing"), str(tmp_path / "x.json")]) == 1
+    assert "never downloads" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("name, url", [

@@ -8,9 +8,16 @@ synthetic data, one or two epochs, a 16-wide model.
 from __future__ import annotations
 
 import ast
+import dataclasses
 import json
+import os
 import re
+import runpy
 import shutil
+import struct
+import sys
+import warnings
+import zlib
 from dataclasses import fields
 from pathlib import Path
 
@@ -23,20 +30,28 @@ import pyg_ssgm.cli.common as cli
 import pyg_ssgm.evaluation as evaluate_module
 import pyg_ssgm.trainer as trainer_module
 from conftest import make_trainer, tiny_settings
-from fixtures_native import make_cub, make_pascal_voc, make_spair
+from fixtures_native import make_cub, make_pascal_voc, make_spair, make_willow
+from pyg_ssgm.baselines import ClassicalMatcher
 from pyg_ssgm.checkpoint import load_checkpoint, load_tensors, save_checkpoint
 from pyg_ssgm.cli.evaluate import evaluate_command
 from pyg_ssgm.cli.train import train_command
-from pyg_ssgm.config import InferenceConfig, LossConfig, ModelConfig, TrainConfig
+from pyg_ssgm.config import InferenceConfig, LossConfig, ModelConfig, Settings, TrainConfig
 from pyg_ssgm.data import GeometricAugmentation, KeypointInstance, PairGenerator, RealPairs, make_pair, pair_loader
+from pyg_ssgm.data.image_features import load_instance_image
 from pyg_ssgm.data.readers import load_dataset, read_cub, read_pascal_voc, read_spair, read_spair_json
 from pyg_ssgm.data.synthetic import SyntheticConfig
 from pyg_ssgm.errors import (CheckpointError, ConfigError, InvalidInputError, MalformedAnnotationError,
                              MetricsLogError, OutputPathError)
-from pyg_ssgm.evaluation import evaluate_matching
-from pyg_ssgm.experiment import load_model
+from pyg_ssgm.evaluation import evaluate_matching, format_results
+from pyg_ssgm.experiment import check_splits, load_model
+from pyg_ssgm.feature_cache import image_identity, image_key, view_seed, view_seed_key
+from pyg_ssgm.features import FeatureConfig, attach_features, build_backbone, with_image_features
 from pyg_ssgm.files import atomic_write
+from pyg_ssgm.metrics import MatchingReport
 from pyg_ssgm.metrics_log import read_metrics
+from pyg_ssgm.presets import preset
+from pyg_ssgm.threads import apply_thread_policy, usable_cores
+from pyg_ssgm.trainer import train
 
 PACKAGE = Path(__file__).resolve().parents[1] / "pyg_ssgm"
 TIMING_COLUMNS = {"pairs_per_s"}  # wall-clock columns of metrics.csv
@@ -223,7 +238,7 @@ def test_checkpoints_of_format_1_are_still_read(run_copy, tmp_path):
     predictor, settings = load_model(run / "checkpoint.pt")
     current, _ = load_model(save_checkpoint({k: v for k, v in state.items() if k != "format_version"},
                                             tmp_path / "current.pt"))
-    assert settings.inference == current.config and settings.loss.to_dict() == state["loss_config"]
+    assert predictor.config == current.config and settings.loss.to_dict() == state["loss_config"]
     batch = next(iter(pair_loader(RealPairs(make_trainer(tmp_path / "x").splits["test"]), 4)))
     assert all(torch.equal(a, b) for a, b in zip(predictor(batch), current(batch)))
     make_trainer(run, epochs=2).fit(resume=True)
@@ -423,12 +438,14 @@ def test_evaluate_refuses_bad_counts_before_any_work(runner, tmp_path, args, men
     (["--device", "foo"], "device"),
     (["--output-dir", ""], "output_dir"),
 ])
-def test_bad_train_settings_are_named_errors(runner, failures, tmp_path, args, mention):
+def test_bad_train_settings_are_named_errors(runner, failures, tmp_path, monkeypatch, args, mention):
     config = write_config(tmp_path / "tiny.json", tiny_settings(tmp_path / "out"))
-    with runner.isolated_filesystem(temp_dir=tmp_path) as cwd:
-        result = runner.invoke(train_command, ["--config", config, "--no-progress", *args])
-        assert_refused(result, failures, ConfigError, mention)
-        assert not list(Path(cwd).iterdir())  # nothing written, not even into the current folder
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    result = runner.invoke(train_command, ["--config", config, "--no-progress", *args])
+    assert_refused(result, failures, ConfigError, mention)
+    assert not list(cwd.iterdir())  # nothing written, not even into the current folder
     assert not (tmp_path / "out").exists()
 
 
@@ -497,6 +514,297 @@ def test_reader_problems_are_named_errors(tmp_path):
     annotation.write_text("[" * 200_000 + "]" * 200_000)  # RecursionError in json
     with pytest.raises(MalformedAnnotationError, match="nested"):
         read_spair_json(annotation)
+
+
+# --------------------------------------------------------------------------- hostile cases (issue 23)
+
+
+def _bmp(path: Path, seed: int, size=(40, 48)) -> str:
+    """An uncompressed picture: new pixels of the same size give a file of the same size."""
+    from PIL import Image
+
+    Image.fromarray(np.random.default_rng(seed).integers(0, 256, (*size, 3), dtype=np.uint8)).save(path)
+    return str(path)
+
+
+def _cache_case(tmp_path, **cfg):
+    """Two instances on 48 x 40 picture files, and random-weight features cached under ``tmp_path``."""
+    pytest.importorskip("PIL")
+    insts = [KeypointInstance(torch.tensor([[4.0, 5.0], [30.0, 20.0], [12.0, 33.0]]) + i, ["a", "b", "c"],
+                              image=_bmp(tmp_path / f"{i}.bmp", i), id=f"img{i}") for i in range(2)]
+    options = dict(weights="random", stages=("stage3",), image_size=32, num_views=1, cache_dir=str(tmp_path / "cache"))
+    return insts, FeatureConfig(**{**options, **cfg})
+
+
+def _features(insts, cfg):
+    return attach_features(insts, cfg, "toy", progress=False)
+
+
+def _bomb_png(path: Path, width: int, height: int) -> Path:
+    """A PNG of a few dozen bytes whose header declares ``width x height`` pixels."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+                     + chunk(b"IEND", b""))
+    return path
+
+
+def _geometry_instances(count: int, names, category: str = "object", seed: int = 0):
+    gen = torch.Generator().manual_seed(seed)
+    return [KeypointInstance(torch.rand(len(names), 2, generator=gen) * 100, list(names), category=category,
+                             id=f"{category}{seed}_{i}") for i in range(count)]
+
+
+def _own_settings(output_dir, **train_options) -> Settings:
+    """The tiny settings for a run on one's own splits (no synthetic section)."""
+    values = tiny_settings(output_dir, **train_options)
+    values.pop("synthetic")
+    return Settings.from_dict(values)
+
+
+def test_feature_cache_verifies_what_it_serves(tmp_path):
+    insts, cfg = _cache_case(tmp_path)
+    truth = _features(insts, cfg)
+    folder = next(cfg.cache_path().iterdir())
+    orig = sorted(folder.glob("*-orig.pt"))
+    assert len(orig) == 2 and len(list(folder.glob("*.pt"))) == 4
+    first, second = (next(p for p in orig if p.name.startswith(image_key(inst, i, "toy", False)))
+                     for i, inst in enumerate(insts))
+
+    def served():
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            out = _features(insts, cfg)
+        return out, [str(w.message) for w in caught if "cached image-feature" in str(w.message)]
+
+    # 1. tensor bytes changed inside a well-formed file (its zip CRC is wrong; torch does not check it)
+    data = first.read_bytes()
+    x_bytes = truth[0].x.to(torch.float32).numpy().tobytes()
+    at = data.index(x_bytes[:16])
+    first.write_bytes(data[:at] + bytes(16) + data[at + 16:])
+    # 2. a well-formed entry of zeros planted under the right name (with or without a digest)
+    torch.save({"x": torch.zeros_like(truth[1].x), "sha256": "0" * 64}, second)
+    out, warned = served()
+    assert torch.equal(out[0].x, truth[0].x) and torch.equal(out[1].x, truth[1].x)  # recomputed, not served
+    assert warned and "2 cached image-feature file(s)" in warned[0]
+    out, warned = served()
+    assert not warned  # and written back whole
+
+    # 3. new pixels, same file size, modification time restored: another image
+    path = Path(insts[0].image)
+    stat = path.stat()
+    _bmp(path, seed=99)
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert path.stat().st_size == stat.st_size and path.stat().st_mtime_ns == stat.st_mtime_ns
+    changed = _features(insts, cfg)
+    fresh = _features(insts, dataclasses.replace(cfg, cache_dir=str(tmp_path / "fresh")))
+    assert not torch.equal(changed[0].x, truth[0].x) and torch.equal(changed[0].x, fresh[0].x)
+    assert torch.equal(changed[1].x, truth[1].x)
+
+    # 4. temporaries of killed writes: removed once old enough to be nobody's write in progress
+    old, young = folder / f".{first.name}.killed.tmp", folder / f".{second.name}.inflight.tmp"
+    for p in (old, young):
+        p.write_bytes(b"half a tensor")
+    os.utime(old, (0, 0))
+    _features(insts, cfg)
+    assert not old.exists() and young.exists()
+
+
+def test_feature_values_and_views_do_not_depend_on_the_cache_format(tmp_path):
+    """Only the cache's keys changed: the values are those computed without any cache, and the
+    views are still seeded from the image's path, size and mtime (as they were)."""
+    insts, cfg = _cache_case(tmp_path, batch_size=1)  # one image per backbone call, as below
+    out = _features(insts, cfg)
+    loaded = load_instance_image(insts[0], cfg.image_size, False)
+    net = build_backbone(cfg)
+    with torch.no_grad():
+        x = net(loaded.image[None], loaded.pos, torch.zeros(3, dtype=torch.long))
+        gen = torch.Generator().manual_seed(view_seed(view_seed_key(insts[0], 0, "toy", False), cfg.seed, 0))
+        view = cfg.view.sample(32, 32, loaded.pos, gen)
+        x_v = net(view.apply_image(loaded.image)[None], view.apply_points(loaded.pos), torch.zeros(3, dtype=torch.long))
+    assert torch.equal(out[0].x, x) and torch.equal(out[0].extra["views"][0][1], x_v)
+    assert image_identity(insts[0])[0] == "file" and str(Path(insts[0].image).resolve()) in image_identity(insts[0])
+
+
+def test_decompression_bomb_is_a_named_error(runner, failures, tmp_path, monkeypatch):
+    insts, cfg = _cache_case(tmp_path)
+    for size in ((20000, 20000), (10000, 10000)):  # beyond Pillow's error limit; between its warning and error
+        bomb = _bomb_png(tmp_path / f"bomb{size[0]}.png", *size)
+        assert bomb.stat().st_size < 100
+        with pytest.raises(InvalidInputError, match=r"bomb\d+\.png.*too large to decode safely") as info:
+            _features([insts[0], dataclasses.replace(insts[1], image=str(bomb))], cfg)
+        assert "img1" in str(info.value) and "MAX_IMAGE_PIXELS" in str(info.value)
+
+    root = make_willow(tmp_path / "willow")
+    _bomb_png(next((root / "WILLOW-ObjectClass" / "Car").glob("*.png")), 20000, 20000)
+    monkeypatch.setenv("PYG_SSGM_CACHE", str(tmp_path / "cache"))
+    result = runner.invoke(train_command, ["--dataset", "willow", "--root", str(root), "--features",
+                                           "efficientnet_lite0", "--backbone-weights", "random", "--set",
+                                           "features.image_size=32", "--epochs", "1", "--output-dir",
+                                           str(tmp_path / "run"), "--no-progress"])
+    assert_refused(result, failures, InvalidInputError, "too large to decode safely")
+
+
+def test_keypoints_far_outside_the_image_are_refused(tmp_path):
+    insts, cfg = _cache_case(tmp_path)  # 48 x 40 pictures
+    far = dataclasses.replace(insts[1], pos=torch.tensor([[4.0, 5.0], [1e6, 20.0], [12.0, 33.0]]))
+    with pytest.raises(InvalidInputError, match=r"keypoint 'b' \(#1\) of instance 'img1' is at \(1e\+06, 20\)"):
+        _features([insts[0], far], cfg)
+    # a little outside (within 10 % of the side) takes the border's feature, as documented
+    near = dataclasses.replace(insts[1], pos=torch.tensor([[-2.0, 5.0], [50.0, 20.0], [12.0, 43.0]]))
+    assert _features([near], cfg)[0].x.shape == (3, cfg.out_channels)
+
+
+def test_backbone_options_without_a_backbone_are_refused(runner, failures, tmp_path):
+    with pytest.raises(ConfigError, match="without a backbone.*--features efficientnet_lite0"):
+        Settings.from_dict({"features": {"weights": "my_weights.pt"}})
+    config = write_config(tmp_path / "tiny.json", tiny_settings(tmp_path / "run"))
+    result = runner.invoke(train_command, ["--config", config, "--backbone-weights", "w.pt", "--no-progress"])
+    assert_refused(result, failures, ConfigError, "--features efficientnet_lite0")
+    assert not (tmp_path / "run").exists()
+    # what stays: backbone none is off (whatever else the section holds), a named backbone is on
+    assert Settings.from_dict({"features": {"backbone": "none"}}).features is None
+    assert Settings.from_dict({"features": {"backbone": "none", "weights": "w.pt"}}).features is None
+    assert Settings.from_dict(preset("willow_images")).features.backbone == "efficientnet_lite0"
+    assert Settings.from_dict({"features": {"backbone": "vgg16", "weights": "w.pt"}}).features.weights == "w.pt"
+
+
+def test_threads_above_the_usable_cores_are_capped_with_a_note(runner, tmp_path, capsys):
+    before, cores = torch.get_num_threads(), usable_cores()
+    try:
+        assert apply_thread_policy(1000) == cores and torch.get_num_threads() == cores
+        assert f"threads=1000 asks for more threads than the {cores} cores" in capsys.readouterr().err
+        assert apply_thread_policy(cores) == cores and "note" not in capsys.readouterr().err  # as given
+        assert make_trainer(tmp_path / "run", threads=1000).experiment.threads == cores  # TrainConfig.threads
+        result = runner.invoke(evaluate_command, ["--solver", "hungarian", "--threads", "1000",
+                                                  "--max-pairs-per-category", "1"])
+        assert result.exit_code == 0 and f"using {cores}" in result.output
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_completion_ceiling_refuses_an_unknown_preset_as_usage(monkeypatch, capsys):
+    script = PACKAGE.parent / "benchmarks" / "completion_ceiling.py"
+    monkeypatch.setattr(sys, "argv", [str(script), "--preset", "nope"])
+    with pytest.raises(SystemExit) as info:
+        runpy.run_path(str(script), run_name="__main__")
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and "invalid choice: 'nope'" in err and "Traceback" not in err
+
+
+def test_names_of_different_types_are_refused(tmp_path):
+    pos = torch.rand(4, 2) * 100
+    ints = KeypointInstance(pos, [0, 1, 2, 3], id="a")
+    strs = KeypointInstance(pos, ["0", "1", "2", "3"], id="b")
+    with pytest.raises(InvalidInputError, match=r"'a' are int but those of the target instance 'b' are str"):
+        make_pair(ints, strs)
+    assert make_pair(ints, KeypointInstance(pos, [np.int64(i) for i in range(4)])).y.size(1) == 4  # one type
+    assert make_pair(strs, KeypointInstance(pos, ["0", None, "2", "x"])).y.size(1) == 2
+    splits = {"train": [strs, strs], "test": [strs, ints]}
+    with pytest.raises(InvalidInputError, match=r"splits\['test'\]\[1\]"):
+        check_splits(splits)
+    settings = Settings.from_dict(tiny_settings(tmp_path / "run"))
+    with pytest.raises(InvalidInputError, match="names match only when equal"):
+        train(settings, splits, progress=False)  # before any work
+    assert not (tmp_path / "run").exists()
+    # names are compared within a category only: another category may name its parts otherwise
+    check_splits({"train": [ints], "test": [KeypointInstance(pos, ["a", "b", "c", "d"], category="other"), ints]})
+
+
+def test_training_without_test_pairs_trains_validates_and_says_so(tmp_path):
+    names = [f"k{j}" for j in range(6)]
+    train_split, val = _geometry_instances(6, names), _geometry_instances(3, names, seed=1)
+    for k, test in enumerate(([], None, _geometry_instances(1, names, seed=2))):
+        splits = {"train": train_split, "val": val, **({} if test is None else {"test": test})}
+        run = tmp_path / f"run{k}"
+        _, results = train(_own_settings(run, epochs=2), splits, progress=False)
+        assert set(results) - {"inference", "inference_choice"} == {"not_tested"}
+        assert "test split" in results["not_tested"]
+        assert [r["epoch"] for r in read_metrics(run)] == [1, 2] and all("val_f1" in r for r in read_metrics(run))
+        assert json.loads((run / "test_results.json").read_text()) == results
+        assert format_results(results).startswith("Nothing was tested: the test split")
+
+
+def test_node_features_of_different_widths_are_refused_before_any_work(tmp_path):
+    names = [f"k{j}" for j in range(5)]
+    plain = _geometry_instances(4, names)
+    wide = [dataclasses.replace(inst, x=torch.rand(5, 8)) for inst in plain]
+    for splits, mention in (
+        ({"train": wide[:3] + [dataclasses.replace(plain[3], x=torch.rand(5, 3))], "test": wide}, "x of width 3"),
+        ({"train": wide, "test": wide[:1] + plain[1:2]}, r"splits\['test'\]\[1\] \('object0_1'\) has no x"),
+    ):
+        with pytest.raises(InvalidInputError, match=mention):
+            train(_own_settings(tmp_path / "run"), splits, progress=False)
+        assert not (tmp_path / "run").exists()
+
+
+def test_a_new_run_never_replaces_an_existing_one_without_asking(runner, failures, run_copy, tmp_path):
+    run, config = run_copy
+    before = snapshot(run)
+    result = runner.invoke(train_command, ["--config", config, "--no-progress"])
+    assert_refused(result, failures, OutputPathError, "already holds a run", "--resume", "--output-dir", "--overwrite")
+    settings = _own_settings(run)
+    with pytest.raises(OutputPathError, match="checkpoint.pt, metrics.csv, config.json"):
+        train(settings, {"train": _geometry_instances(3, "abcd")}, progress=False)
+    with pytest.raises(OutputPathError):
+        make_trainer(run).fit()
+    with pytest.raises(ConfigError, match="give one of them"):
+        make_trainer(run).fit(resume=True, overwrite=True)
+    assert snapshot(run) == before
+    own = tmp_path / "mine"  # a folder holding only the user's own config.json is not replaced either
+    own.mkdir()
+    (own / "config.json").write_text("{}")
+    with pytest.raises(OutputPathError, match="config.json"):
+        make_trainer(own).fit()
+    assert (own / "config.json").read_text() == "{}"
+
+    (run / "notes.txt").write_text("kept")  # asked: the old run's files go, the user's others stay
+    make_trainer(run, epochs=1, seed=1).fit(overwrite=True)
+    assert [r["epoch"] for r in read_metrics(run)] == [1] and (run / "notes.txt").read_text() == "kept"
+    assert json.loads((run / "config.json").read_text())["train"]["seed"] == 1
+
+
+def test_intersection_pairs_without_a_common_keypoint_are_skipped_and_counted(tmp_path):
+    a, b, c = (KeypointInstance(torch.rand(4, 2) * 100, list(names), id=i)
+               for i, names in (("a", "abcd"), ("b", "efgh"), ("c", "abch")))
+    for predict in (ClassicalMatcher("hungarian"), None):
+        if predict is None:  # the trainer's own test pass, after all epochs
+            _, results = train(_own_settings(tmp_path / "run", test_pairs_per_category=None),
+                               {"train": _geometry_instances(4, "abcdefgh"), "test": [a, b, c]}, progress=False)
+        else:
+            results = evaluate_matching(predict, [a, b, c])
+        inter, unf = results["intersection"], results["unfiltered"]
+        assert (inter.skipped, inter.mean.num_pairs, unf.skipped, unf.mean.num_pairs) == (1, 2, 0, 3)
+        assert "1 of 3 pairs skipped: no keypoint in common" in format_results(results)
+    assert json.loads((tmp_path / "run" / "test_results.json").read_text())["intersection"]["skipped"] == 1
+    nothing = evaluate_matching(ClassicalMatcher("hungarian"), [a, b])["intersection"]
+    assert nothing.skipped == 1 and nothing.mean.num_pairs == 0 and nothing.mean.recall != nothing.mean.recall
+    assert isinstance(nothing, MatchingReport) and "no pair to score" in str(nothing)
+
+
+def test_progress_bars_count_pairs_and_images_in_one_unit(tmp_path, capsys, tiny_data):
+    evaluate_matching(ClassicalMatcher("hungarian"), tiny_data.test, batch_size=2, desc="test pairs")
+    err = capsys.readouterr().err
+    pairs = len(RealPairs(tiny_data.test))  # 3 instances of each of 2 classes: 6 pairs, in 3 batches
+    for setting in ("unfiltered", "intersection"):
+        totals = set(re.findall(rf"test pairs, {setting}:.*?\d+/(\d+)", err))
+        assert totals == {str(pairs)}, (setting, totals)
+    assert "pair/s" in err and "s/pair" not in err
+
+    make_trainer(tmp_path / "run").fit()  # no bar without progress
+    assert "val pairs" not in capsys.readouterr().err
+    trainer = make_trainer(tmp_path / "run2")
+    trainer.progress = True
+    trainer.fit()
+    assert "val pairs, unfiltered" in capsys.readouterr().err
+
+    insts, cfg = _cache_case(tmp_path)
+    more = [dataclasses.replace(inst, pos=inst.pos + 2) for inst in insts]  # two more images to compute
+    with_image_features({"train": insts, "val": more[:1], "test": more[1:]}, cfg, "toy")
+    err = capsys.readouterr().err
+    assert set(re.findall(r"image features:.*?\d+/(\d+)", err)) == {"4"}  # one bar over every split's images
+    assert "img/s" in err and "s/img" not in err
 
 
 # --------------------------------------------------------------------------- structure

@@ -136,7 +136,8 @@ def test_aggregate_per_class_and_means():
     assert (rep.micro.tp, rep.micro.num_pred, rep.micro.num_gt) == (5, 9, 9)
     assert rep.micro.f1 == pytest.approx(5 / 9)  # pooled: every correspondence weighs the same
     assert rep.per_class_micro["car"] == M.MatchCounts(5, 6, 6, "car")
-    assert set(rep.to_dict()) == {"per_class", "mean", "micro", "per_class_micro"}
+    assert set(rep.to_dict()) == {"per_class", "mean", "micro", "per_class_micro", "skipped"}
+    assert rep.skipped == 0 and rep.to_dict()["skipped"] == 0  # no pair left out
     assert "car" in str(rep) and "micro" in str(rep)
 
 

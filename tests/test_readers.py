@@ -19,6 +19,7 @@ from fixtures_native import (
     cub_is_train,
     cub_point,
     cub_visible,
+    make_coco,
     make_cub,
     make_pascal_voc,
     make_spair,
@@ -297,7 +298,8 @@ def test_load_dataset_dispatch_and_aliases(tmp_path):
     roots = {"willow": make_willow(tmp_path / "w", with_images=False),
              "pascal_voc": make_pascal_voc(tmp_path / "p", with_images=False),
              "spair": make_spair(tmp_path / "s", with_images=False),
-             "cub": make_cub(tmp_path / "c", with_images=False)}
+             "cub": make_cub(tmp_path / "c", with_images=False),
+             "coco": make_coco(tmp_path / "k" / "annotations.json")}
     assert set(READERS) == set(roots)
     for name, root in roots.items():
         insts = load_dataset(name, root, "train")

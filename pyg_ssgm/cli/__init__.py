@@ -7,6 +7,7 @@ so that ``--help`` answers at once. ``python -m pyg_ssgm.train``, ``.evaluate`` 
 from __future__ import annotations
 
 import importlib
+import sys
 from typing import Optional, Sequence
 
 import click
@@ -29,7 +30,12 @@ class _LazyGroup(click.Group):
         return list(COMMANDS)
 
     def get_command(self, ctx, name):
-        return command(name) if name in COMMANDS else None
+        if name not in COMMANDS:
+            return None
+        try:
+            return command(name)
+        except KeyboardInterrupt:  # Ctrl-C while the subcommand loads: status 130, as during its run
+            sys.exit(130)
 
 
 @click.group(cls=_LazyGroup, context_settings=CONTEXT)
@@ -41,6 +47,7 @@ def main() -> None:
     Examples:
       python -m pyg_ssgm train                       # the main job: the embedded data, defaults
       python -m pyg_ssgm train --dataset willow --root data/WillowObject --preset willow_geometry
+      python -m pyg_ssgm train --data data/my_annotations.json --output-dir runs/mine   # your COCO file
       python -m pyg_ssgm evaluate --checkpoint runs/ssgm/checkpoint.pt
       python -m pyg_ssgm benchmark --quick
       python -m pyg_ssgm visualize pairs --checkpoint runs/ssgm/checkpoint.pt

@@ -42,8 +42,9 @@ def _command_line(ctx: click.Context) -> str:
               help="Data of the accuracy table.")
 @click.option("--root", type=click.Path(), help="Local root of a real dataset (not for synthetic).")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N or auto.")
-@click.option("--output-dir", default="benchmarks/results", show_default=True, type=click.Path(),
-              help="Where <dataset>_<quick|full>[_cuda].json and .md are written.")
+@click.option("--output-dir", default="runs/benchmark", show_default=True, type=click.Path(),
+              help="Where <dataset>_<quick|full>[_cuda].json and .md are written (the tables committed under "
+                   "benchmarks/results were written with --output-dir benchmarks/results).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of training, pair subsets and "
               "speed instances.")
 @click.option("--epochs", type=int, help="Training epochs of each SSGM variant (default: 3 with --quick, "

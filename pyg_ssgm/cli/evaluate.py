@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import json
-from dataclasses import replace
+from dataclasses import asdict, replace
 
 import click
 
 from ..catalog import CLASSICAL_SOLVERS, COMPLETION_SOURCES
-from .common import CONTEXT, DATASET_CHOICE, reported
+from .common import (CONTEXT, DATASET_CHOICE, DataFiles, checkpoint_splits, data_options, dataset_of, read_splits,
+                     reported)
 
 
 @click.command("evaluate", context_settings=CONTEXT)
@@ -15,7 +16,8 @@ from .common import CONTEXT, DATASET_CHOICE, reported
 @click.option("--solver", type=click.Choice(list(CLASSICAL_SOLVERS)),
               help="Score a classical pygmtools solver instead of a checkpoint.")
 @click.option("--dataset", type=DATASET_CHOICE, help="Default: the checkpoint's dataset (synthetic for --solver).")
-@click.option("--root", type=click.Path(), help="Local root of a real dataset.")
+@click.option("--root", type=click.Path(), help="Local root of a real dataset. Default: the checkpoint's.")
+@data_options
 @click.option("--split", type=click.Choice(["val", "test"]), default="test", show_default=True)
 @click.option("--max-pairs-per-category", type=click.IntRange(min=1),
               help="Evaluate a fixed random subset of pairs per class. Default: the checkpoint's own "
@@ -32,15 +34,27 @@ from .common import CONTEXT, DATASET_CHOICE, reported
 @click.option("--completion-source", type=click.Choice(list(COMPLETION_SOURCES)),
               help="What the model says a graph lacks (InferenceConfig.completion_source). Default: the checkpoint's.")
 @click.option("--output", type=click.Path(), help="Write the results as JSON to this file.")
-def evaluate_command(checkpoint, solver, dataset, root, split, max_pairs_per_category, batch_size, device, threads,
-                     outliers, extra_drop, completion_source, output):
+def evaluate_command(checkpoint, solver, dataset, root, data, val_data, test_data, images, split,
+                     max_pairs_per_category, batch_size, device, threads, outliers, extra_drop, completion_source,
+                     output):
     """Evaluate a trained model (or a classical solver) on real cross-instance pairs.
 
     \b
     Reports per class and averaged: precision, recall and F1 of the predicted correspondences in
     the unfiltered setting (all annotated keypoints), accuracy in the intersection setting, and,
     for a model, the completion quality on generated pairs of the same split.
+    \b
+    A checkpoint trained on COCO files is scored on its own split (the splits.json beside it) unless
+    --data says otherwise; --data / --val-data / --test-data split files as training does.
+    \b
+    Examples:
+      python -m pyg_ssgm evaluate --checkpoint runs/ssgm/checkpoint.pt
+      python -m pyg_ssgm evaluate --checkpoint runs/mine/checkpoint.pt                 # its own COCO test split
+      python -m pyg_ssgm evaluate --checkpoint runs/mine/checkpoint.pt --data data/my_annotations.json \\
+          --test-data data/new_annotations.json                                         # another test file
+      python -m pyg_ssgm evaluate --solver rrwm --data data/my_annotations.json
     """
+    files = DataFiles(data, val_data, test_data, images)
     with reported():
         from ..errors import ConfigError
         from ..evaluation import completion_quality, evaluate_matching, format_results, report_to_dict
@@ -57,16 +71,13 @@ def evaluate_command(checkpoint, solver, dataset, root, split, max_pairs_per_cat
         if output:  # now, not after a long evaluation
             check_output_file(output)
         from ..data.perturb import perturb_splits
-        from ..data.sources import load_splits
         from ..experiment import load_model
         from ..features import with_image_features
 
         if checkpoint is not None:
             predictor, settings = load_model(checkpoint, device)
             train_cfg = settings.train
-            dataset = dataset or train_cfg.dataset
-            root = root or (train_cfg.root if dataset == train_cfg.dataset else None)
-            splits = load_splits(dataset, root, settings.synthetic if dataset == "synthetic" else None)
+            dataset, splits = checkpoint_splits(checkpoint, settings, dataset, root, files)
             own = dataset == train_cfg.dataset  # the perturbation it was trained with, unless told otherwise
             splits = perturb_splits(splits, train_cfg.outliers if outliers is None and own else outliers or 0,
                                     train_cfg.extra_drop if extra_drop is None and own else extra_drop or 0.0)
@@ -80,14 +91,18 @@ def evaluate_command(checkpoint, solver, dataset, root, split, max_pairs_per_cat
         else:
             from ..baselines import ClassicalMatcher
 
-            dataset = dataset or "synthetic"
-            splits = perturb_splits(load_splits(dataset, root), outliers or 0, extra_drop or 0.0)
+            given = dataset_of(dataset, root, files)
+            dataset = given["dataset"] or "synthetic"
+            splits = perturb_splits(read_splits(dataset, given["root"], files, seed=0), outliers or 0,
+                                    extra_drop or 0.0)
             predict = ClassicalMatcher(solver)
         results = evaluate_matching(predict, splits[split], max_pairs_per_category=max_pairs_per_category,
                                     batch_size=batch_size, device=device, desc=f"{split} pairs")
         if checkpoint is not None and settings.model.completion:
             results["completion"] = completion_quality(predictor, splits[split], train_cfg.pair_generator(),
                                                        device=device)
+        if checkpoint is not None:  # the inference settings it matched with (chosen on validation, where they were)
+            results["inference"] = asdict(predictor.config)
         click.echo(format_results(results))
         if output:
             write_text_atomic(output, json.dumps(report_to_dict(results), indent=2))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from .common import CONTEXT, DATASET_CHOICE, reported
+from .common import CONTEXT, DATASET_CHOICE, DataFiles, checkpoint_splits, data_options, reported
 
 
 @click.group("visualize", context_settings=CONTEXT)
@@ -29,6 +29,7 @@ def visualize_group() -> None:
               help="A checkpoint written by training (runs/<name>/checkpoint.pt).")
 @click.option("--dataset", type=DATASET_CHOICE, help="Default: the checkpoint's dataset.")
 @click.option("--root", type=click.Path(), help="Local root of a real dataset (default: the checkpoint's).")
+@data_options
 @click.option("--split", type=click.Choice(["train", "val", "test"]), default="test", show_default=True)
 @click.option("--num-pairs", type=click.IntRange(min=1), default=3, show_default=True,
               help="Pairs of each kind to draw.")
@@ -39,7 +40,8 @@ def visualize_group() -> None:
 @click.option("--no-images", is_flag=True, help="Draw the point sets even when the dataset has images.")
 @click.option("--dpi", type=click.IntRange(min=20), default=100, show_default=True)
 @click.option("--device", default="cpu", show_default=True)
-def pairs_command(checkpoint, dataset, root, split, num_pairs, kind, output_dir, seed, no_images, dpi, device):
+def pairs_command(checkpoint, dataset, root, data, val_data, test_data, images, split, num_pairs, kind, output_dir,
+                  seed, no_images, dpi, device):
     """Draw a few pairs of a dataset split as the model matches them.
 
     \b
@@ -51,18 +53,15 @@ def pairs_command(checkpoint, dataset, root, split, num_pairs, kind, output_dir,
       generated_<k>_completion.png  generated nodes against the dropped nodes' true positions
       generated_<k>_matches.png
     """
+    files = DataFiles(data, val_data, test_data, images)
     with reported():
-        from ..data.sources import load_splits
         from ..errors import ConfigError
         from ..experiment import load_model
         from ..viz import write_pictures
 
         predictor, settings = load_model(checkpoint, device)
         train_cfg = settings.train
-        dataset = dataset or train_cfg.dataset
-        if root is None and dataset == train_cfg.dataset:
-            root = train_cfg.root
-        splits = load_splits(dataset, root, settings.synthetic if dataset == "synthetic" else None)
+        dataset, splits = checkpoint_splits(checkpoint, settings, dataset, root, files)
         width = next((i.x.size(1) for i in splits[split] if i.x is not None), 0)
         if predictor.model.config.in_channels != width:
             raise ConfigError(f"the checkpoint's model takes {predictor.model.config.in_channels} appearance features "

@@ -170,7 +170,12 @@ class InferenceConfig:
         geometric agreement over the completed graphs, solved by RRWM; see
         :mod:`pyg_ssgm.matching.quadratic`).
     qap_node_weight, qap_edge_sigma: weight of the unary term and Gaussian width of the edge term
-        of that quadratic problem (edges in units of the graph's RMS radius).
+        of that quadratic problem (edges in units of the graph's RMS radius); a weight of 0 leaves
+        the edges alone to decide which nodes correspond (the learned affinity still decides which
+        nodes have a partner).
+    qap_align: compare the edges once the target is aligned on the source by the affine consensus
+        (True), or as they are (False): an out-of-plane turn that the affine map cannot follow can
+        bend the edges of an aligned graph more than those of the raw one.
     qap_max_nodes: pairs with a completed graph larger than this fall back to "hungarian" (the
         quadratic problem's matrix has (n1 n2)^2 entries).
     mirror_test: match each pair a second time with the target mirrored left-right and keep the
@@ -195,18 +200,27 @@ class InferenceConfig:
         inference; ``None``: as in training. One round's soft matching is diffuse on dense graphs
         and under large rotations, and its fit shrinks towards the identity; each further round
         re-weighs the matching by the alignment and re-fits.
+    choose_on_validation: after training, choose the matching (Hungarian, or the quadratic
+        problem with the learned or with no unary term), the late-fusion weights, the alignment
+        rounds, the generated nodes and the mirror test on the validation split, one after the
+        other, each kept only where it raises the validation F1 (:mod:`pyg_ssgm.tuning`); the
+        values above are where the search starts. The choice and the validation figures behind it
+        are printed and stored with the checkpoint. False keeps these settings exactly as given
+        (the presets do: their settings were chosen on validation by the studies behind them).
     """
 
     solver: str = "hungarian"
     qap_node_weight: float = 1.0
     qap_edge_sigma: float = 0.5
     qap_max_nodes: int = 64
+    qap_align: bool = True
     mirror_test: bool = False
     generate_at_inference: bool = True
     completion_source: str = "matching"
     appearance_weight: float = 0.0
     shape_context_weight: float = 0.0
     inference_consensus_iterations: Optional[int] = 12
+    choose_on_validation: bool = True
 
     def __post_init__(self) -> None:
         check_field_types(self)

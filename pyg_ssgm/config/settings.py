@@ -149,10 +149,17 @@ class Settings:
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> "Settings":
         """Settings from a flat or sectioned mapping (a config file, a preset, ``config.json``).
-        An empty ``features`` section, or ``backbone: none``, means no image features."""
+        An empty ``features`` section, or ``backbone: none``, means no image features; a section
+        with other settings but no ``backbone`` is refused (image features are switched on by
+        naming the backbone, never by an option of it)."""
         sections = split_sections(values)
         features = sections["features"]
-        if not features or features.get("backbone", "efficientnet_lite0") == "none":
+        if features and "backbone" not in features:  # options alone do not switch image features on
+            raise ConfigError(
+                f"image-feature settings {sorted(features)} were given without a backbone: add --features "
+                "efficientnet_lite0 (or vgg16; features.backbone in a config file) to compute image features, "
+                "or leave them out.")
+        if not features or features["backbone"] == "none":
             features = None
         return cls(train=TrainConfig(**sections["train"]), model=ModelConfig(**sections["model"]),
                    loss=LossConfig(**sections["loss"]), inference=InferenceConfig(**sections["inference"]),

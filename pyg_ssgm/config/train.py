@@ -19,7 +19,9 @@ class TrainConfig:
     Data: ``dataset`` (one of ``DATASETS``) and ``root`` for real benchmarks. Pairs: ``drop_rate``,
     ``feature_noise`` and the geometric augmentation (``rotation`` in degrees, ``jitter``,
     ``deformation``: the smooth non-rigid warp of
-    :class:`~pyg_ssgm.data.transforms.GeometricAugmentation`, 0 = none) of the pair generator;
+    :class:`~pyg_ssgm.data.transforms.GeometricAugmentation`, 0 = none; ``out_of_plane``, the
+    largest rotation out of the image plane in degrees, of the points lifted to a pseudo-3D surface
+    of ``depth`` graph radii; ``perspective``, a mild projective warp) of the pair generator;
     ``mirror_rate``, its share of mirror pairs (left and right exchanged on one side, for a
     ``mirror_aware`` model; see :class:`~pyg_ssgm.data.PairGenerator`);
     ``repeats`` generated pairs per training instance and epoch. Optimisation:
@@ -30,7 +32,8 @@ class TrainConfig:
     a classical solver (:mod:`pyg_ssgm.pseudo_labels`; ``pseudo_min_agreement`` is the share of
     cycles that must agree; no keypoint name is read across instances). Evaluation: at most
     ``val_pairs_per_category`` / ``test_pairs_per_category`` real pairs per class (``None``: all).
-    ``threads``: CPU threads of torch (0: the automatic policy of :mod:`pyg_ssgm.threads`).
+    ``threads``: CPU threads of torch (0: the automatic policy of :mod:`pyg_ssgm.threads`; more than
+    the usable cores are capped there, with a note, when the run starts).
     Harder real data (:mod:`pyg_ssgm.data.perturb`, every split, deterministic per image):
     ``outliers`` unnamed points per image inside its keypoints' bounding box (no partner), and
     ``extra_drop``, the probability to remove each annotated keypoint on top of what is missing.
@@ -55,6 +58,9 @@ class TrainConfig:
     rotation: float = 20.0
     jitter: float = 0.05
     deformation: float = 0.0
+    out_of_plane: float = 0.0
+    depth: float = 0.5
+    perspective: float = 0.0
     mirror_rate: float = 0.0
     repeats: int = 1
     seed: int = 0
@@ -97,7 +103,9 @@ class TrainConfig:
     def pair_generator(self) -> PairGenerator:
         return PairGenerator(drop_rate=self.drop_rate, feature_noise=self.feature_noise, mirror_rate=self.mirror_rate,
                              augmentation=GeometricAugmentation(rotation=self.rotation, jitter=self.jitter,
-                                                                deformation=self.deformation))
+                                                                deformation=self.deformation,
+                                                                out_of_plane=self.out_of_plane, depth=self.depth,
+                                                                perspective=self.perspective))
 
     def to_dict(self) -> Dict[str, Any]:
         return asdict(self)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import itertools
-from collections import defaultdict
+from collections import Counter, defaultdict
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -69,9 +69,16 @@ def cross_instance_pairs(instances: Sequence[KeypointInstance], max_pairs_per_ca
     return pairs
 
 
+def has_pairs(instances: Sequence[KeypointInstance]) -> bool:
+    """Whether ``instances`` hold a real pair: two instances of one category."""
+    return any(n >= 2 for n in Counter(inst.category for inst in instances).values())
+
+
 class RealPairs(Dataset):
     """Real pairs of two different instances of one category, ground truth from the keypoint
-    names, no filtering unless ``intersection=True`` (see :func:`make_pair`)."""
+    names, no filtering unless ``intersection=True`` (see :func:`make_pair`). A pair may have an
+    empty side (in the intersection setting: no keypoint named in both); :meth:`scorable` lists
+    the others."""
 
     def __init__(self, instances: Sequence[KeypointInstance], max_pairs_per_category: Optional[int] = None,
                  seed: int = 0, intersection: bool = False):
@@ -87,6 +94,16 @@ class RealPairs(Dataset):
     def __getitem__(self, k: int) -> PairData:
         i, j = self.index[k]
         return make_pair(self.instances[i], self.instances[j], intersection=self.intersection)
+
+    def scorable(self) -> List[int]:
+        """The pairs (positions in :attr:`index`) with at least one node on each side: in the
+        intersection setting, those whose instances name at least one keypoint in common. A pair
+        without is no matching problem (nothing to match, nothing to find) and cannot be scored."""
+        if not self.intersection:
+            return [k for k, (i, j) in enumerate(self.index)
+                    if self.instances[i].num_nodes and self.instances[j].num_nodes]
+        named = [{n for n in inst.names if n is not None} for inst in self.instances]
+        return [k for k, (i, j) in enumerate(self.index) if named[i] & named[j]]
 
 
 class LabelledPairs(Dataset):

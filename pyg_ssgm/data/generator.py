@@ -11,9 +11,9 @@ from ..validation import check_field_types
 from ..errors import ConfigError, InvalidInputError
 from .affine import apply_affine, fit_affine
 from .graph import delaunay_edges, edge_attributes
-from .instance import KeypointInstance
+from .instance import KeypointInstance, check_name_types
 from .pair_data import PairData
-from .sides import mirror_identity, swap_sides
+from .sides import SIDES_KEY, mirror_identity, swap_sides
 from .transforms import GeometricAugmentation
 
 
@@ -70,7 +70,8 @@ class PairGenerator:
         shuffle: randomly permute the nodes of each copy.
         mirror_rate: share of pairs whose target copy stands for the *mirror image* of the
             instance: its keypoints keep their places but exchange "left" and "right" (see
-            :mod:`pyg_ssgm.data.sides`), so a left eye is the other copy's right eye, and a
+            :mod:`pyg_ssgm.data.sides`; the pairs an instance declares in ``extra["sides"]``
+            when it has them), so a left eye is the other copy's right eye, and a
             keypoint whose counterpart the instance does not show has no partner and no
             completion target (its place is unknown). Such a pair has ``mirror = 1``: it is what
             the mirror test (``InferenceConfig.mirror_test``) shows a model once it has flipped the
@@ -134,7 +135,9 @@ class PairGenerator:
         # The target's copy of keypoint k stands for keypoint ``ident[k]`` of the instance (k itself,
         # or its left/right counterpart in a mirror pair, -1 where that is not annotated), and the
         # target node standing for keypoint j is the copy of ``ident[j]`` (an involution).
-        ident = mirror_identity(inst.names) if mirror else torch.arange(n)
+        # Left and right as the data declares them (a COCO file's flip_pairs), else as the names spell them.
+        sides = inst.extra.get(SIDES_KEY)
+        ident = mirror_identity(inst.names, sides) if mirror else torch.arange(n)
         known = ident >= 0
         in_t = known & keep_t[ident.clamp(min=0)]  # keypoint j has a node in the target
         in_s = known & keep_s[ident.clamp(min=0)]  # the target node of keypoint k has one in the source
@@ -158,7 +161,7 @@ class PairGenerator:
         extra = {"mirror": torch.tensor([int(mirror)])} if self.mirror_rate > 0 else {}
         return _pair(
             pos_s, x_s, [inst.names[i] for i in order_s.tolist()],
-            pos_t, x_t, [swap_sides(name) for name in names_t] if mirror else names_t,
+            pos_t, x_t, [swap_sides(name, sides) for name in names_t] if mirror else names_t,
             y, inst.category,
             comp_pos_s=tf_s.apply(view_s.pos[ident[lacks_s]]), comp_index_s=local_t[lacks_s],
             comp_x_s=_features(view_s, ident[lacks_s]),
@@ -198,7 +201,8 @@ def make_pair(inst_s: KeypointInstance, inst_t: KeypointInstance, intersection: 
 
     Instances of different categories are refused unless ``allow_different_categories=True``:
     datasets reuse names across categories (Willow's ``kp0..kp9``), so a car and a duck would
-    get bogus correspondences. With the flag, the pair's category is the source's.
+    get bogus correspondences. With the flag, the pair's category is the source's. Names of
+    different types (int in one, str in the other) are refused too: none could ever match.
     """
     for inst in (inst_s, inst_t):
         if not isinstance(inst, KeypointInstance):
@@ -208,6 +212,7 @@ def make_pair(inst_s: KeypointInstance, inst_t: KeypointInstance, intersection: 
             f"make_pair got instances of different categories ({inst_s.category!r} and {inst_t.category!r}): "
             "their keypoint names need not mean the same parts. Pair instances of one category, or pass "
             "allow_different_categories=True if the names do correspond.")
+    check_name_types(inst_s, inst_t)
     if (inst_s.x is None) != (inst_t.x is None):
         raise InvalidInputError("one instance has node features (x) and the other has none; give both or neither.")
     if inst_s.x is not None and inst_s.x.size(1) != inst_t.x.size(1):

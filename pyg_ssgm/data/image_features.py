@@ -9,6 +9,7 @@ maps at the keypoints and caches the descriptors.
 from __future__ import annotations
 
 import math
+import warnings
 from typing import NamedTuple, Tuple
 
 import numpy as np
@@ -17,12 +18,13 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..errors import DatasetNotFoundError, InvalidInputError, require
-from .instance import KeypointInstance
+from .instance import KeypointInstance, describe_instance
 
-
-def describe_instance(inst: KeypointInstance, i: int) -> str:
-    """How error messages name an instance: by its ``id``, else by its index ``i`` in the input."""
-    return f"instance {inst.id!r}" if inst.id is not None else f"instance #{i} (no id)"
+#: How far a keypoint may lie outside its image, as a share of the image's width (for x) or
+#: height (for y): annotators click a little past the border, and such a point takes the
+#: feature at the border (``padding_mode="border"``). Farther out, the point cannot be where the
+#: annotation says, and is refused rather than sampled at the border.
+OUTSIDE_TOLERANCE = 0.1
 
 
 def _array_to_tensor(arr: np.ndarray, where: str) -> Tensor:
@@ -61,7 +63,9 @@ def decode_image(inst: KeypointInstance, i: int = 0) -> Tensor:
 
     ``inst.image`` may be a path (decoded with Pillow, the ``images`` extra), a PIL image, or an
     ``H x W [x C]`` array / tensor (uint8 0-255, or float in ``[0, 1]``; grey is repeated, alpha
-    dropped). ``i`` only names the instance in error messages when it has no ``id``.
+    dropped). ``i`` only names the instance in error messages when it has no ``id``. A file that
+    declares more pixels than Pillow's ``PIL.Image.MAX_IMAGE_PIXELS`` (a decompression bomb: a
+    few bytes that would decode to gigabytes) is refused before it is decoded.
     """
     where = describe_instance(inst, i)
     img = inst.image
@@ -73,10 +77,16 @@ def decode_image(inst: KeypointInstance, i: int = 0) -> Tensor:
     if isinstance(img, (str, bytes)) or hasattr(img, "__fspath__"):
         pil = require("PIL.Image", "images")
         try:
-            with pil.open(img) as opened:
-                arr = np.asarray(opened.convert("RGB"))
+            with warnings.catch_warnings():  # Pillow only warns between the limit and twice the limit
+                warnings.simplefilter("error", pil.DecompressionBombWarning)
+                with pil.open(img) as opened:
+                    arr = np.asarray(opened.convert("RGB"))
         except FileNotFoundError as e:
             raise DatasetNotFoundError(f"image file '{img}' of {where} does not exist.") from e
+        except (pil.DecompressionBombError, pil.DecompressionBombWarning) as e:
+            raise InvalidInputError(
+                f"image '{img}' of {where} is too large to decode safely ({e}). Resize it, or, if you trust "
+                "the file, raise PIL.Image.MAX_IMAGE_PIXELS before running.") from None
         except OSError as e:
             raise InvalidInputError(f"cannot decode image '{img}' of {where} ({e}).") from e
     elif hasattr(img, "convert") and hasattr(img, "size") and not isinstance(img, (np.ndarray, Tensor)):
@@ -84,6 +94,22 @@ def decode_image(inst: KeypointInstance, i: int = 0) -> Tensor:
     else:
         arr = img.detach().cpu().numpy() if isinstance(img, Tensor) else np.asarray(img)
     return _array_to_tensor(arr, where)
+
+
+def check_inside(inst: KeypointInstance, width: int, height: int, i: int = 0) -> None:
+    """Refuse a keypoint farther outside the ``width x height`` image than
+    :data:`OUTSIDE_TOLERANCE` allows, naming the instance and the point."""
+    size = inst.pos.new_tensor([width, height])
+    outside = torch.maximum(-inst.pos, inst.pos - size).clamp(min=0) / size  # [N, 2] in image sides
+    bad = (outside > OUTSIDE_TOLERANCE).any(dim=1).nonzero().flatten()
+    if bad.numel():
+        k = int(bad[0])
+        x, y = inst.pos[k].tolist()
+        raise InvalidInputError(
+            f"keypoint {inst.names[k]!r} (#{k}) of {describe_instance(inst, i)} is at ({x:.6g}, {y:.6g}), outside its "
+            f"{width}x{height} image by more than {OUTSIDE_TOLERANCE:.0%} of its size ({bad.numel()} such point(s)): "
+            "its image feature would be the border's. Fix the annotation (x, y in the image's pixels) or drop the "
+            "point.")
 
 
 class LoadedImage(NamedTuple):
@@ -112,11 +138,13 @@ def load_instance_image(inst: KeypointInstance, image_size: int, crop_to_bbox: b
     Resizing is bilinear (antialiased when shrinking), as DGMC does; the keypoints follow as
     ``x * S / W, y * S / H`` after subtracting the crop corner. With ``crop_to_bbox``, the box
     ``(xmin, ymin, xmax, ymax)`` is rounded outwards to whole pixels and clipped to the image;
-    instances without a box use the whole image.
+    instances without a box use the whole image. A keypoint far outside the image is refused
+    (:func:`check_inside`).
     """
     image = decode_image(inst, i)
     pos = inst.pos.to(torch.float32)
     _, H, W = image.shape
+    check_inside(inst, W, H, i)
     x0 = y0 = 0
     if crop_to_bbox and inst.extra.get("bbox") is not None:
         xmin, ymin, xmax, ymax = (float(v) for v in inst.extra["bbox"])
@@ -135,4 +163,5 @@ def load_instance_image(inst: KeypointInstance, image_size: int, crop_to_bbox: b
     return LoadedImage(image, pos * pos.new_tensor(scale), (float(x0), float(y0)), scale)
 
 
-__all__ = ["LoadedImage", "decode_image", "describe_instance", "load_instance_image"]
+__all__ = ["LoadedImage", "decode_image", "describe_instance", "load_instance_image", "check_inside",
+           "OUTSIDE_TOLERANCE"]

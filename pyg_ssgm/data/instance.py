@@ -1,8 +1,9 @@
 """One annotated object: the unit every dataset reader yields and every pair is made from."""
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass, field
-from typing import Any, List, Optional, Sequence, Union
+from typing import Any, FrozenSet, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -41,6 +42,42 @@ def _to_default_dtype(value: Tensor, what: str, where: str) -> Tensor:
                 f"{what} has points that are distinct in {value.dtype} but become identical in {out.dtype}"
                 f"{where}: the coordinates are too large for their differences; subtract their mean or rescale.")
     return out
+
+
+def name_types(names: Sequence[Any]) -> FrozenSet[str]:
+    """The types of the keypoint names (``None`` aside), as matching sees them: ``"str"`` for any
+    string, ``"int"`` for any integer (Python's or numpy's: ``3 == np.int64(3)``), else the type's
+    name. Names of different types never match (``3 != "3"``)."""
+    def kind(name: Any) -> str:
+        if isinstance(name, str):
+            return "str"
+        if isinstance(name, numbers.Integral) and not isinstance(name, bool):
+            return "int"
+        return type(name).__name__
+
+    return frozenset(kind(n) for n in names if n is not None)
+
+
+def describe_instance(inst: "KeypointInstance", i: int) -> str:
+    """How error messages name an instance: by its ``id``, else by its index ``i`` in the input."""
+    return f"instance {inst.id!r}" if inst.id is not None else f"instance #{i} (no id)"
+
+
+def check_name_types(a: "KeypointInstance", b: "KeypointInstance", what_a: str = "the source instance",
+                     what_b: str = "the target instance") -> None:
+    """Refuse two instances whose keypoint names are of different types (int names in one, str in
+    the other): no name of one could equal a name of the other, so every pair of them would have
+    no correspondence at all, silently. ``what_a`` / ``what_b`` name them in the message."""
+    types_a, types_b = name_types(a.names), name_types(b.names)
+    if types_a and types_b and types_a != types_b:
+        if a.id is not None:
+            what_a = f"{what_a} {a.id!r}"
+        if b.id is not None:
+            what_b = f"{what_b} {b.id!r}"
+        raise InvalidInputError(
+            f"the keypoint names of {what_a} are {'/'.join(sorted(types_a))} but those of {what_b} are "
+            f"{'/'.join(sorted(types_b))}: names match only when equal (3 != '3'), so these instances would "
+            "have no correspondence. Give every instance names of one type, e.g. names=[str(n) for n in names].")
 
 
 @dataclass

@@ -1,11 +1,12 @@
-"""Datasets by name: the embedded synthetic data or a real benchmark read from a local root."""
+"""Datasets by name: the embedded synthetic data, a real benchmark read from a local root, or COCO
+keypoint files of your own."""
 from __future__ import annotations
 
 from typing import Dict, List, Optional
 
 from ..errors import InvalidInputError
 from .instance import KeypointInstance
-from .readers import canonical_name, load_dataset
+from .readers import canonical_name, coco_splits, load_dataset
 from .synthetic import SyntheticConfig, load_synthetic
 
 
@@ -31,13 +32,18 @@ def _hold_out(instances: List[KeypointInstance], fraction: float) -> Dict[str, L
 
 
 def load_splits(dataset: str = "synthetic", root: Optional[str] = None,
-                synthetic: Optional[SyntheticConfig] = None, **reader_kwargs) -> Dict[str, List[KeypointInstance]]:
+                synthetic: Optional[SyntheticConfig] = None, seed: int = 0,
+                **reader_kwargs) -> Dict[str, List[KeypointInstance]]:
     """``{"train", "val", "test"}`` lists of instances of ``dataset``.
 
     The synthetic data has its own three splits (fixed by ``synthetic.seed``). A real benchmark is
     read from ``root`` with its standard train/test split; its validation split is the last
     ``VAL_FRACTION`` (``VAL_FRACTIONS[dataset]`` where set) of each category's training
-    instances (SPair-71k uses its own ``val``).
+    instances (SPair-71k uses its own ``val``). ``"coco"`` reads your own COCO keypoint file
+    ``root`` (or a folder of ``train.json`` / ``val.json`` / ``test.json``) and cuts the splits it
+    lacks by image, seeded by ``seed`` (the run's seed; see
+    :mod:`~pyg_ssgm.data.readers.coco_splits`, whose ``coco_splits`` also takes separate files and
+    returns the record of the split). ``reader_kwargs`` go to the reader (``images`` for COCO).
     """
     if dataset == "synthetic":
         if root is not None:
@@ -46,6 +52,8 @@ def load_splits(dataset: str = "synthetic", root: Optional[str] = None,
     if root is None:
         raise InvalidInputError(f"dataset {dataset!r} is read from disk: pass its root directory (--root).")
     name = canonical_name(dataset)
+    if name == "coco":
+        return coco_splits(root, seed=seed, **reader_kwargs)[0]
     test = load_dataset(name, root, "test", **reader_kwargs)
     if name == "spair":
         return {"train": load_dataset(name, root, "train", **reader_kwargs),

@@ -32,6 +32,16 @@ class GeometricAugmentation:
     head). Then each observed point is jittered by Gaussian noise. Every magnitude is relative to
     the point set's scale, and setting it to 0 (or the range to ``(1, 1)``) switches that part off.
 
+    *Out-of-plane rotation* (``out_of_plane`` > 0): the points are lifted to a pseudo-3D surface,
+    a smooth depth field :math:`z(p) = \sum_m d_m \exp(-\lVert p - b_m \rVert^2 / 2\sigma^2)`
+    (anchors among the points, :math:`d_m \sim \mathcal{N}(0, \zeta^2)`, :math:`\zeta` =
+    ``depth``), turned by :math:`\phi \sim U(\pm` ``out_of_plane`` :math:`)` about a random axis
+    :math:`u` of the image plane and projected back: with :math:`v \perp u`,
+    :math:`p \mapsto (p \cdot u) u + (p \cdot v \cos\phi - z(p) \sin\phi) v`. The component
+    across the axis shrinks (foreshortening) and near and far points shift by different amounts
+    (parallax): what a turning rigid object shows, and what no planar map follows. The depth is a
+    field over the plane, so the kept nodes and the completion targets of a pair turn alike.
+
     Args:
         rotation: maximum rotation angle in degrees (uniform in ``[-rotation, rotation]``).
         scale: range of the isotropic scale factor.
@@ -45,6 +55,9 @@ class GeometricAugmentation:
         deformation_bandwidth: the warp's length scale :math:`\sigma`, as a fraction of the
             scale: large values bend the whole set, small ones move single points.
         deformation_anchors: number of RBF anchors :math:`a_m`.
+        out_of_plane: maximum out-of-plane rotation in degrees (0: off).
+        depth: standard deviation :math:`\zeta` of the pseudo depth, as a fraction of the scale
+            (its bandwidth is ``deformation_bandwidth``).
     """
 
     rotation: float = 30.0
@@ -57,13 +70,16 @@ class GeometricAugmentation:
     deformation: float = 0.0
     deformation_bandwidth: float = 0.5
     deformation_anchors: int = 4
+    out_of_plane: float = 0.0
+    depth: float = 0.5
 
     def __post_init__(self) -> None:
         check_field_types(self)  # a string or NaN magnitude: a named error (NaN passes every `< 0`)
         lo, hi = self.scale
         if not 0 < lo <= hi:
             raise ConfigError(f"scale must be a range (low, high) with 0 < low <= high, got {self.scale}.")
-        for name in ("rotation", "anisotropy", "shear", "translation", "perspective", "jitter", "deformation"):
+        for name in ("rotation", "anisotropy", "shear", "translation", "perspective", "jitter", "deformation",
+                     "out_of_plane", "depth"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0 (0 switches it off), got {getattr(self, name)}.")
         if self.deformation_bandwidth <= 0:
@@ -96,9 +112,38 @@ class GeometricAugmentation:
             anchors = pos[torch.randint(pos.size(0), (self.deformation_anchors,), generator=generator)]
             weights = torch.randn(self.deformation_anchors, 2, generator=generator, dtype=pos.dtype)
             weights = weights * self.deformation * size
+        # Likewise the out-of-plane rotation: drawn last, and only when on.
+        turn = None
+        if self.out_of_plane > 0 and pos.size(0) > 0:
+            axis = _uniform(0.0, math.pi, generator)
+            angle = math.radians(_uniform(-self.out_of_plane, self.out_of_plane, generator))
+            depth_anchors = pos[torch.randint(pos.size(0), (self.deformation_anchors,), generator=generator)]
+            depths = torch.randn(self.deformation_anchors, generator=generator, dtype=pos.dtype) * self.depth * size
+            turn = OutOfPlane(pos.new_tensor([math.cos(axis), math.sin(axis)]), angle, depth_anchors, depths)
         return PlanarTransform(matrix.to(pos.dtype), center.to(pos.dtype), shift.to(pos.dtype),
                                persp.to(pos.dtype), self.jitter * size, anchors, weights,
-                               self.deformation_bandwidth * size)
+                               self.deformation_bandwidth * size, turn)
+
+
+@dataclass
+class OutOfPlane:
+    """A sampled out-of-plane rotation: the in-plane ``axis`` (unit ``[2]``), the ``angle`` in
+    radians, and the pseudo depth field (``anchors [M, 2]``, ``depths [M]``; see
+    :class:`GeometricAugmentation`)."""
+
+    axis: Tensor
+    angle: float
+    anchors: Tensor
+    depths: Tensor
+
+    def apply(self, pos: Tensor, center: Tensor, bandwidth: float) -> Tensor:
+        sq = (pos.unsqueeze(1) - self.anchors.unsqueeze(0)).pow(2).sum(-1)
+        z = torch.exp(-sq / (2 * bandwidth ** 2)) @ self.depths
+        across = torch.stack([-self.axis[1], self.axis[0]])
+        local = pos - center
+        along, perpendicular = local @ self.axis, local @ across
+        turned = perpendicular * math.cos(self.angle) - z * math.sin(self.angle)
+        return center + along.unsqueeze(-1) * self.axis + turned.unsqueeze(-1) * across
 
 
 @dataclass
@@ -116,8 +161,11 @@ class PlanarTransform:
     anchors: Optional[Tensor] = None
     weights: Optional[Tensor] = None
     bandwidth: float = 1.0
+    turn: Optional[OutOfPlane] = None
 
     def warp(self, pos: Tensor) -> Tensor:
+        if self.turn is not None:
+            pos = self.turn.apply(pos, self.center, self.bandwidth)
         if self.anchors is None:
             return pos
         sq = (pos.unsqueeze(1) - self.anchors.unsqueeze(0)).pow(2).sum(-1)

@@ -73,6 +73,9 @@ def rrwm_refine(U: Tensor, n1: Tensor, n2: Tensor, pos_s: Tensor, pos_t: Tensor,
     # Entries of padded assignments must not take part (SM / RRWM do not mask them). Index j*n1max + i.
     flat = valid.transpose(1, 2).reshape(U.size(0), -1).to(K.dtype)
     K = K * flat.unsqueeze(2) * flat.unsqueeze(1)
+    # A pair with no agreeing edge and no unary term (node_weight 0) would leave K all zero, which
+    # RRWM's normalisation turns into NaN: a vanishing diagonal keeps it a uniform, valid walk.
+    K = K + torch.diag_embed(flat) * 1e-9
     X = pygm.rrwm(K, n1, n2, n1max=n1max, n2max=n2max, max_iter=max_iter, backend="pytorch")
     return X * valid
 

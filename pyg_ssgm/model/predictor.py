@@ -98,9 +98,10 @@ class Predictor:
             conns = _connectivity(out.completed_s, out.edges_s, B) + _connectivity(out.completed_t, out.edges_t, B)
             mask = size_mask(out.n1, out.n2, S.size(1), S.size(2))
             # the soft first-order matching (dual softmax of S, in [0, 1]) as unary term, edge
-            # agreement over the completed graphs (target aligned on the source)
-            soft = rrwm_refine(dual_softmax(S, mask), out.n1, out.n2, out.pos_s, apply_affine(out.alignment, out.pos_t),
-                               *conns, node_weight=c.qap_node_weight, edge_sigma=c.qap_edge_sigma)
+            # agreement over the completed graphs (the target aligned on the source, or as it is)
+            pos_t = apply_affine(out.alignment, out.pos_t) if c.qap_align else out.pos_t
+            soft = rrwm_refine(dual_softmax(S, mask), out.n1, out.n2, out.pos_s, pos_t, *conns,
+                               node_weight=c.qap_node_weight, edge_sigma=c.qap_edge_sigma)
             X = hungarian(soft.to(S.dtype), out.n1, out.n2)
             return X * (S >= threshold).to(X.dtype)
         return partial_hungarian(S, out.n1, out.n2, threshold)

@@ -1,4 +1,5 @@
-"""Readers of the real keypoint benchmarks, from a local copy laid out as the datasets ship.
+"""Readers of the real keypoint benchmarks, from a local copy laid out as the datasets ship, and of
+COCO keypoint files (your own data, :mod:`~pyg_ssgm.data.readers.coco`).
 
 Each reader returns a ``list`` of :class:`~pyg_ssgm.data.KeypointInstance` (named keypoints,
 invisible ones absent, ``category``, ``id`` = file stem) for one split. None of them downloads
@@ -14,6 +15,8 @@ from typing import Any, Callable, Dict, List
 
 from ...errors import InvalidInputError
 from ..instance import KeypointInstance
+from .coco import read_coco_file
+from .coco_splits import RECORD_NAME, SplitRecord, coco_splits, read_coco, run_splits
 from .common import SOURCES, PathLike
 from .cub import read_cub
 from .pascal_voc import read_pascal_voc, read_pascal_voc_xml
@@ -26,6 +29,7 @@ READERS: Dict[str, Callable[..., List[KeypointInstance]]] = {
     "pascal_voc": read_pascal_voc,
     "spair": read_spair,
     "cub": read_cub,
+    "coco": read_coco,
 }
 
 # Spellings people use for the same datasets (compared after lower-casing and dropping - and _).
@@ -34,6 +38,7 @@ _ALIASES = {
     "pascalvoc": "pascal_voc", "voc": "pascal_voc", "pascalvockeypoints": "pascal_voc", "voc2011": "pascal_voc",
     "spair": "spair", "spair71k": "spair",
     "cub": "cub", "cub2011": "cub", "cub200": "cub", "cub2002011": "cub",
+    "coco": "coco", "mscoco": "coco", "cocokeypoints": "coco",
 }
 
 
@@ -53,9 +58,14 @@ def load_dataset(name: str, root: PathLike, split: str = "train", **kwargs: Any)
 
 __all__ = [
     "READERS",
+    "RECORD_NAME",
     "SOURCES",
+    "SplitRecord",
     "canonical_name",
+    "coco_splits",
     "load_dataset",
+    "read_coco",
+    "read_coco_file",
     "read_cub",
     "read_pascal_voc",
     "read_pascal_voc_xml",
@@ -64,4 +74,5 @@ __all__ = [
     "read_spair_pairs",
     "read_willow",
     "read_willow_mat",
+    "run_splits",
 ]

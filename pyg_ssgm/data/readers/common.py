@@ -43,6 +43,12 @@ SOURCES: Dict[str, str] = {
         "CUB-200-2011: download it from https://www.vision.caltech.edu/datasets/cub_200_2011/ "
         "(CUB_200_2011.tgz) and unpack it so that <root>/CUB_200_2011/images.txt, parts/ and images/ exist."
     ),
+    "coco": (
+        "A COCO keypoint file is the JSON that annotation tools export (CVAT: 'COCO Keypoints 1.0'): "
+        "'images' (id, file_name), 'categories' (id, name, keypoints: the names; optional skeleton and "
+        "flip_pairs) and 'annotations' (id, image_id, category_id, keypoints: x, y, v for each name; "
+        "optional bbox)."
+    ),
 }
 
 

@@ -1,0 +1,123 @@
+r"""Choosing a trained model's settings of inference on the validation split.
+
+The settings of inference change no parameter, so they can be chosen after training, on the
+validation pairs, at the cost of a few evaluations. :func:`choose_inference` walks the groups of
+:data:`GROUPS` in order; in each it scores the alternatives to the current value (the rest of the
+configuration held as chosen so far) on the same pairs and keeps the best one only on evidence:
+its validation F1 (unfiltered, macro over classes) must beat the current one by more than
+``min_gain``, and the pairs' own F1 must rise on average by more than ``evidence`` standard
+errors of the paired differences, so that a few lucky pairs of a small validation split do not
+decide. What each group decides:
+
+* **matching**: the linear assignment of the learned affinity, or the quadratic assignment
+  (RRWM over the rebuilt edges) with the learned affinity as unary term and the edges compared
+  once aligned, or with no unary term and the edges as they are: where the learned affinity does
+  not carry over (large out-of-plane turns of a rigid object), edge-to-edge agreement decides;
+* **shape context**, **appearance**: the late-fusion weights of the raw descriptors (appearance
+  only where the pairs have descriptors);
+* **alignment rounds** at inference;
+* **generated nodes** in the matching or not;
+* **mirror test**: objects seen from either side (birds) need it, others lose by it.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, replace
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import torch
+
+from .config import InferenceConfig
+from .data import KeypointInstance
+from .evaluation import score_pairs
+from .metrics import aggregate
+from .model import Predictor
+
+Option = Dict[str, Any]
+
+#: (group, options): each option a set of :class:`~pyg_ssgm.config.InferenceConfig` values.
+GROUPS: Tuple[Tuple[str, Tuple[Option, ...]], ...] = (
+    ("matching", ({"solver": "hungarian"},
+                  {"solver": "rrwm", "qap_node_weight": 1.0, "qap_align": True},
+                  {"solver": "rrwm", "qap_node_weight": 0.0, "qap_align": False})),
+    ("shape context", tuple({"shape_context_weight": w} for w in (0.0, 10.0, 20.0))),
+    ("appearance", tuple({"appearance_weight": w} for w in (0.0, 20.0, 40.0))),
+    ("alignment rounds", tuple({"inference_consensus_iterations": r} for r in (2, 12))),
+    ("generated nodes", tuple({"generate_at_inference": g} for g in (True, False))),
+    ("mirror test", tuple({"mirror_test": m} for m in (False, True))),
+)
+
+
+def _holds(config: InferenceConfig, option: Option) -> bool:
+    return all(getattr(config, k) == v for k, v in option.items())
+
+
+def _paired_evidence(new: Sequence[float], old: Sequence[float]) -> float:
+    """Mean of the paired differences ``new - old`` in units of its standard error (inf where
+    every difference is the same positive number, 0 where they are all 0)."""
+    diff = [a - b for a, b in zip(new, old)]
+    mean = sum(diff) / len(diff)
+    var = sum((d - mean) ** 2 for d in diff) / max(len(diff) - 1, 1)
+    se = math.sqrt(var / len(diff))
+    return mean / se if se > 0 else (math.inf if mean > 0 else 0.0)
+
+
+def choose_inference(predictor: Predictor, instances: Sequence[KeypointInstance],
+                     max_pairs_per_category: Optional[int] = None, min_gain: float = 0.002, evidence: float = 2.0,
+                     device: torch.device | str = "cpu", groups=GROUPS,
+                     echo: Optional[Callable[[str], None]] = print) -> Tuple[InferenceConfig, List[Dict[str, Any]]]:
+    """The inference settings of ``predictor``'s model chosen on the real pairs of ``instances``
+    (see the module docstring), starting from ``predictor.config``; and one row per configuration
+    scored (group, the values tried, validation F1 / precision / recall, the paired evidence
+    against the configuration it challenged, whether it was kept). ``echo`` prints the table as
+    it goes (``None``: silent)."""
+    has_descriptors = any(inst.x is not None and inst.x.numel() for inst in instances)
+    rows: List[Dict[str, Any]] = []
+
+    def score(config: InferenceConfig, group: str, option: Option) -> Tuple[float, List[float]]:
+        records = score_pairs(Predictor(predictor.model, config), instances,
+                              max_pairs_per_category=max_pairs_per_category, device=device)
+        mean = aggregate(records).mean
+        rows.append({"group": group, "option": option, "val_f1": mean.f1, "val_precision": mean.precision,
+                     "val_recall": mean.recall, "kept": False})
+        return mean.f1, [r.f1 for r in records]
+
+    def report(row: Dict[str, Any]) -> None:
+        if echo is not None:
+            extra = f"  ({row['evidence']:+.1f} s.e.)" if "evidence" in row else ""
+            echo(f"  {row['group']:<17} {_describe(row['option']):<52} val F1 {row['val_f1']:.4f}{extra}")
+
+    start = time.perf_counter()
+    config = replace(predictor.config, choose_on_validation=False)
+    best, best_pairs = score(config, "start", {k: v for k, v in asdict(config).items()
+                                               if any(k in o for _, opts in groups for o in opts)})
+    rows[-1]["kept"] = True
+    report(rows[-1])
+    for group, options in groups:
+        if group == "appearance" and not has_descriptors:
+            continue
+        winner = None
+        for option in options:
+            if _holds(config, option):
+                continue
+            value, pairs = score(replace(config, **option), group, option)
+            rows[-1]["evidence"] = _paired_evidence(pairs, best_pairs)
+            report(rows[-1])
+            if value > best + min_gain and rows[-1]["evidence"] > evidence and (winner is None or value > winner[1]):
+                winner = (option, value, pairs, len(rows) - 1)
+        if winner is not None:  # the best of the group's challengers that passed
+            config = replace(config, **winner[0])
+            best, best_pairs = winner[1], winner[2]
+            rows[winner[3]]["kept"] = True
+    if echo is not None:
+        echo(f"  chosen: {_describe({k: getattr(config, k) for _, opts in groups for o in opts for k in o})} "
+             f"(val F1 {best:.4f}; {time.perf_counter() - start:.0f} s)")
+    return config, rows
+
+
+def _describe(option: Option) -> str:
+    return ", ".join(f"{k}={v}" for k, v in option.items())
+
+
+__all__ = ["GROUPS", "choose_inference"]
