@@ -13,10 +13,14 @@ decide. What each group decides:
   (RRWM over the rebuilt edges) with the learned affinity as unary term and the edges compared
   once aligned, or with no unary term and the edges as they are: where the learned affinity does
   not carry over (large out-of-plane turns of a rigid object), edge-to-edge agreement decides;
+  each cut by the learned threshold, or whole (every node of the smaller graph matched, as a
+  classical solver matches complete pairs);
 * **shape context**, **appearance**: the late-fusion weights of the raw descriptors (appearance
   only where the pairs have descriptors);
 * **alignment rounds** at inference;
 * **generated nodes** in the matching or not;
+* **decoder dustbin**: how much the decoder's existence estimates decide which nodes stay
+  unmatched (``dustbin_weight``);
 * **mirror test**: objects seen from either side (birds) need it, others lose by it.
 """
 from __future__ import annotations
@@ -40,11 +44,16 @@ Option = Dict[str, Any]
 GROUPS: Tuple[Tuple[str, Tuple[Option, ...]], ...] = (
     ("matching", ({"solver": "hungarian"},
                   {"solver": "rrwm", "qap_node_weight": 1.0, "qap_align": True},
-                  {"solver": "rrwm", "qap_node_weight": 0.0, "qap_align": False})),
+                  {"solver": "rrwm", "qap_node_weight": 0.0, "qap_align": False},
+                  # whole matchings: complete pairs under large viewpoint changes, where the learned
+                  # affinity falls below its threshold but the edges still agree
+                  {"solver": "rrwm", "qap_node_weight": 1.0, "qap_align": True, "qap_partial": False},
+                  {"solver": "rrwm", "qap_node_weight": 0.0, "qap_align": False, "qap_partial": False})),
     ("shape context", tuple({"shape_context_weight": w} for w in (0.0, 10.0, 20.0))),
     ("appearance", tuple({"appearance_weight": w} for w in (0.0, 20.0, 40.0))),
     ("alignment rounds", tuple({"inference_consensus_iterations": r} for r in (2, 12))),
     ("generated nodes", tuple({"generate_at_inference": g} for g in (True, False))),
+    ("decoder dustbin", tuple({"dustbin_weight": w} for w in (0.0, 0.5, 1.0, 2.0))),
     ("mirror test", tuple({"mirror_test": m} for m in (False, True))),
 )
 
@@ -95,7 +104,8 @@ def choose_inference(predictor: Predictor, instances: Sequence[KeypointInstance]
     rows[-1]["kept"] = True
     report(rows[-1])
     for group, options in groups:
-        if group == "appearance" and not has_descriptors:
+        if (group == "appearance" and not has_descriptors) or (group == "decoder dustbin"
+                                                                and predictor.model.decoder is None):
             continue
         winner = None
         for option in options:

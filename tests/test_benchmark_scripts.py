@@ -2,6 +2,7 @@
 import, and how they answer bad options."""
 import ast
 import importlib
+import json
 import sys
 from pathlib import Path
 
@@ -64,6 +65,11 @@ def test_scripts_use_the_public_api_only(script):
     ("inference_alignment", ["ckpt", "--values", "a,b"], "comma-separated"),
     ("partial_sweep", ["--shares", "half"], "comma-separated"),
     ("threads", ["--epochs", "0"], "--epochs"),
+    ("leave_one_out", ["--datasets", "willow,nope"], "unknown ['nope']"),
+    ("leave_one_out", ["--epochs", "voc=3"], "expected DATASET=VALUE"),
+    ("leave_one_out", ["--pairs", "cub=ten"], "invalid parse value"),
+    ("viewpoint", ["--bins", "0,a"], "comma-separated"),
+    ("viewpoint", ["--epochs", "0"], "must be >= 1"),
 ])
 def test_bad_options_are_argparse_errors(script, argv, message, monkeypatch, capsys):
     module = importlib.import_module(script)
@@ -72,3 +78,73 @@ def test_bad_options_are_argparse_errors(script, argv, message, monkeypatch, cap
         module.main()
     err = capsys.readouterr().err
     assert exc.value.code == 2 and "error:" in err and message in err and "Traceback" not in err
+
+
+# ------------------------------------------------------------------ generalisation benchmark
+def test_viewpoint_bins_close_the_last_one_and_draw_the_same_pairs_per_object():
+    """The two ends of the turn (the largest angle) are a pair of the last bin; each bin keeps at
+    most the requested pairs of each object, the same ones on every call."""
+    from viewpoint import draw
+
+    from pyg_ssgm.data.viewpoint import ViewpointConfig, load_viewpoint, viewpoint_pairs
+
+    test = load_viewpoint(ViewpointConfig(num_objects=2, min_points=12, max_points=12, num_frames=10))["test"]
+    bins = viewpoint_pairs(test, (0, 45, 90))
+    assert sum(map(len, bins.values())) == 2 * 6  # 4 test frames per object: every pair in one bin
+    ends = [(i, j) for i, j in bins[(45, 90)] if abs(test[i].extra["yaw"] - test[j].extra["yaw"]) == 90]
+    assert len(ends) == 2
+    labelled = {k: [(i, j, test[i].category) for i, j in v] for k, v in bins.items()}
+    drawn = draw(labelled, 2)
+    assert drawn == draw(labelled, 2)
+    for edges, pairs in drawn.items():
+        assert set(pairs) <= set(bins[edges])
+        for obj in ("house0", "house1"):
+            mine = [p for p in pairs if test[p[0]].category == obj]
+            assert len(mine) == min(2, sum(test[i].category == obj for i, _ in bins[edges]))
+
+
+def test_viewpoint_study_scores_every_method_on_the_same_pairs(tmp_path, monkeypatch, one_thread):
+    import viewpoint
+
+    figure = tmp_path / "viewpoint.png"
+    monkeypatch.setattr(sys, "argv", ["viewpoint.py", "--epochs", "1", "--objects", "1", "--frames", "7", "--hidden",
+                                      "0,3", "--bins", "0,30,50,90", "--out-of-plane", "0", "--pairs-per-object", "2",
+                                      "--output-dir", str(tmp_path), "--figure", str(figure)])
+    viewpoint.main()
+    result = json.loads((tmp_path / "viewpoint.json").read_text())
+    # 3 test frames, at 0, 45 and 90 degrees: no pair closer than 30 degrees, so no row for that bin
+    assert [(r["hidden"], r["bin"]) for r in result["rows"]] == [(h, b) for h in (0, 3) for b in ([30, 50], [50, 90])]
+    for row in result["rows"]:
+        methods = row["methods"]
+        # the calibrated solvers only where landmarks are hidden; SSGM in both settings
+        assert sum(k.endswith("val threshold") for k in methods) == (4 if row["hidden"] else 0)
+        assert sum(k.startswith("SSGM") for k in methods) == 1
+        assert {m["num_pairs"] for m in methods.values()} == {row["num_pairs"]} and row["num_pairs"] >= 1
+        assert all(0.0 <= m[k] <= 1.0 for m in methods.values() for k in ("f1", "precision", "recall"))
+    assert "## 3 landmarks hidden per frame" in (tmp_path / "viewpoint.md").read_text()
+    assert 0 < figure.stat().st_size < 200_000
+
+
+@pytest.mark.slow  # six small trainings (about 20 s alone on 2 cores)
+def test_leave_one_out_trains_every_preset_on_each_dataset(tmp_path, monkeypatch, one_thread):
+    """Each preset and the default trained and tested on each dataset, beside RRWM (on CUB also
+    with the mirror test), every row of a dataset on the same pairs."""
+    import fixtures_native
+    import leave_one_out
+
+    monkeypatch.setattr(fixtures_native, "CUB_PER_CLASS", 12)  # training birds enough for pseudo-label cycles
+    willow = fixtures_native.make_willow(tmp_path / "willow", num_per_category=24, with_images=False)
+    cub = fixtures_native.make_cub(tmp_path / "cub", with_images=False)
+    monkeypatch.setattr(sys, "argv", ["leave_one_out.py", "--root", f"willow={willow},cub={cub}", "--epochs",
+                                      "willow=1,cub=1", "--pairs", "willow=2,cub=1", "--output-dir", str(tmp_path)])
+    leave_one_out.main()
+    result = json.loads((tmp_path / "leave_one_out.json").read_text())
+    rows = {(r["dataset"], r.get("preset", r["method"])): r for r in result["rows"]}
+    assert set(rows) == {(d, p) for d in ("willow", "cub") for p in ("willow_geometry", "cub", None,
+                                                                      "RRWM, val threshold")} | {
+        ("cub", "RRWM, val threshold, mirror test")}
+    assert result["epochs"] == {"willow": 1, "cub": 1} and result["pairs_per_class"] == {"willow": 2, "cub": 1}
+    assert rows[("willow", "cub")]["inference"]["mirror_test"]  # the preset's own settings, as chosen on CUB
+    assert all(0.0 <= r["f1"] <= 1.0 for r in result["rows"])
+    text = (tmp_path / "leave_one_out.md").read_text()
+    assert "`willow_geometry` preset (transferred from willow)" in text and "`cub` preset (in-domain)" in text

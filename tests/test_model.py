@@ -618,3 +618,36 @@ def test_inference_aligns_with_its_own_number_of_consensus_rounds(real_batch, mo
     training, inference = fits(model, None), fits(model, InferenceConfig(inference_consensus_iterations=5))
     assert (training, inference) == (3, 6)
     assert fits(model, InferenceConfig(inference_consensus_iterations=None)) == 3  # as in training
+
+
+def test_decoder_dustbin_lets_the_existence_decide_who_stays_unmatched(real_batch):
+    """``dustbin_weight``: a node's score for staying unmatched is half the threshold plus the
+    weight times the existence logit of the query seeded from it in the other graph; the matching
+    is the partial assignment with those scores, and a large weight leaves unmatched exactly the
+    nodes whose partner the decoder calls missing (where it can: a node needs nothing to match)."""
+    from pyg_ssgm.matching import threshold_to_unmatch
+
+    t = tiny(seed=6, dustbin_weight=1.0)
+    prediction = match(t, real_batch, generate_at_inference=False)
+    out = prediction.output
+    predictor = Predictor(t.model, replace(t.predictor.config, generate_at_inference=False))
+    u1, u2 = predictor.unmatched_scores(out)
+    half1, _ = threshold_to_unmatch(out.threshold, out.S)
+    ptr = torch.cat([out.num_real_s.new_zeros(1), out.num_real_s.cumsum(0)])
+    seeded = torch.zeros_like(u1, dtype=torch.bool)
+    for q, node in enumerate(out.seeds_t.tolist()):
+        if node < 0:
+            continue
+        b = int(out.encoded_s.batch[node])
+        local = node - int(ptr[b])
+        seeded[b, local] = True
+        assert float(u1[b, local] - half1[b, local]) == pytest.approx(float(out.queries_t.exist_logit[q]), abs=1e-5)
+    assert seeded.any() and torch.equal(u1[~seeded], half1[~seeded])
+    assert torch.equal(prediction.X, hungarian(out.S, out.n1, out.n2, u1, u2))
+    strong = Predictor(t.model, replace(predictor.config, dustbin_weight=1e4)).match(real_batch)
+    missing = seeded.clone()
+    for q, node in enumerate(out.seeds_t.tolist()):
+        if node >= 0 and float(out.queries_t.exist_logit[q]) <= 0:
+            b = int(out.encoded_s.batch[node])
+            missing[b, node - int(ptr[b])] = False
+    assert missing.any() and int(strong.X.sum(2)[missing].sum()) == 0

@@ -62,6 +62,21 @@ def test_model_with_rrwm_solver_predicts_valid_partial_matchings(generated_pairs
         assert bool((out.S[b, pairs[0], pairs[1]] >= threshold).all())  # the threshold still decides
 
 
+def test_whole_qap_matching_keeps_every_pair_the_partial_one_cuts(generated_pairs):
+    """``qap_partial=False``: the quadratic matching as RRWM and the assignment give it (every node
+    of the smaller completed graph matched); the partial one is that matching cut by the threshold."""
+    from pyg_ssgm import Predictor
+
+    model, _, predictor = tiny(seed=0, solver="rrwm")
+    model.eval()
+    batch = next(iter(pair_loader(generated_pairs[:4], 4)))
+    partial = predictor.match(batch)
+    whole = Predictor(model, dataclasses.replace(predictor.config, qap_partial=False)).match(batch)
+    out = whole.output
+    assert torch.equal(whole.X.sum((1, 2)), torch.minimum(out.n1, out.n2).to(whole.X.dtype))
+    assert torch.equal(partial.X, whole.X * (out.S >= out.threshold).to(whole.X.dtype))
+
+
 def test_qap_settings_are_checked():
     with pytest.raises(ConfigError, match="solver"):
         tiny_settings_of(solver="lap")

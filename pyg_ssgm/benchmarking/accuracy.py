@@ -88,6 +88,7 @@ def run_accuracy(cfg: BenchmarkConfig, progress: Optional[bool] = None) -> Dict[
     from ..data.sources import load_splits
     from ..evaluation import evaluate_matching
     from ..features import with_image_features
+    from ..generation import generation_measures
 
     progress = cfg.progress if progress is None else progress
     device = cfg.resolved_device()
@@ -192,6 +193,13 @@ def run_accuracy(cfg: BenchmarkConfig, progress: Optional[bool] = None) -> Dict[
         if "completion" in run.results:
             extra["completion_generated_pairs"] = run.results["completion"]
         extra["validation"] = run.validation
+        bar.set_postfix_str(f"generation measures of {key}")
+        # what it generates on the same real test pairs (pyg_ssgm.generation): the count for every
+        # trained row, the place of hidden keypoints for the main one (it runs the model and RRWM
+        # twice more over the pairs); the matching with the generated nodes on / off is the row below
+        extra["generation"] = generation_measures(predictor, trainer.splits["test"], place=key == "ssgm",
+                                                  switch=False, max_pairs_per_category=cfg.test_pairs_per_category,
+                                                  batch_size=cfg.batch_size, seed=cfg.seed, device=device)
         add(key, label, "partial (learned threshold)", labels, predictor, features=features, **extra)
         if key == "ssgm" and trainer.settings.model.completion:
             # the same trained model with its generated nodes switched the other way at inference

@@ -31,7 +31,7 @@ from .report import _json_default
 from .tables import format_table
 
 __all__ = ["DEFAULT_ROOTS", "Trained", "variant_settings", "train_variant", "with_inference", "with_model_settings",
-           "score", "calibrated_solver", "per_class_table", "Study", "study_parser", "comma_list"]
+           "score", "score_pair_list", "calibrated_solver", "per_class_table", "Study", "study_parser", "comma_list"]
 
 #: Where the studies look for a real dataset unless told otherwise (``--root``).
 DEFAULT_ROOTS = {"willow": "data/WillowObject", "cub": "data/CUB_200_2011"}
@@ -77,8 +77,9 @@ def variant_settings(preset: Optional[str] = None, overrides: Optional[Mapping[s
 
 
 def train_variant(preset: Optional[str] = None, overrides: Optional[Mapping[str, Any]] = None,
-                  progress: bool = False, **train: Any) -> Trained:
-    """Train one variant (:func:`variant_settings`) with :func:`pyg_ssgm.trainer.train`. Unless
+                  progress: bool = False, splits: Optional[Mapping[str, Sequence]] = None, **train: Any) -> Trained:
+    """Train one variant (:func:`variant_settings`) with :func:`pyg_ssgm.trainer.train`, on
+    ``splits`` (``{"train", "val", "test"}`` lists of instances) where given. Unless
     ``train`` says otherwise, the run's folder is temporary (removed afterwards: the model stays in
     memory), it validates after the last epoch only (validation draws nothing from the training's
     random numbers, so this changes nothing of what is trained) and tests on one pair per class
@@ -96,7 +97,7 @@ def train_variant(preset: Optional[str] = None, overrides: Optional[Mapping[str,
         options.setdefault("output_dir", folder)
         settings = Settings.from_dict(sections)
         start = time.perf_counter()
-        trainer, results = run_training(settings, progress=progress)
+        trainer, results = run_training(settings, splits, progress=progress)
         train_s = time.perf_counter() - start
         rows = [r for r in read_metrics(Path(settings.train.output_dir)) or []
                 if r.get("val_f1") is not None and r["val_f1"] == r["val_f1"]]  # not NaN
@@ -154,6 +155,22 @@ def score(predict: Callable, instances: Sequence, max_pairs_per_category: Option
         out["completion"] = (completion_quality(predict, instances, generator, device=device)
                              if model is not None and model.config.completion else None)
     return out
+
+
+def score_pair_list(predict: Callable, instances: Sequence, pairs: Sequence[Sequence[int]], batch_size: int = 32,
+                    device: Union[str, torch.device] = "cpu") -> Dict[str, float]:
+    """``predict`` on the given real pairs ``(i, j)`` of ``instances`` (ground truth from the
+    keypoint names, nothing filtered): unfiltered precision / recall / F1, macro over classes as
+    :func:`score`, and ``num_pairs``. For studies that choose their pairs themselves (by the angle
+    between two views, say) rather than :func:`score`'s seeded subset per class."""
+    from ..data import make_pair, pair_loader
+    from ..metrics import aggregate, batch_counts
+
+    records = []
+    for batch in pair_loader([make_pair(instances[i], instances[j]) for i, j in pairs], batch_size):
+        records += batch_counts([p.cpu() for p in predict(batch.to(device))], batch)
+    mean = aggregate(records).mean
+    return {"f1": mean.f1, "precision": mean.precision, "recall": mean.recall, "num_pairs": len(records)}
 
 
 def calibrated_solver(solver: str, val_instances: Optional[Sequence] = None,

@@ -15,7 +15,8 @@ from .instrument import StageTimer
 from .tables import _f, _mib, _ms, _pct, _ratio, format_table
 from .targets import Target
 
-__all__ = ["NEURAL_SOLVERS_NOTE", "format_accuracy", "format_speed", "format_report", "write_report"]
+__all__ = ["NEURAL_SOLVERS_NOTE", "format_accuracy", "format_generation_tables", "format_speed", "format_report",
+           "write_report"]
 
 
 NEURAL_SOLVERS_NOTE = (
@@ -67,6 +68,9 @@ def format_accuracy(acc: Dict[str, Any]) -> str:
             f"keypoints (no partner); {100 * acc.get('extra_drop', 0.0):.0f} % of the annotated keypoints removed "
             "per image. Geometry only: outliers carry no image features.")
     out = table + "\n\n" + "\n".join(f"{i + 1}. {n}" for i, n in enumerate(notes))
+    generation = format_generation_tables(acc)
+    if generation:
+        out += "\n\n" + generation
     partial = PUBLISHED_PARTIAL.get(acc["dataset"]) if acc.get("outliers") else None
     if partial:
         out += ("\n\n**Published anchor** (partial matching with outliers, F1 as reported, quoted, not measured "
@@ -80,6 +84,56 @@ def format_accuracy(acc: Dict[str, Any]) -> str:
                     [[m, labels, feats, f"{a / 100:.3f}", note] for m, labels, feats, a, note in published],
                     "lllrl"))
     return out
+
+
+def format_generation_tables(acc: Dict[str, Any]) -> str:
+    """What the trained rows generate on the same real test pairs (:mod:`pyg_ssgm.generation`):
+    the count, the place of hidden keypoints beside the transfer baselines, and the matching F1
+    with the generated nodes on / off at inference and trained without; empty when no row has
+    generation measures."""
+    rows = [m for m in acc["methods"] if m.get("generation")]
+    if not rows:
+        return ""
+    out = ["**Generated nodes on the real test pairs** (the names say what each graph lacks; "
+           "`pyg_ssgm.generation`, docs/evaluation.md)", ""]
+    count = []
+    for m in rows:
+        c = m["generation"]["count"]
+        for source in ("queries", "matching"):
+            if source in c:
+                count.append([m["label"], source, _pct(c[source]["exact"]), _pct(c[source]["exact_graph"]),
+                              _f(c[source]["mae"], 2), _f(c[source]["generated_mean"], 2), _f(c["true_mean"], 2)])
+    out += [format_table(["method", "generated nodes", "count exact (pairs)", "(graphs)", "abs. error",
+                          "generated / graph", "lacking / graph"], count, "llrrrrr"), ""]
+    keys = sorted({k for m in rows for k in m["generation"].get("place", {})}, key=lambda k: int(k.split("=")[1]))
+    if keys:
+        place, placed = [], [m for m in rows if m["generation"].get("place")]
+        for i, m in enumerate(placed):
+            measured = m["generation"]["place"]
+            for name, first in measured[keys[0]].items():
+                # the same hidden points and RRWM's matches in every row: RRWM's rows once
+                if not isinstance(first, dict) or ("rrwm" in name and i > 0):
+                    continue
+                cells = [cell for k in keys for cell in (_f(measured[k].get(name, {}).get("pck@0.05")),
+                                                         _f(measured[k].get(name, {}).get("pck@0.1")),
+                                                         _pct(measured[k].get(name, {}).get("found")))]
+                place.append(["RRWM" if "rrwm" in name else m["label"], name, *cells])
+        sizes = ", ".join(f"{k.split('=')[1]} hidden: {placed[0]['generation']['place'][k]['num_pairs']} pairs"
+                          for k in keys)
+        headers = ["method", "placed by"] + [h for k in keys for h in (f"PCK@0.05 ({k})", f"PCK@0.1 ({k})",
+                                                                     f"found ({k})")]
+        out += [f"Place of keypoints hidden from the target ({sizes}; PCK of the largest side of the target's "
+                "keypoint box; found: a generated node stands for the hidden point's source partner, a miss "
+                "otherwise):", "", format_table(headers, place, "ll" + "r" * (len(headers) - 2)), ""]
+    by_key = {m["key"]: m for m in acc["methods"]}
+    main = by_key.get("ssgm")
+    flipped = next((m for k, m in by_key.items() if k.startswith("ssgm_generated_")), None)
+    if main and flipped:
+        on, off = (flipped, main) if flipped["key"].endswith("_on") else (main, flipped)
+        without = by_key.get("ssgm_no_completion")
+        out.append(f"Matching F1 of {main['label']}: generated nodes on at inference {on['f1']:.3f}, off "
+                   f"{off['f1']:.3f}" + (f", trained without them {without['f1']:.3f}" if without else "") + ".")
+    return "\n".join(out).rstrip()
 
 
 def format_speed(speed: Dict[str, Any]) -> str:

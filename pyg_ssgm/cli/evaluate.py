@@ -33,16 +33,25 @@ from .common import (CONTEXT, DATASET_CHOICE, DataFiles, checkpoint_splits, data
               "removed per image (pyg_ssgm.data.drop_parts). Default: as --outliers.")
 @click.option("--completion-source", type=click.Choice(list(COMPLETION_SOURCES)),
               help="What the model says a graph lacks (InferenceConfig.completion_source). Default: the checkpoint's.")
+@click.option("--generation", is_flag=True,
+              help="Also measure the generated nodes on the real pairs (a checkpoint; a few more passes): their count "
+                   "against what the names say each graph lacks, where they go (1 and 3 common keypoints hidden from "
+                   "each target; PCK beside affine / thin-plate-spline transfer from the model's and RRWM's matches) "
+                   "and the F1 with them on and off at inference.")
+@click.option("--completions", type=click.Path(), help="Write each pair's completed graph as JSON to this file: the "
+              "instance ids, the matches by name, the generated points (pixel position, partner name, confidence).")
 @click.option("--output", type=click.Path(), help="Write the results as JSON to this file.")
 def evaluate_command(checkpoint, solver, dataset, root, data, val_data, test_data, images, split,
                      max_pairs_per_category, batch_size, device, threads, outliers, extra_drop, completion_source,
-                     output):
+                     generation, completions, output):
     """Evaluate a trained model (or a classical solver) on real cross-instance pairs.
 
     \b
     Reports per class and averaged: precision, recall and F1 of the predicted correspondences in
     the unfiltered setting (all annotated keypoints), accuracy in the intersection setting, and,
-    for a model, the completion quality on generated pairs of the same split.
+    for a model, the completion quality on generated pairs of the same split; with --generation,
+    the generated nodes on the real pairs: their count (the names say what each graph lacks),
+    where they go and what they change in the matching (docs/evaluation.md).
     \b
     A checkpoint trained on COCO files is scored on its own split (the splits.json beside it) unless
     --data says otherwise; --data / --val-data / --test-data split files as training does.
@@ -53,6 +62,7 @@ def evaluate_command(checkpoint, solver, dataset, root, data, val_data, test_dat
       python -m pyg_ssgm evaluate --checkpoint runs/mine/checkpoint.pt --data data/my_annotations.json \\
           --test-data data/new_annotations.json                                         # another test file
       python -m pyg_ssgm evaluate --solver rrwm --data data/my_annotations.json
+      python -m pyg_ssgm evaluate --checkpoint runs/cub/checkpoint.pt --generation --completions completed.json
     """
     files = DataFiles(data, val_data, test_data, images)
     with reported():
@@ -64,12 +74,15 @@ def evaluate_command(checkpoint, solver, dataset, root, data, val_data, test_dat
 
         if (checkpoint is None) == (solver is None):
             raise ConfigError("give exactly one of --checkpoint or --solver.")
-        if completion_source is not None and checkpoint is None:
-            raise ConfigError("--completion-source applies to a model: give it with --checkpoint.")
+        for given, flag in ((completion_source is not None, "--completion-source"), (generation, "--generation"),
+                            (completions is not None, "--completions")):
+            if given and checkpoint is None:
+                raise ConfigError(f"{flag} applies to a model: give it with --checkpoint.")
         device = resolve_device(device)
         apply_thread_policy(threads)
-        if output:  # now, not after a long evaluation
-            check_output_file(output)
+        for path in (output, completions):  # now, not after a long evaluation
+            if path:
+                check_output_file(path)
         from ..data.perturb import perturb_splits
         from ..experiment import load_model
         from ..features import with_image_features
@@ -103,7 +116,23 @@ def evaluate_command(checkpoint, solver, dataset, root, data, val_data, test_dat
                                                        device=device)
         if checkpoint is not None:  # the inference settings it matched with (chosen on validation, where they were)
             results["inference"] = asdict(predictor.config)
+        if generation:
+            from ..generation import generation_measures
+
+            results["generation"] = generation_measures(
+                predictor, splits[split], current=results, max_pairs_per_category=max_pairs_per_category,
+                batch_size=batch_size, device=device, desc=f"{split} pairs, generation")
         click.echo(format_results(results))
+        if generation:
+            from ..generation import format_generation
+
+            click.echo("\n" + format_generation(results["generation"]))
+        if completions:
+            from ..generation import completion_records
+
+            records = completion_records(predictor, splits[split], max_pairs_per_category, batch_size, device=device)
+            write_text_atomic(completions, json.dumps(records, indent=1))
+            click.echo(f"\nCompleted graphs of {len(records['pairs'])} pairs written to {completions}")
         if output:
             write_text_atomic(output, json.dumps(report_to_dict(results), indent=2))
             click.echo(f"\nResults written to {output}")

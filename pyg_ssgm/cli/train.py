@@ -19,10 +19,10 @@ FLAG_SECTIONS = {
 }
 
 
-def settings_from_options(preset, config_file, overrides, flags):
-    """The run's :class:`~pyg_ssgm.config.Settings`: the preset, then the config file, then the
-    ``--set`` items, then the flags, each overriding the one before."""
-    from ..config import Settings, apply_overrides, merge, read_settings_file, split_sections
+def values_from_options(preset, config_file, overrides, flags):
+    """The run's settings by section: the preset, then the config file, then the ``--set`` items,
+    then the flags, each overriding the one before."""
+    from ..config import apply_overrides, merge, read_settings_file, split_sections
     from ..presets import preset as load_preset
 
     values = split_sections(load_preset(preset)) if preset else {}
@@ -30,12 +30,17 @@ def settings_from_options(preset, config_file, overrides, flags):
     for name, value in flags.items():
         if value is not None:
             values[FLAG_SECTIONS[name]][name] = value
-    return Settings.from_dict(values)
+    return values
 
 
 @click.command("train", context_settings=CONTEXT)
 @click.option("--preset", help="Settings chosen on a dataset's validation split (willow_geometry, willow_images, "
-              "cub); the config file, --set and flags override them. Default: none (each setting's default).")
+              "cub); the config file, --set and flags override them. 'auto': train the default and each preset "
+              "on your data and keep the best on your validation split (see --auto-budget). Default: none (each "
+              "setting's default).")
+@click.option("--auto-budget", type=click.FloatRange(min=0), default=3600.0,
+              help="With --preset auto: seconds after which no further candidate starts (the default always runs). "
+                   "Default: 3600.")
 @click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False),
               help="YAML/JSON file of settings (flat, or in train / model / loss / inference / features / synthetic "
                    "sections); --set and flags override it. Default: none.")
@@ -82,8 +87,8 @@ def settings_from_options(preset, config_file, overrides, flags):
 @click.option("--overwrite", is_flag=True, help="Replace the run found in --output-dir (without it, a folder that "
               "holds a run is refused). Default: off.")
 @click.option("--no-progress", is_flag=True, help="No progress bars. Default: off (bars shown).")
-def train_command(preset, config_file, overrides, resume, overwrite, no_progress, data, val_data, test_data, images,
-                  **flags):
+def train_command(preset, auto_budget, config_file, overrides, resume, overwrite, no_progress, data, val_data,
+                  test_data, images, **flags):
     """Train SSGM and print its test metrics.
 
     \b
@@ -101,14 +106,27 @@ def train_command(preset, config_file, overrides, resume, overwrite, no_progress
     """
     files = DataFiles(data, val_data, test_data, images)
     with reported():
+        from ..config import Settings
+        from ..errors import ConfigError
         from ..evaluation import format_results
         from ..trainer import train
 
         flags.update(dataset_of(flags["dataset"], flags["root"], files))
-        settings = settings_from_options(preset, config_file, overrides, flags)
+        auto = preset == "auto"
+        if auto and resume:
+            raise ConfigError("--resume continues one run: resume the chosen candidate's sub-folder of a --preset auto "
+                              "run with its own config.json, not the auto run.")
+        values = values_from_options(None if auto else preset, config_file, overrides, flags)
+        settings = Settings.from_dict(values)
         splits = own_data(settings, files, resume, overwrite)
-        trainer, results = train(settings, splits=splits, resume=resume, overwrite=overwrite,
-                                 progress=not no_progress)
+        if auto:
+            from ..auto import train_auto
+
+            trainer, results, _ = train_auto(values, splits, budget_s=auto_budget, overwrite=overwrite,
+                                             progress=not no_progress, echo=lambda line: click.echo(line, err=True))
+        else:
+            trainer, results = train(settings, splits=splits, resume=resume, overwrite=overwrite,
+                                     progress=not no_progress)
     if trainer.is_main:
         click.echo(format_results(results))
         click.echo(f"\nCheckpoint, metrics.csv and test_results.json in {trainer.out_dir}")

@@ -178,12 +178,20 @@ class InferenceConfig:
         bend the edges of an aligned graph more than those of the raw one.
     qap_max_nodes: pairs with a completed graph larger than this fall back to "hungarian" (the
         quadratic problem's matrix has (n1 n2)^2 entries).
+    qap_partial: keep only the quadratic matching's pairs whose learned affinity beats the unmatched
+        threshold (True), or its whole matching (False: every node of the smaller graph matched,
+        as a classical solver matches complete pairs; where the learned affinity fails, e.g.
+        under a large change of viewpoint, it no longer cuts the pairs the edges got right).
     mirror_test: match each pair a second time with the target mirrored left-right and keep the
         matching of the higher objective (affinity minus threshold, summed over the matched
         pairs): for objects seen from either side (birds, animals), whose mirrored views no
         planar alignment or shape descriptor relates. With a ``mirror_aware`` model the
         orientation is chosen by the flipped pass *not* told (told, the unmatched parts lower the
         objective where the flip is right), the matching then taken from the pass that is.
+    dustbin_weight: how much the decoder decides who stays unmatched (0: off): each node's score
+        for staying unmatched is half the learned threshold plus this weight times the existence
+        logit of the query of the other graph seeded from it (its belief that the node's partner
+        is missing; :meth:`Predictor.unmatched_scores <pyg_ssgm.Predictor.unmatched_scores>`).
     generate_at_inference: False keeps the generated nodes out of the matching (they are still
         trained).
     completion_source: which nodes the model reports as generated
@@ -201,7 +209,7 @@ class InferenceConfig:
         and under large rotations, and its fit shrinks towards the identity; each further round
         re-weighs the matching by the alignment and re-fits.
     choose_on_validation: after training, choose the matching (Hungarian, or the quadratic
-        problem with the learned or with no unary term), the late-fusion weights, the alignment
+        problem with the learned or with no unary term, partial or whole), the late-fusion weights, the alignment
         rounds, the generated nodes and the mirror test on the validation split, one after the
         other, each kept only where it raises the validation F1 (:mod:`pyg_ssgm.tuning`); the
         values above are where the search starts. The choice and the validation figures behind it
@@ -214,7 +222,9 @@ class InferenceConfig:
     qap_edge_sigma: float = 0.5
     qap_max_nodes: int = 64
     qap_align: bool = True
+    qap_partial: bool = True
     mirror_test: bool = False
+    dustbin_weight: float = 0.0
     generate_at_inference: bool = True
     completion_source: str = "matching"
     appearance_weight: float = 0.0
@@ -228,7 +238,7 @@ class InferenceConfig:
         if not self.qap_edge_sigma > 0 or not self.qap_node_weight >= 0 or self.qap_max_nodes < 1:
             raise ConfigError("qap_edge_sigma must be > 0, qap_node_weight >= 0 and qap_max_nodes >= 1.")
         check_choice(self, "completion_source", COMPLETION_SOURCES)
-        check_at_least(self, 0, "appearance_weight", "shape_context_weight")
+        check_at_least(self, 0, "appearance_weight", "shape_context_weight", "dustbin_weight")
         rounds = self.inference_consensus_iterations
         if rounds is not None and rounds < 1:
             raise ConfigError(f"inference_consensus_iterations must be >= 1 or None (as in training), got {rounds}.")

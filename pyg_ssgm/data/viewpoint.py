@@ -136,8 +136,10 @@ def load_viewpoint(config: ViewpointConfig = None) -> Dict[str, List[KeypointIns
 def viewpoint_pairs(instances: Sequence[KeypointInstance], bins: Sequence[float]) -> Dict[Tuple[float, float],
                                                                                            List[Tuple[int, int]]]:
     """The real pairs ``(i, j)`` of ``instances`` (same object, ``i < j``) by the angle between
-    their views, ``bins`` the edges in degrees: ``{(low, high): pairs with low <= angle < high}``."""
+    their views, ``bins`` the edges in degrees: ``{(low, high): pairs with low <= angle < high}``,
+    the last bin closed (``low <= angle <= high``: the two ends of a 0-90 degree turn are a pair)."""
     out: Dict[Tuple[float, float], List[Tuple[int, int]]] = {(lo, hi): [] for lo, hi in zip(bins[:-1], bins[1:])}
+    last = bins[-1]
     for i, a in enumerate(instances):
         for j in range(i + 1, len(instances)):
             b = instances[j]
@@ -145,7 +147,7 @@ def viewpoint_pairs(instances: Sequence[KeypointInstance], bins: Sequence[float]
                 continue
             gap = abs(a.extra["yaw"] - b.extra["yaw"])
             for lo, hi in out:
-                if lo <= gap < hi:
+                if lo <= gap < hi or gap == hi == last:
                     out[(lo, hi)].append((i, j))
     return out
 

@@ -141,7 +141,7 @@ class SSGM(nn.Module):
             consensus = affine_consensus(enc_s.h, enc_s.pos, enc_s.batch, enc_t.h, enc_t.pos, enc_t.batch, B,
                                          self.temperature, self.log_geometric_weight, rounds,
                                          self._fused(enc_s, enc_t, B, inference))
-        queries_s = queries_t = targets = assignment = None
+        queries_s = queries_t = seed_s = seed_t = targets = assignment = None
         if self.decoder is not None:
             with record_function("ssgm.decode"):
                 (queries_s, seed_s), (queries_t, seed_t) = self.decode(enc_s, enc_t, consensus, B, return_attention)
@@ -167,7 +167,8 @@ class SSGM(nn.Module):
             completed_t=comp_t, edges_s=edges_s, edges_t=edges_t,
             oversmoothing=0.5 * (mean_pairwise_cosine(enc_s.h, enc_s.batch, B)
                                  + mean_pairwise_cosine(enc_t.h, enc_t.batch, B)),
-            queries_s=queries_s, queries_t=queries_t, targets=targets, assignment=assignment,
+            queries_s=queries_s, queries_t=queries_t, seeds_s=seed_s, seeds_t=seed_t, targets=targets,
+            assignment=assignment,
             included={"s": included_s, "t": included_t} if training else None)
 
     # ------------------------------------------------------------------ stages

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, NamedTuple, Optional, Tuple
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 from torch import Tensor
 
@@ -43,6 +43,66 @@ class GeneratedNodes(NamedTuple):
 
     pos: Tensor  #: ``[M, 2]`` in the graph's normalised frame (see ``EncodedGraph.center`` / ``scale``)
     batch: Tensor  #: ``[M]`` the pair each belongs to
+    #: ``[M]`` long: local index, in the *other* graph of its pair, of the real node each one stands
+    #: for (-1: none known); ``None`` where not computed
+    partner: Optional[Tensor] = None
+    #: ``[M]`` in [0, 1]: how sure the model is that the node is missing (see
+    #: :meth:`Predictor.generated_nodes <pyg_ssgm.Predictor.generated_nodes>`); ``None`` where not computed
+    confidence: Optional[Tensor] = None
+
+
+class GeneratedPoints(NamedTuple):
+    """The points one graph of one pair lacks, as the model generates them, in that graph's pixel
+    frame (the frame of its keypoints)."""
+
+    pos: Tensor  #: ``[M, 2]`` positions
+    partner: Tensor  #: ``[M]`` long: local index of the node of the other graph each stands for (-1: unknown)
+    confidence: Tensor  #: ``[M]`` in [0, 1]
+
+
+def _name(names: Optional[Sequence[Any]], index: int) -> Any:
+    return None if names is None or index < 0 else names[index]
+
+
+@dataclass
+class Completion:
+    """One pair's completed graphs, as :meth:`Predictor.complete <pyg_ssgm.Predictor.complete>`
+    returns them: the matching and the points each graph lacks.
+
+    ``matches`` is the long ``[2, K]`` real-to-real matching (local indices, row 0 source, row 1
+    target), the one ``predictor(batch)`` returns. ``source`` holds the points the *source* lacks
+    (in the source's pixel frame, each standing for a target node: ``partner`` indexes the target),
+    ``target`` those the target lacks (partners in the source). ``mirrored``: the mirror test kept
+    the target's mirror image (the positions are in the target's own frame all the same).
+    ``names_s`` / ``names_t`` are the pair's keypoint names where it has them.
+    """
+
+    matches: Tensor
+    source: GeneratedPoints
+    target: GeneratedPoints
+    mirrored: bool = False
+    names_s: Optional[List[Any]] = None
+    names_t: Optional[List[Any]] = None
+    category: Optional[str] = None
+
+    def to_dict(self, source_id: Any = None, target_id: Any = None) -> Dict[str, Any]:
+        """A JSON-friendly dict: the two instance ids, the matches by name (by index where a point
+        has no name) and, per side, the generated points with their partner's name and index,
+        position and confidence."""
+        def label(names, index: int) -> Any:
+            name = _name(names, index)
+            return f"#{index}" if name is None else name
+
+        def points(side: GeneratedPoints, partner_names) -> List[Dict[str, Any]]:
+            return [{"partner": None if int(j) < 0 else label(partner_names, int(j)), "partner_index": int(j),
+                     "position": [float(x), float(y)], "confidence": float(c)}
+                    for (x, y), j, c in zip(side.pos.tolist(), side.partner.tolist(), side.confidence.tolist())]
+
+        return {"source_id": source_id, "target_id": target_id, "category": self.category,
+                "mirrored": self.mirrored,
+                "matches": [[label(self.names_s, i), label(self.names_t, j)] for i, j in self.matches.t().tolist()],
+                "generated": {"source": points(self.source, self.names_t),
+                              "target": points(self.target, self.names_s)}}
 
 
 @dataclass
@@ -54,8 +114,11 @@ class SSGMOutput:
     matching where its affinity exceeds ``threshold`` (the learned unmatched threshold, in the
     units of ``S``). ``pos_s`` / ``pos_t`` are the completed graphs' dense positions, each in its
     own normalised frame, and ``alignment`` the affine map from the target's frame to the
-    source's. In training, ``targets``, ``assignment`` and ``included`` record, per side ("s",
-    "t"), the nodes it lacks, the queries assigned to them, and which queries joined the graph.
+    source's. ``seeds_s`` / ``seeds_t`` give, for each query of a side, the global index of the
+    node of the *other* side it was seeded from (-1: none): the node whose partner that query
+    stands for when it exists. In training, ``targets``, ``assignment`` and ``included`` record,
+    per side ("s", "t"), the nodes it lacks, the queries assigned to them, and which queries
+    joined the graph.
     """
 
     S: Tensor
@@ -76,6 +139,8 @@ class SSGMOutput:
     oversmoothing: Tensor
     queries_s: Optional[QueryOutput] = None
     queries_t: Optional[QueryOutput] = None
+    seeds_s: Optional[Tensor] = None
+    seeds_t: Optional[Tensor] = None
     targets: Optional[Dict[str, CompletionTargets]] = None
     assignment: Optional[Dict[str, Assignment]] = None
     included: Optional[Dict[str, Tensor]] = None
@@ -93,4 +158,5 @@ class SSGMOutput:
         return (self.encoded_s, self.queries_s) if side == "s" else (self.encoded_t, self.queries_t)
 
 
-__all__ = ["EncodedGraph", "CompletionTargets", "Assignment", "GeneratedNodes", "SSGMOutput"]
+__all__ = ["EncodedGraph", "CompletionTargets", "Assignment", "GeneratedNodes", "GeneratedPoints", "Completion",
+           "SSGMOutput"]

@@ -2,20 +2,26 @@ r"""From the network's affinity to correspondences: the partial matching (Hungar
 the rebuilt edges), the mirror test, and the nodes the model says each graph lacks."""
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import List, Optional, Tuple
+from typing import Any, Iterator, List, NamedTuple, Optional, Tuple
 
 import torch
+from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 from torch.profiler import record_function
+from torch_geometric.data import Batch
 
+from ..catalog import COMPLETION_SOURCES
 from ..config import InferenceConfig
 from ..data.pair_data import mirrored
-from ..matching import dense_connectivity, hungarian, partial_hungarian, rrwm_refine, size_mask
+from ..errors import ConfigError
+from ..matching import (dense_connectivity, hungarian, partial_hungarian, rrwm_refine, size_mask,
+                        threshold_to_unmatch)
 from ..nn.alignment import apply_affine, dual_softmax, fit_affine
 from ..nn.rebuild import CompletedGraph
 from .network import SSGM
-from .output import GeneratedNodes, SSGMOutput
+from .output import Completion, GeneratedNodes, GeneratedPoints, SSGMOutput
 
 
 @dataclass
@@ -28,6 +34,35 @@ class Prediction:
     output: SSGMOutput
     X: Tensor
     pairs: List[Tensor]
+
+
+class Oriented(NamedTuple):
+    """A batch matched as :meth:`Predictor.__call__` matches it: the ``plain`` prediction and, with
+    the mirror test, the ``flipped`` one (the target mirrored left-right), and ``keep [B]``, where
+    the plain orientation wins (all true without the mirror test)."""
+
+    plain: Prediction
+    flipped: Optional[Prediction]
+    keep: Tensor
+
+    def pairs(self) -> List[Tensor]:
+        """Per pair the long ``[2, K]`` matching of the orientation it keeps."""
+        if self.flipped is None:
+            return self.plain.pairs
+        return [a if k else b for a, b, k in zip(self.plain.pairs, self.flipped.pairs, self.keep.tolist())]
+
+
+def _seeded_logits(queries, seeds: Tensor, batch_other: Tensor, shape) -> Tensor:
+    """``shape`` = ``[B, N]`` (the other graph's completed size): at each node of the other graph a
+    query was seeded from, that query's existence logit (detached); 0 elsewhere."""
+    logits = queries.exist_logit.new_zeros(shape)
+    valid = seeds >= 0
+    node = seeds[valid]
+    graph = batch_other[node]
+    counts = torch.bincount(batch_other, minlength=shape[0])
+    first = torch.cumsum(counts, 0) - counts
+    logits[graph, node - first[graph]] = queries.exist_logit[valid].detach()
+    return logits
 
 
 def _connectivity(graph: CompletedGraph, edge_index: Tensor, num_graphs: int) -> Tuple[Tensor, Tensor]:
@@ -52,14 +87,29 @@ class Predictor:
 
     @torch.no_grad()
     def __call__(self, data) -> List[Tensor]:
-        c = self.config
+        return self.orient(data).pairs()
+
+    @contextmanager
+    def _evaluating(self) -> Iterator[None]:
+        """The model in eval mode for the block, its training flag restored afterwards."""
         was_training = self.model.training
         if was_training:  # switching modes walks every submodule: not free on a single pair
             self.model.eval()
         try:
+            yield
+        finally:
+            if was_training:
+                self.model.train()
+
+    @torch.no_grad()
+    def orient(self, data) -> Oriented:
+        """Both orientations of the mirror test (only the plain one without it) and, per pair,
+        which one :meth:`__call__` keeps."""
+        c = self.config
+        with self._evaluating():
             plain = self.match(data)
             if not c.mirror_test:
-                return plain.pairs
+                return Oriented(plain, None, torch.ones(plain.X.size(0), dtype=torch.bool, device=plain.X.device))
             flipped = self.match(mirrored(data, "t"))
             orientation = flipped
             if self.model.config.mirror_aware:
@@ -68,11 +118,7 @@ class Predictor:
                 # the right one (CUB validation F1 0.673 deciding with it, 0.737 without): the
                 # orientation is decided by the flipped pass that is not told.
                 orientation = self.match(mirrored(data, "t", tell=False))
-            keep = self.objective(plain) >= self.objective(orientation)
-            return [a if k else b for a, b, k in zip(plain.pairs, flipped.pairs, keep.tolist())]
-        finally:
-            if was_training:
-                self.model.train()
+            return Oriented(plain, flipped, self.objective(plain) >= self.objective(orientation))
 
     @torch.no_grad()
     def match(self, data, return_attention: bool = False) -> Prediction:
@@ -90,7 +136,8 @@ class Predictor:
         """The discrete partial matching ``X [B, N1, N2]`` of ``out``: the linear assignment of
         :math:`S - t` (a pair is matched only where its affinity beats the threshold :math:`t`),
         or with ``solver="rrwm"`` the second-order matching of
-        :mod:`pyg_ssgm.matching.quadratic` (pairs larger than ``qap_max_nodes`` fall back)."""
+        :mod:`pyg_ssgm.matching.quadratic` (pairs larger than ``qap_max_nodes`` fall back), cut
+        by the threshold unless ``qap_partial`` is off."""
         S, threshold = out.S.detach(), out.threshold.detach()
         c = self.config
         if c.solver == "rrwm" and max(S.size(1), S.size(2)) <= c.qap_max_nodes:
@@ -103,55 +150,192 @@ class Predictor:
             soft = rrwm_refine(dual_softmax(S, mask), out.n1, out.n2, out.pos_s, pos_t, *conns,
                                node_weight=c.qap_node_weight, edge_sigma=c.qap_edge_sigma)
             X = hungarian(soft.to(S.dtype), out.n1, out.n2)
-            return X * (S >= threshold).to(X.dtype)
+            return X * (S >= threshold).to(X.dtype) if c.qap_partial else X
+        if c.dustbin_weight > 0 and out.queries_s is not None:
+            return hungarian(S, out.n1, out.n2, *self.unmatched_scores(out))
         return partial_hungarian(S, out.n1, out.n2, threshold)
 
-    @staticmethod
-    def objective(prediction: Prediction) -> Tensor:
+    def unmatched_scores(self, out: SSGMOutput) -> Tuple[Tensor, Tensor]:
+        r"""``[B, N1]`` and ``[B, N2]``: each node's score for staying unmatched in the partial
+        assignment. Half the learned threshold :math:`t` each, so that a pair is matched where its
+        affinity beats :math:`t`; with ``dustbin_weight`` :math:`\beta > 0`, plus :math:`\beta`
+        times the existence logit of the query of the other graph seeded from the node: the
+        decoder's belief that the node's partner is missing there, so that the decoder decides who
+        stays unmatched (a node no query was seeded from keeps :math:`t / 2`)."""
+        u1, u2 = threshold_to_unmatch(out.threshold.detach(), out.S)
+        beta = self.config.dustbin_weight
+        if beta > 0 and out.queries_s is not None:
+            u1 = u1 + beta * _seeded_logits(out.queries_t, out.seeds_t, out.encoded_s.batch, u1.shape)
+            u2 = u2 + beta * _seeded_logits(out.queries_s, out.seeds_s, out.encoded_t.batch, u2.shape)
+        return u1, u2
+
+    def objective(self, prediction: Prediction) -> Tensor:
         """``[B]`` value of each pair's partial matching, the quantity the solver maximises: the sum
-        over matched pairs (generated nodes included) of the affinity minus the unmatched threshold."""
-        out = prediction.output
-        return ((out.S - out.threshold) * prediction.X).sum((1, 2))
+        over matched pairs (generated nodes included) of the affinity minus the two nodes'
+        unmatched scores (the threshold, without the decoder's dustbin)."""
+        out, X = prediction.output, prediction.X
+        if self.config.dustbin_weight > 0 and out.queries_s is not None:
+            u1, u2 = self.unmatched_scores(out)
+            return ((out.S - u1.unsqueeze(2) - u2.unsqueeze(1)) * X).sum((1, 2))
+        return ((out.S - out.threshold) * X).sum((1, 2))
 
     @torch.no_grad()
-    def generated_nodes(self, prediction: Prediction) -> Tuple[Optional[GeneratedNodes], Optional[GeneratedNodes]]:
-        """The nodes the model generates for the source and the target graph of each pair (what its
-        completion says each side lacks), decided as ``completion_source`` says, whether or not
-        ``generate_at_inference`` let them into the matching. ``None`` for a side without queries
-        under "queries".
+    def generated_nodes(self, prediction: Prediction, completion_source: Optional[str] = None,
+                        exist_threshold: Optional[float] = None
+                        ) -> Tuple[Optional[GeneratedNodes], Optional[GeneratedNodes]]:
+        r"""The nodes the model generates for the source and the target graph of each pair (what its
+        completion says each side lacks), decided as ``completion_source`` says (default: the
+        configuration's), whether or not ``generate_at_inference`` let them into the matching.
+        ``None`` for a side without queries under "queries".
 
-        * "queries": the decoder's queries whose existence passes ``exist_threshold``;
+        * "queries": the decoder's queries whose existence passes ``exist_threshold`` (default: the
+          model's; -1 takes every query, e.g. to score their places alone); confidence:
+          the existence probability :math:`\sigma(\text{logit})`; partner: the node of the other
+          graph the query is seeded from (``SSGMOutput.seeds_*``; -1 for an unseeded query), or,
+          for an output without seeds, the node of the other graph nearest to the query once
+          aligned (one-to-one, Hungarian);
         * "matching": one node per real node of the other graph that the matching leaves without a
           real partner, where the affine map fitted to the real matched pairs takes it (a fit to the
-          hard matching, not to the consensus' diffuse soft one).
+          hard matching, not to the consensus' diffuse soft one); partner: that node; confidence
+          :math:`\sigma(t - \max_i S_{ij})`, how far its best affinity to a real node falls short
+          of the unmatched threshold :math:`t` (0.5 at the threshold, towards 1 far below it).
         """
+        source = completion_source or self.config.completion_source
+        if source not in COMPLETION_SOURCES:
+            raise ConfigError(f"completion_source={source!r} is invalid: must be one of {list(COMPLETION_SOURCES)}.")
         out = prediction.output
-        if self.config.completion_source == "queries":
-            def queried(q) -> Optional[GeneratedNodes]:
-                if q is None:
-                    return None
-                keep = torch.sigmoid(q.exist_logit) > self.model.config.exist_threshold
-                return GeneratedNodes(q.pos[keep], q.batch[keep])
-
-            return queried(out.queries_s), queried(out.queries_t)
+        if source == "queries":
+            threshold = self.model.config.exist_threshold if exist_threshold is None else exist_threshold
+            return queried_nodes(out, "s", threshold), queried_nodes(out, "t", threshold)
         X = prediction.X
         real_s = torch.arange(X.size(1), device=X.device) < out.num_real_s.unsqueeze(1)
         real_t = torch.arange(X.size(2), device=X.device) < out.num_real_t.unsqueeze(1)
-        return transferred_nodes(X, out.pos_s, out.pos_t, real_s, real_t)
+        return transferred_nodes(X, out.pos_s, out.pos_t, real_s, real_t, out.S.detach(), out.threshold.detach())
+
+    @torch.no_grad()
+    def complete(self, data, completion_source: Optional[str] = None,
+                 exist_threshold: Optional[float] = None) -> List[Completion]:
+        """Per pair of ``data``, the completed graphs: the matching ``predictor(data)`` returns
+        (the orientation the mirror test keeps) and the points each graph lacks, as
+        :meth:`generated_nodes` decides them (``completion_source``: default the configuration's),
+        with their partner and confidence, in each graph's pixel frame (the network's normalised
+        positions times the graph's scale plus its centre; a mirrored target's x turned back).
+        ``exist_threshold``: that of the queries (default: the model's)."""
+        return self.completions(self.orient(data), data, completion_source, exist_threshold)
+
+    @torch.no_grad()
+    def completions(self, oriented: Oriented, data, completion_source: Optional[str] = None,
+                    exist_threshold: Optional[float] = None) -> List[Completion]:
+        """:meth:`complete` of an :meth:`orient` result already computed (e.g. to read both
+        completion sources off the same matching)."""
+        runs = [(oriented.plain, False)] + ([(oriented.flipped, True)] if oriented.flipped is not None else [])
+        per_run = [self._pixel_points(prediction, flipped, completion_source, exist_threshold)
+                   for prediction, flipped in runs]
+        pairs, keep = oriented.pairs(), oriented.keep.tolist()
+        result = []
+        for b, matches in enumerate(pairs):
+            run = 0 if keep[b] else 1
+            source, target = per_run[run][0][b], per_run[run][1][b]
+            result.append(Completion(matches, source, target, mirrored=run == 1,
+                                     names_s=_pair_field(data, "names_s", b), names_t=_pair_field(data, "names_t", b),
+                                     category=_pair_field(data, "category", b)))
+        return result
+
+    def _pixel_points(self, prediction: Prediction, flipped: bool, completion_source: Optional[str],
+                      exist_threshold: Optional[float]) -> Tuple[List[GeneratedPoints], List[GeneratedPoints]]:
+        """Per side, per pair, the generated points of ``prediction`` in the pixel frame."""
+        out = prediction.output
+        B = out.S.size(0)
+        sides = []
+        for side, nodes, enc in zip("st", self.generated_nodes(prediction, completion_source, exist_threshold),
+                                    (out.encoded_s, out.encoded_t)):
+            if nodes is None:
+                empty = enc.pos.new_zeros(0)
+                sides.append([GeneratedPoints(enc.pos.new_zeros(0, 2), empty.long(), empty)] * B)
+                continue
+            pos = nodes.pos * enc.scale[nodes.batch].unsqueeze(-1) + enc.center[nodes.batch]
+            if side == "t" and flipped:  # the mirrored pass saw -x: back to the target's own frame
+                pos = pos * pos.new_tensor([-1.0, 1.0])
+            partner = nodes.partner if nodes.partner is not None else torch.full_like(nodes.batch, -1)
+            confidence = (nodes.confidence if nodes.confidence is not None
+                          else pos.new_full(nodes.batch.shape, float("nan")))
+            sides.append([GeneratedPoints(pos[mine], partner[mine], confidence[mine])
+                          for mine in (nodes.batch == b for b in range(B))])
+        return sides[0], sides[1]
 
 
-def transferred_nodes(X: Tensor, P_s: Tensor, P_t: Tensor, real_s: Tensor,
-                      real_t: Tensor) -> Tuple[GeneratedNodes, GeneratedNodes]:
-    """``completion_source="matching"``: each side gets one node per real node of the other graph
+def _pair_field(data, key: str, b: int) -> Any:
+    """Field ``key`` of pair ``b`` of a batch (or of a single pair): a batch holds a list per pair."""
+    value = getattr(data, key, None)
+    if isinstance(data, Batch) and isinstance(value, (list, tuple)):
+        return value[b]
+    return value
+
+
+def _inverse_affine(A: Tensor) -> Tensor:
+    r"""The inverse of the affine maps ``A [B, 3, 2]`` (:math:`p \mapsto p M + b` becomes
+    :math:`p \mapsto (p - b) M^{-1}`)."""
+    M_inv = torch.linalg.inv(A[:, :2])
+    return torch.cat([M_inv, -A[:, 2:3] @ M_inv], dim=1)
+
+
+def queried_nodes(out: SSGMOutput, side: str, exist_threshold: float) -> Optional[GeneratedNodes]:
+    """``completion_source="queries"``: the queries of ``side`` whose existence probability passes
+    ``exist_threshold``, with that probability as confidence and the node of the other graph each
+    stands for (see :meth:`Predictor.generated_nodes`)."""
+    q = out.queries_s if side == "s" else out.queries_t
+    if q is None:
+        return None
+    prob = torch.sigmoid(q.exist_logit)
+    keep = prob > exist_threshold
+    other = out.encoded_t if side == "s" else out.encoded_s
+    B = out.S.size(0)
+    first = torch.cumsum(torch.bincount(other.batch, minlength=B), 0) - torch.bincount(other.batch, minlength=B)
+    seed = getattr(out, f"seeds_{side}", None)
+    if seed is not None:  # the node the query was seeded from, as a local index of its graph
+        partner = torch.where(seed >= 0, seed - first[q.batch], seed)[keep]
+    else:
+        partner = _nearest_partners(q.pos[keep], q.batch[keep], other, out.alignment if side == "s"
+                                    else _inverse_affine(out.alignment), first)
+    return GeneratedNodes(q.pos[keep], q.batch[keep], partner, prob[keep])
+
+
+def _nearest_partners(pos: Tensor, batch: Tensor, other, A: Tensor, first: Tensor) -> Tensor:
+    """Per generated node (``pos`` in its own normalised frame), the node of the other graph
+    nearest to it once mapped into that frame by ``A`` (one-to-one per pair, Hungarian); local
+    indices, -1 where the other graph has fewer nodes."""
+    partner = torch.full_like(batch, -1)
+    mapped = (other.pos.unsqueeze(1) @ A[other.batch, :2]).squeeze(1) + A[other.batch, 2]
+    for b in batch.unique().tolist():
+        mine, theirs = (batch == b).nonzero().view(-1), (other.batch == b).nonzero().view(-1)
+        cost = torch.cdist(pos[mine], mapped[theirs]).cpu().numpy()
+        rows, cols = linear_sum_assignment(cost)
+        partner[mine[rows]] = theirs[cols] - first[b]
+    return partner
+
+
+def transferred_nodes(X: Tensor, P_s: Tensor, P_t: Tensor, real_s: Tensor, real_t: Tensor,
+                      S: Optional[Tensor] = None, threshold: Optional[Tensor] = None
+                      ) -> Tuple[GeneratedNodes, GeneratedNodes]:
+    r"""``completion_source="matching"``: each side gets one node per real node of the other graph
     that the matching ``X`` leaves without a real partner, where the affine map fitted to the real
     matched pairs takes it. ``real_s [B, N1]`` / ``real_t [B, N2]`` mark the real nodes of the
-    dense completed graphs ``P_s`` / ``P_t`` (each in its own frame)."""
+    dense completed graphs ``P_s`` / ``P_t`` (each in its own frame). Each node's partner is the
+    node it stands for; with the affinity ``S`` and the unmatched ``threshold``, its confidence is
+    :math:`\sigma(t - \max_i S_{ij})` over the real nodes :math:`i` of its own graph."""
     X = X.to(P_s.dtype) * (real_s.unsqueeze(2) & real_t.unsqueeze(1))
     lacks_s, lacks_t = real_t & (X.sum(1) == 0), real_s & (X.sum(2) == 0)
     into_s = apply_affine(fit_affine(X, P_s, P_t), P_t)
     into_t = apply_affine(fit_affine(X.transpose(1, 2), P_t, P_s), P_s)
-    return (GeneratedNodes(into_s[lacks_s], lacks_s.nonzero()[:, 0]),
-            GeneratedNodes(into_t[lacks_t], lacks_t.nonzero()[:, 0]))
+    where_s, where_t = lacks_s.nonzero(), lacks_t.nonzero()
+    conf_s = conf_t = None
+    if S is not None and threshold is not None:
+        low = torch.finfo(S.dtype).min
+        best_for_t = S.masked_fill(~real_s.unsqueeze(2), low).amax(1)  # [B, N2]: best real source node
+        best_for_s = S.masked_fill(~real_t.unsqueeze(1), low).amax(2)  # [B, N1]: best real target node
+        conf_s, conf_t = torch.sigmoid(threshold - best_for_t[lacks_s]), torch.sigmoid(threshold - best_for_s[lacks_t])
+    return (GeneratedNodes(into_s[lacks_s], where_s[:, 0], where_s[:, 1], conf_s),
+            GeneratedNodes(into_t[lacks_t], where_t[:, 0], where_t[:, 1], conf_t))
 
 
-__all__ = ["Predictor", "Prediction", "transferred_nodes"]
+__all__ = ["Predictor", "Prediction", "Oriented", "transferred_nodes", "queried_nodes"]
