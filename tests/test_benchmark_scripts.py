@@ -70,6 +70,7 @@ def test_scripts_use_the_public_api_only(script):
     ("leave_one_out", ["--pairs", "cub=ten"], "invalid parse value"),
     ("viewpoint", ["--bins", "0,a"], "comma-separated"),
     ("viewpoint", ["--epochs", "0"], "must be >= 1"),
+    ("generation_choices", ["ckpt", "--weights", "a"], "comma-separated"),
 ])
 def test_bad_options_are_argparse_errors(script, argv, message, monkeypatch, capsys):
     module = importlib.import_module(script)
@@ -148,3 +149,26 @@ def test_leave_one_out_trains_every_preset_on_each_dataset(tmp_path, monkeypatch
     assert all(0.0 <= r["f1"] <= 1.0 for r in result["rows"])
     text = (tmp_path / "leave_one_out.md").read_text()
     assert "`willow_geometry` preset (transferred from willow)" in text and "`cub` preset (in-domain)" in text
+
+
+def test_generation_choices_scores_each_dustbin_weight_and_counts_each_threshold(tmp_path, monkeypatch, one_thread):
+    """Every dustbin weight with the generated nodes on and off, every existence threshold's count;
+    a lower threshold lets at least as many queries exist."""
+    from conftest import make_trainer
+
+    import generation_choices
+
+    make_trainer(tmp_path / "run").fit()
+    monkeypatch.setattr(sys, "argv", ["generation_choices.py", str(tmp_path / "run" / "checkpoint.pt"), "--pairs",
+                                      "2", "--weights", "0,1", "--thresholds", "0.9,0.01", "--output-dir",
+                                      str(tmp_path), "--name", "choices"])
+    generation_choices.main()
+    rows = json.loads((tmp_path / "choices.json").read_text())["rows"]
+    dustbin = [(r["generate_at_inference"], r["dustbin_weight"]) for r in rows if r["study"] == "dustbin"]
+    assert dustbin == [(False, 0.0), (False, 1.0), (True, 0.0), (True, 1.0)]
+    assert all(0.0 <= r["f1"] <= 1.0 for r in rows if r["study"] == "dustbin")
+    high, low = [r for r in rows if r["study"] == "count"]
+    assert (high["exist_threshold"], low["exist_threshold"]) == (0.9, 0.01)
+    assert low["queries"]["generated_mean"] >= high["queries"]["generated_mean"]
+    assert high["num_pairs"] == low["num_pairs"] > 0
+    assert "dustbin_weight" in (tmp_path / "choices.md").read_text()

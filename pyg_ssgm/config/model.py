@@ -208,11 +208,11 @@ class InferenceConfig:
         inference; ``None``: as in training. One round's soft matching is diffuse on dense graphs
         and under large rotations, and its fit shrinks towards the identity; each further round
         re-weighs the matching by the alignment and re-fits.
-    choose_on_validation: after training, choose the matching (Hungarian, or the quadratic
-        problem with the learned or with no unary term, partial or whole), the late-fusion weights, the alignment
-        rounds, the generated nodes and the mirror test on the validation split, one after the
-        other, each kept only where it raises the validation F1 (:mod:`pyg_ssgm.tuning`); the
-        values above are where the search starts. The choice and the validation figures behind it
+    choose_on_validation: after training, choose the generated nodes, the matching (Hungarian, or
+        the quadratic problem with the learned or with no unary term, partial or whole), the
+        late-fusion weights, the alignment rounds, the dustbin and the mirror test on the
+        validation split, one after the other, each kept only where it raises the validation F1
+        (:mod:`pyg_ssgm.tuning`); the values above are where the search starts. The choice and the validation figures behind it
         are printed and stored with the checkpoint. False keeps these settings exactly as given
         (the presets do: their settings were chosen on validation by the studies behind them).
     """

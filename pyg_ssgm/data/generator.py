@@ -111,16 +111,6 @@ class PairGenerator:
             keep[dropped[torch.randperm(dropped.numel(), generator=generator)[:missing]]] = True
         return keep
 
-    @staticmethod
-    def _separate(both: Tensor, keep_s: Tensor, keep_t: Tensor,
-                  generator: Optional[torch.Generator]) -> Tuple[Tensor, Tensor]:
-        """Keep each unnamed point that both copies would show (``both``) in one copy only, chosen
-        at random. An unnamed point (clutter, an outlier) belongs to nothing: in a real pair it
-        has no partner, and it must not have one in a training pair either, where both copies of
-        one image would otherwise show it at the same place (and teach the model to match it)."""
-        to_source = torch.rand(both.numel(), generator=generator) < 0.5
-        return keep_s & ~(both & ~to_source), keep_t & ~(both & to_source)
-
     def _order(self, keep: Tensor, generator: Optional[torch.Generator]) -> Tensor:
         index = keep.nonzero().view(-1)
         if self.shuffle:
@@ -134,9 +124,6 @@ class PairGenerator:
         if n == 0:
             raise InvalidInputError(f"cannot make a pair from an instance without keypoints ({inst.id!r}).")
         keep_s, keep_t = self._keep_mask(n, generator), self._keep_mask(n, generator)
-        unnamed = torch.tensor([name is None for name in inst.names], dtype=torch.bool)
-        if unnamed.any():
-            keep_s, keep_t = self._separate(unnamed & keep_s & keep_t, keep_s, keep_t, generator)
         order_s, order_t = self._order(keep_s, generator), self._order(keep_t, generator)
         # local[side][original node] = its index in that copy (-1 where dropped)
         local_s = torch.full((n,), -1, dtype=torch.long)
@@ -151,7 +138,7 @@ class PairGenerator:
         # Left and right as the data declares them (a COCO file's flip_pairs), else as the names spell them.
         sides = inst.extra.get(SIDES_KEY)
         ident = mirror_identity(inst.names, sides) if mirror else torch.arange(n)
-        known = (ident >= 0) & ~unnamed  # an unnamed point belongs to nothing: no partner, nothing to generate
+        known = ident >= 0
         in_t = known & keep_t[ident.clamp(min=0)]  # keypoint j has a node in the target
         in_s = known & keep_s[ident.clamp(min=0)]  # the target node of keypoint k has one in the source
         common = (keep_s & in_t).nonzero().view(-1)

@@ -1,0 +1,35 @@
+"""Choosing the settings of inference on validation (pyg_ssgm.tuning): the evidence rule."""
+import math
+
+from conftest import tiny
+from pyg_ssgm.tuning import GROUPS, _paired_evidence, choose_inference
+
+SWITCH = (("generated nodes", ({"generate_at_inference": True}, {"generate_at_inference": False})),)
+
+
+def test_paired_evidence_is_the_mean_difference_in_standard_errors():
+    assert _paired_evidence([1.0, 1.0], [0.0, 0.0]) == math.inf  # the same gain on every pair
+    assert _paired_evidence([0.5, 0.5], [0.5, 0.5]) == 0.0
+    # differences 0.2, 0.0, 0.1: mean 0.1, sample sd 0.1, standard error 0.1 / sqrt(3)
+    assert abs(_paired_evidence([0.7, 0.5, 0.6], [0.5, 0.5, 0.5]) - math.sqrt(3)) < 1e-9
+
+
+def test_a_change_is_kept_only_where_validation_shows_it(tiny_data):
+    t = tiny(seed=0)
+    assert t.predictor.config.generate_at_inference  # where the search starts: the option it holds is not re-scored
+    config, rows = choose_inference(t.predictor, tiny_data.val, max_pairs_per_category=3, groups=SWITCH, echo=None)
+    start, challenger = rows
+    assert start["group"] == "start" and start["kept"] and challenger["option"] == {"generate_at_inference": False}
+    shown = challenger["val_f1"] > start["val_f1"] + 0.002 and challenger["evidence"] > 2.0
+    assert challenger["kept"] == shown and config.generate_at_inference == (not shown)
+    # without a bar to clear, the challenger is taken
+    config, rows = choose_inference(t.predictor, tiny_data.val, max_pairs_per_category=3, groups=SWITCH,
+                                    min_gain=-1.0, evidence=-math.inf, echo=None)
+    assert not config.generate_at_inference and rows[1]["kept"]
+    assert not config.choose_on_validation  # the chosen settings are final: loading them chooses nothing again
+
+
+def test_the_generated_nodes_are_chosen_before_the_matching():
+    """They change the graphs that the quadratic assignment and every later option match."""
+    names = [group for group, _ in GROUPS]
+    assert names[0] == "generated nodes" and names.index("matching") == 1
