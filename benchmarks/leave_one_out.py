@@ -13,7 +13,7 @@ of inference on that dataset's own validation split after training, as a new use
 * beside RRWM whose unmatched threshold is calibrated on the same validation split (on CUB also
   with the mirror test, as the ``cub`` preset matches).
 
-The files are rewritten after every row, so an interrupted run keeps what it measured.
+The files are written after each dataset; each row is printed as it is measured.
 
     python benchmarks/leave_one_out.py --root willow=data/WillowObject,cub=data/CUB_200_2011
     python benchmarks/leave_one_out.py --datasets cub --root cub=data/CUB_200_2011  # one dataset: leave_one_out_cub.md
