@@ -20,6 +20,7 @@ decide. What each group decides:
 * **shape context**, **appearance**: the late-fusion weights of the raw descriptors (appearance
   only where the pairs have descriptors);
 * **alignment rounds** at inference;
+* **threshold shift**: a stricter unmatched threshold than the one learned on training pairs;
 * **decoder dustbin**: how much the decoder's existence estimates decide which nodes stay
   unmatched (``dustbin_weight``);
 * **mirror test**: objects seen from either side (birds) need it, others lose by it.
@@ -56,6 +57,9 @@ GROUPS: Tuple[Tuple[str, Tuple[Option, ...]], ...] = (
     ("shape context", tuple({"shape_context_weight": w} for w in (0.0, 10.0, 20.0))),
     ("appearance", tuple({"appearance_weight": w} for w in (0.0, 20.0, 40.0))),
     ("alignment rounds", tuple({"inference_consensus_iterations": r} for r in (2, 12))),
+    # stricter where real pairs hold points that belong to nothing (outliers), as a classical
+    # solver's threshold is fitted on validation
+    ("threshold shift", tuple({"threshold_shift": d} for d in (0.0, 0.05, 0.1, 0.2))),
     ("decoder dustbin", tuple({"dustbin_weight": w} for w in (0.0, 0.5, 1.0, 2.0))),
     ("mirror test", tuple({"mirror_test": m} for m in (False, True))),
 )

@@ -651,3 +651,18 @@ def test_decoder_dustbin_lets_the_existence_decide_who_stays_unmatched(real_batc
             b = int(out.encoded_s.batch[node])
             missing[b, node - int(ptr[b])] = False
     assert missing.any() and int(strong.X.sum(2)[missing].sum()) == 0
+
+
+def test_threshold_shift_makes_the_matching_stricter_in_cosine_units(real_batch):
+    """``threshold_shift`` raises the learned threshold by that many cosine units (the affinity's
+    units times the temperature): every kept pair beats the raised threshold, no more pairs are
+    kept than before, and a shift above any cosine leaves everything unmatched."""
+    t = tiny(seed=3)
+    plain = match(t, real_batch)
+    stricter = match(t, real_batch, threshold_shift=0.3)
+    out = stricter.output
+    raised = Predictor(t.model, replace(t.predictor.config, threshold_shift=0.3)).threshold(out)
+    assert float(raised - out.threshold) == pytest.approx(0.3 / float(t.model.temperature.detach()))
+    assert bool((out.S[stricter.X.bool()] >= raised).all())
+    assert stricter.X.sum() <= plain.X.sum()
+    assert match(t, real_batch, threshold_shift=3.0).X.sum() == 0  # cosines lie in [-1, 1]

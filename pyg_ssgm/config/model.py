@@ -188,6 +188,10 @@ class InferenceConfig:
         planar alignment or shape descriptor relates. With a ``mirror_aware`` model the
         orientation is chosen by the flipped pass *not* told (told, the unmatched parts lower the
         objective where the flip is right), the matching then taken from the pass that is.
+    threshold_shift: added to the learned unmatched threshold at inference, in its cosine units
+        (0: as learned). Training pairs teach the threshold how partial pairs are when made by
+        dropping nodes; real pairs with many points that belong to nothing (outliers, clutter) need
+        a stricter one, as a classical solver's threshold is fitted on validation.
     dustbin_weight: how much the decoder decides who stays unmatched (0: off): each node's score
         for staying unmatched is half the learned threshold plus this weight times the existence
         logit of the query of the other graph seeded from it (its belief that the node's partner
@@ -210,10 +214,10 @@ class InferenceConfig:
         re-weighs the matching by the alignment and re-fits.
     choose_on_validation: after training, choose the generated nodes, the matching (Hungarian, or
         the quadratic problem with the learned or with no unary term, partial or whole), the
-        late-fusion weights, the alignment rounds, the dustbin and the mirror test on the
-        validation split, one after the other, each kept only where it raises the validation F1
-        (:mod:`pyg_ssgm.tuning`); the values above are where the search starts. The choice and the validation figures behind it
-        are printed and stored with the checkpoint. False keeps these settings exactly as given
+        late-fusion weights, the alignment rounds, the threshold shift, the dustbin and the mirror
+        test on the validation split, one after the other, each kept only where it raises the
+        validation F1 (:mod:`pyg_ssgm.tuning`); the values above are where the search starts. The
+        choice and the validation figures behind it are printed and stored with the checkpoint. False keeps these settings exactly as given
         (the presets do: their settings were chosen on validation by the studies behind them).
     """
 
@@ -224,6 +228,7 @@ class InferenceConfig:
     qap_align: bool = True
     qap_partial: bool = True
     mirror_test: bool = False
+    threshold_shift: float = 0.0
     dustbin_weight: float = 0.0
     generate_at_inference: bool = True
     completion_source: str = "matching"

@@ -138,7 +138,7 @@ class Predictor:
         or with ``solver="rrwm"`` the second-order matching of
         :mod:`pyg_ssgm.matching.quadratic` (pairs larger than ``qap_max_nodes`` fall back), cut
         by the threshold unless ``qap_partial`` is off."""
-        S, threshold = out.S.detach(), out.threshold.detach()
+        S, threshold = out.S.detach(), self.threshold(out)
         c = self.config
         if c.solver == "rrwm" and max(S.size(1), S.size(2)) <= c.qap_max_nodes:
             B = S.size(0)
@@ -155,6 +155,14 @@ class Predictor:
             return hungarian(S, out.n1, out.n2, *self.unmatched_scores(out))
         return partial_hungarian(S, out.n1, out.n2, threshold)
 
+    def threshold(self, out: SSGMOutput) -> Tensor:
+        """The unmatched threshold the matching uses, in the units of ``out.S``: the learned one
+        plus ``threshold_shift`` (given in the threshold's cosine units, hence divided by the
+        learned temperature as the affinity is)."""
+        threshold = out.threshold.detach()
+        shift = self.config.threshold_shift
+        return threshold + shift / self.model.temperature.detach() if shift else threshold
+
     def unmatched_scores(self, out: SSGMOutput) -> Tuple[Tensor, Tensor]:
         r"""``[B, N1]`` and ``[B, N2]``: each node's score for staying unmatched in the partial
         assignment. Half the learned threshold :math:`t` each, so that a pair is matched where its
@@ -162,7 +170,7 @@ class Predictor:
         times the existence logit of the query of the other graph seeded from the node: the
         decoder's belief that the node's partner is missing there, so that the decoder decides who
         stays unmatched (a node no query was seeded from keeps :math:`t / 2`)."""
-        u1, u2 = threshold_to_unmatch(out.threshold.detach(), out.S)
+        u1, u2 = threshold_to_unmatch(self.threshold(out), out.S)
         beta = self.config.dustbin_weight
         if beta > 0 and out.queries_s is not None:
             u1 = u1 + beta * _seeded_logits(out.queries_t, out.seeds_t, out.encoded_s.batch, u1.shape)
@@ -177,7 +185,7 @@ class Predictor:
         if self.config.dustbin_weight > 0 and out.queries_s is not None:
             u1, u2 = self.unmatched_scores(out)
             return ((out.S - u1.unsqueeze(2) - u2.unsqueeze(1)) * X).sum((1, 2))
-        return ((out.S - out.threshold) * X).sum((1, 2))
+        return ((out.S - self.threshold(out)) * X).sum((1, 2))
 
     @torch.no_grad()
     def generated_nodes(self, prediction: Prediction, completion_source: Optional[str] = None,
@@ -210,7 +218,7 @@ class Predictor:
         X = prediction.X
         real_s = torch.arange(X.size(1), device=X.device) < out.num_real_s.unsqueeze(1)
         real_t = torch.arange(X.size(2), device=X.device) < out.num_real_t.unsqueeze(1)
-        return transferred_nodes(X, out.pos_s, out.pos_t, real_s, real_t, out.S.detach(), out.threshold.detach())
+        return transferred_nodes(X, out.pos_s, out.pos_t, real_s, real_t, out.S.detach(), self.threshold(out))
 
     @torch.no_grad()
     def complete(self, data, completion_source: Optional[str] = None,
