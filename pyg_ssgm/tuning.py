@@ -48,8 +48,8 @@ GROUPS: Tuple[Tuple[str, Tuple[Option, ...]], ...] = (
     # assignment over graphs that hold them is another problem than over the real nodes alone)
     ("generated nodes", tuple({"generate_at_inference": g} for g in (True, False))),
     ("matching", ({"solver": "hungarian"},
-                  {"solver": "rrwm", "qap_node_weight": 1.0, "qap_align": True},
-                  {"solver": "rrwm", "qap_node_weight": 0.0, "qap_align": False},
+                  {"solver": "rrwm", "qap_node_weight": 1.0, "qap_align": True, "qap_partial": True},
+                  {"solver": "rrwm", "qap_node_weight": 0.0, "qap_align": False, "qap_partial": True},
                   # whole matchings: complete pairs under large viewpoint changes, where the learned
                   # affinity falls below its threshold but the edges still agree
                   {"solver": "rrwm", "qap_node_weight": 1.0, "qap_align": True, "qap_partial": False},
