@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from typing import Any, Iterator, List, NamedTuple, Optional, Tuple
 
 import torch
-from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 from torch.profiler import record_function
 from torch_geometric.data import Batch
@@ -52,16 +51,20 @@ class Oriented(NamedTuple):
         return [a if k else b for a, b, k in zip(self.plain.pairs, self.flipped.pairs, self.keep.tolist())]
 
 
-def _seeded_logits(queries, seeds: Tensor, batch_other: Tensor, shape) -> Tensor:
+def _graph_starts(counts: Tensor) -> Tensor:
+    """Index of each graph's first node in a batched node list, from the graphs' node counts."""
+    return counts.cumsum(0) - counts
+
+
+def _seeded_logits(queries, seeds: Tensor, batch_other: Tensor, counts_other: Tensor, shape) -> Tensor:
     """``shape`` = ``[B, N]`` (the other graph's completed size): at each node of the other graph a
-    query was seeded from, that query's existence logit (detached); 0 elsewhere."""
+    query was seeded from, that query's existence logit (detached); 0 elsewhere. ``counts_other``:
+    the other graphs' real node counts (``SSGMOutput.num_real_*``)."""
     logits = queries.exist_logit.new_zeros(shape)
     valid = seeds >= 0
     node = seeds[valid]
     graph = batch_other[node]
-    counts = torch.bincount(batch_other, minlength=shape[0])
-    first = torch.cumsum(counts, 0) - counts
-    logits[graph, node - first[graph]] = queries.exist_logit[valid].detach()
+    logits[graph, node - _graph_starts(counts_other)[graph]] = queries.exist_logit[valid].detach()
     return logits
 
 
@@ -173,8 +176,8 @@ class Predictor:
         u1, u2 = threshold_to_unmatch(self.threshold(out), out.S)
         beta = self.config.dustbin_weight
         if beta > 0 and out.queries_s is not None:
-            u1 = u1 + beta * _seeded_logits(out.queries_t, out.seeds_t, out.encoded_s.batch, u1.shape)
-            u2 = u2 + beta * _seeded_logits(out.queries_s, out.seeds_s, out.encoded_t.batch, u2.shape)
+            u1 = u1 + beta * _seeded_logits(out.queries_t, out.seeds_t, out.encoded_s.batch, out.num_real_s, u1.shape)
+            u2 = u2 + beta * _seeded_logits(out.queries_s, out.seeds_s, out.encoded_t.batch, out.num_real_t, u2.shape)
         return u1, u2
 
     def objective(self, prediction: Prediction) -> Tensor:
@@ -199,9 +202,7 @@ class Predictor:
         * "queries": the decoder's queries whose existence passes ``exist_threshold`` (default: the
           model's; -1 takes every query, e.g. to score their places alone); confidence:
           the existence probability :math:`\sigma(\text{logit})`; partner: the node of the other
-          graph the query is seeded from (``SSGMOutput.seeds_*``; -1 for an unseeded query), or,
-          for an output without seeds, the node of the other graph nearest to the query once
-          aligned (one-to-one, Hungarian);
+          graph the query is seeded from (``SSGMOutput.seeds_*``; -1 for an unseeded query);
         * "matching": one node per real node of the other graph that the matching leaves without a
           real partner, where the affine map fitted to the real matched pairs takes it (a fit to the
           hard matching, not to the consensus' diffuse soft one); partner: that node; confidence
@@ -280,13 +281,6 @@ def _pair_field(data, key: str, b: int) -> Any:
     return value
 
 
-def _inverse_affine(A: Tensor) -> Tensor:
-    r"""The inverse of the affine maps ``A [B, 3, 2]`` (:math:`p \mapsto p M + b` becomes
-    :math:`p \mapsto (p - b) M^{-1}`)."""
-    M_inv = torch.linalg.inv(A[:, :2])
-    return torch.cat([M_inv, -A[:, 2:3] @ M_inv], dim=1)
-
-
 def queried_nodes(out: SSGMOutput, side: str, exist_threshold: float) -> Optional[GeneratedNodes]:
     """``completion_source="queries"``: the queries of ``side`` whose existence probability passes
     ``exist_threshold``, with that probability as confidence and the node of the other graph each
@@ -296,30 +290,12 @@ def queried_nodes(out: SSGMOutput, side: str, exist_threshold: float) -> Optiona
         return None
     prob = torch.sigmoid(q.exist_logit)
     keep = prob > exist_threshold
-    other = out.encoded_t if side == "s" else out.encoded_s
-    B = out.S.size(0)
-    first = torch.cumsum(torch.bincount(other.batch, minlength=B), 0) - torch.bincount(other.batch, minlength=B)
-    seed = getattr(out, f"seeds_{side}", None)
-    if seed is not None:  # the node the query was seeded from, as a local index of its graph
-        partner = torch.where(seed >= 0, seed - first[q.batch], seed)[keep]
-    else:
-        partner = _nearest_partners(q.pos[keep], q.batch[keep], other, out.alignment if side == "s"
-                                    else _inverse_affine(out.alignment), first)
+    # the node each query was seeded from (the network records it with the queries), as a local
+    # index of the other graph
+    seed = out.seeds_s if side == "s" else out.seeds_t
+    first = _graph_starts(out.num_real_t if side == "s" else out.num_real_s)
+    partner = torch.where(seed >= 0, seed - first[q.batch], seed)[keep]
     return GeneratedNodes(q.pos[keep], q.batch[keep], partner, prob[keep])
-
-
-def _nearest_partners(pos: Tensor, batch: Tensor, other, A: Tensor, first: Tensor) -> Tensor:
-    """Per generated node (``pos`` in its own normalised frame), the node of the other graph
-    nearest to it once mapped into that frame by ``A`` (one-to-one per pair, Hungarian); local
-    indices, -1 where the other graph has fewer nodes."""
-    partner = torch.full_like(batch, -1)
-    mapped = (other.pos.unsqueeze(1) @ A[other.batch, :2]).squeeze(1) + A[other.batch, 2]
-    for b in batch.unique().tolist():
-        mine, theirs = (batch == b).nonzero().view(-1), (other.batch == b).nonzero().view(-1)
-        cost = torch.cdist(pos[mine], mapped[theirs]).cpu().numpy()
-        rows, cols = linear_sum_assignment(cost)
-        partner[mine[rows]] = theirs[cols] - first[b]
-    return partner
 
 
 def transferred_nodes(X: Tensor, P_s: Tensor, P_t: Tensor, real_s: Tensor, real_t: Tensor,
