@@ -13,7 +13,8 @@ Methods: the classical solvers of ``pyg_ssgm.catalog.CLASSICAL_SOLVERS`` on the 
 unmatched threshold calibrated on the validation frames; SSGM trained on the training frames as a
 user would (``train(Settings(), splits=...)``: it chooses its settings of inference on the
 validation frames after training), with ``--epochs``, and with out-of-plane training pairs
-(``--out-of-plane`` degrees; 0 leaves that row out). Writes ``viewpoint.{md,json}`` and the plot
+(``--out-of-plane`` degrees; 0 leaves that row out) and, with ``--set KEY=VALUE`` items, with
+those settings. Writes ``viewpoint.{md,json}`` and the plot
 ``docs/images/viewpoint.png``.
 
     python benchmarks/viewpoint.py --epochs 30
@@ -28,6 +29,7 @@ from pyg_ssgm.benchmarking.experiments import (Study, calibrated_solver, comma_l
 from pyg_ssgm.benchmarking.tables import format_table
 from pyg_ssgm.catalog import CLASSICAL_SOLVERS
 from pyg_ssgm.cli.common import reported
+from pyg_ssgm.config.settings import apply_overrides
 from pyg_ssgm.data.viewpoint import ViewpointConfig, load_viewpoint, viewpoint_pairs
 
 NAMES = {"hungarian": "Hungarian", "sm": "SM", "rrwm": "RRWM", "ipfp": "IPFP"}
@@ -56,6 +58,8 @@ def methods(splits, hidden, args):
     variants = {"SSGM default": {}}
     if args.out_of_plane:
         variants[f"SSGM default + out-of-plane {args.out_of_plane:g} deg"] = {"train": {"out_of_plane": args.out_of_plane}}
+    if args.extra:
+        variants["SSGM default + " + ", ".join(args.extra)] = apply_overrides({}, args.extra)
     for label, overrides in variants.items():
         run = train_variant(None, overrides, splits=splits, epochs=args.epochs)
         kept = [r["option"] for r in run.results.get("inference_choice", []) if r["kept"] and r["group"] != "start"]
@@ -99,6 +103,8 @@ def main():
     parser.add_argument("--objects", type=int, default=ViewpointConfig.num_objects)
     parser.add_argument("--frames", type=int, default=ViewpointConfig.num_frames)
     parser.add_argument("--figure", default="docs/images/viewpoint.png")
+    parser.add_argument("--set", dest="extra", action="append", default=[], metavar="KEY=VALUE",
+                        help="a further SSGM row: the defaults with these settings (repeatable)")
     args = parser.parse_args()
     if args.epochs < 1 or args.pairs_per_object < 1:
         parser.error("--epochs and --pairs-per-object must be >= 1")

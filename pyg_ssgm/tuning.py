@@ -69,6 +69,23 @@ def _holds(config: InferenceConfig, option: Option) -> bool:
     return all(getattr(config, k) == v for k, v in option.items())
 
 
+def _inert(config: InferenceConfig, group: str) -> bool:
+    """Whether no option of ``group`` can change the matching under ``config``, so that scoring
+    it would spend validation passes on copies of one result. The quadratic solver never reads
+    the decoder's dustbin, its whole matching not the threshold either, and with no unary term,
+    the edges unaligned and no generated node (whose place and existence follow the alignment)
+    nothing of the affinity. (The mirror test's choice of orientation
+    reads the affinity, so with it on every group counts; a pair larger than ``qap_max_nodes``
+    falls back to the Hungarian, which these groups would change: such graphs are not the ones the
+    quadratic option wins on.)"""
+    if config.solver != "rrwm" or config.mirror_test:
+        return False
+    whole = not config.qap_partial
+    blind = whole and config.qap_node_weight == 0 and not config.qap_align and not config.generate_at_inference
+    return (group == "decoder dustbin" or (whole and group == "threshold shift")
+            or (blind and group in ("shape context", "appearance", "alignment rounds")))
+
+
 def _paired_evidence(new: Sequence[float], old: Sequence[float]) -> float:
     """Mean of the paired differences ``new - old`` in units of its standard error (inf where
     every difference is the same positive number, 0 where they are all 0)."""
@@ -112,7 +129,8 @@ def choose_inference(predictor: Predictor, instances: Sequence[KeypointInstance]
     report(rows[-1])
     for group, options in groups:
         if (group == "appearance" and not has_descriptors) or (group == "decoder dustbin"
-                                                                and predictor.model.decoder is None):
+                                                                and predictor.model.decoder is None) \
+                or _inert(config, group):
             continue
         winner = None
         for option in options:

@@ -26,7 +26,7 @@ TRAIN_OPTIONS = ("--config", "--set", "--dataset", "--root", "--epochs", "--batc
                  "--device", "--output-dir", "--supervised", "--matching-loss", "--structure",
                  "--completion", "--resume", "--no-progress")
 EVALUATE_OPTIONS = ("--checkpoint", "--solver", "--dataset", "--root", "--split", "--max-pairs-per-category",
-                    "--batch-size", "--device", "--output", "--outliers", "--extra-drop")
+                    "--batch-size", "--device", "--output", "--outliers", "--extra-drop", "--no-progress")
 
 
 @pytest.fixture
@@ -298,8 +298,8 @@ def test_evaluate_solver_hungarian_runs(runner, tmp_path):
     # limited here to a few pairs per class.
     out = tmp_path / "hungarian.json"
     result = run_ok(runner, evaluate_command, ["--solver", "hungarian", "--max-pairs-per-category", "2",
-                                               "--output", str(out)])
-    assert "Unfiltered real pairs" in result.output
+                                               "--output", str(out), "--no-progress"])
+    assert "Unfiltered real pairs" in result.output and "pair/s" not in result.output
     report = json.loads(out.read_text())
     assert 0.0 <= report["unfiltered"]["mean"]["f1"] <= 1.0
     assert report["unfiltered"]["mean"]["num_pairs"] == 2 * len(report["unfiltered"]["per_class"])

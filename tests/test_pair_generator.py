@@ -246,3 +246,45 @@ def test_datasets_and_loader():
     assert len(real) == 6  # 3 + 3 pairs within the two categories
     batch = next(iter(pair_loader(real, batch_size=4)))
     assert batch.num_graphs == 4 and batch.x_s_batch.max() == 3
+
+
+def _cluttered(seed=0, named=10, unnamed=5):
+    inst = instance(named + unnamed, seed=seed)
+    return KeypointInstance(pos=inst.pos, x=inst.x, names=[f"k{i}" for i in range(named)] + [None] * unnamed,
+                            category="c", id=f"i{seed}")
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_unnamed_points_get_no_partner_and_a_place_of_their_own(seed):
+    """Clutter belongs to nothing: in a training pair an unnamed point has no partner and no
+    completion target, and the target's copy is drawn anew inside the named keypoints' box."""
+    inst = _cluttered(seed)
+    aug = GeometricAugmentation(rotation=0.0, jitter=0.0, perspective=0.0, scale=(1.0, 1.0), anisotropy=0.0, shear=0.0,
+                                translation=0.0)
+    data = PairGenerator(drop_rate=0.2, augmentation=aug, shuffle=False)(inst, torch.Generator().manual_seed(seed))
+    named_s = [i for i, n in enumerate(data.names_s) if n is not None]
+    assert data.y.size(1) == len(set(data.names_s) & set(data.names_t) - {None})
+    assert all(data.names_s[i] is not None and data.names_s[i] == data.names_t[j] for i, j in data.y.t().tolist())
+    for side, other in (("s", "t"), ("t", "s")):
+        partners = getattr(data, f"comp_index_{side}").tolist()
+        assert all(getattr(data, f"names_{other}")[j] is not None for j in partners)
+    # with no transform the named points keep their places; the unnamed ones of the target moved
+    clutter_s = [i for i, n in enumerate(data.names_s) if n is None]
+    clutter_t = [i for i, n in enumerate(data.names_t) if n is None]
+    assert clutter_s and clutter_t and named_s
+    assert torch.allclose(data.pos_s[named_s], inst.pos[[int(data.names_s[i][1:]) for i in named_s]], atol=1e-4)
+    low, high = inst.pos[:10].min(0).values, inst.pos[:10].max(0).values
+    moved = data.pos_t[clutter_t]
+    assert ((moved >= low - 1e-4) & (moved <= high + 1e-4)).all()
+    assert not any(torch.allclose(data.pos_t[j], data.pos_s[i]) for i in clutter_s for j in clutter_t)
+    # switched off, an unnamed point is matched to its own copy, as before
+    old = PairGenerator(drop_rate=0.0, redraw_unnamed=False)(inst, torch.Generator().manual_seed(seed))
+    assert old.y.size(1) == inst.num_nodes
+
+
+def test_instances_without_clutter_are_generated_exactly_as_before():
+    """Nothing to redraw, no random number drawn: the same pairs with the option on or off."""
+    for inst in (instance(12, seed=3), KeypointInstance(pos=torch.rand(6, 2), names=[None] * 6, category="c")):
+        a = PairGenerator(drop_rate=0.3)(inst, torch.Generator().manual_seed(7))
+        b = PairGenerator(drop_rate=0.3, redraw_unnamed=False)(inst, torch.Generator().manual_seed(7))
+        assert torch.equal(a.pos_t, b.pos_t) and torch.equal(a.y, b.y) and torch.equal(a.x_t, b.x_t)

@@ -1,6 +1,8 @@
 """Choosing the settings of inference on validation (pyg_ssgm.tuning): the evidence rule."""
 import math
 
+import torch
+
 from conftest import tiny
 from pyg_ssgm.tuning import GROUPS, _paired_evidence, choose_inference
 
@@ -33,3 +35,37 @@ def test_the_generated_nodes_are_chosen_before_the_matching():
     """They change the graphs that the quadratic assignment and every later option match."""
     names = [group for group, _ in GROUPS]
     assert names[0] == "generated nodes" and names.index("matching") == 1
+
+
+def test_groups_that_cannot_change_the_matching_are_not_scored(tiny_data):
+    """Under the whole quadratic matching with no unary term and no generated node, the threshold,
+    the dustbin and the affinity's own settings change nothing: no validation pass is spent on them."""
+    from dataclasses import replace
+
+    t = tiny(seed=0)
+    blind = replace(t.predictor.config, solver="rrwm", qap_node_weight=0.0, qap_align=False, qap_partial=False,
+                    generate_at_inference=False, mirror_test=False)
+    t.predictor.config = blind
+    _, rows = choose_inference(t.predictor, tiny_data.val, max_pairs_per_category=2, echo=None,
+                               groups=[g for g in GROUPS if g[0] != "matching" and g[0] != "generated nodes"])
+    scored = {row["group"] for row in rows}
+    assert scored == {"start", "mirror test"}
+    # with the learned threshold cutting the matching, the threshold shift counts again
+    t.predictor.config = replace(blind, qap_partial=True)
+    _, rows = choose_inference(t.predictor, tiny_data.val, max_pairs_per_category=2, echo=None,
+                               groups=[g for g in GROUPS if g[0] == "threshold shift"])
+    assert {row["group"] for row in rows} == {"start", "threshold shift"}
+
+
+def test_the_groups_skipped_as_inert_indeed_change_nothing(real_batch):
+    from dataclasses import replace
+
+    from pyg_ssgm import Predictor
+
+    t = tiny(seed=1)
+    blind = replace(t.predictor.config, solver="rrwm", qap_node_weight=0.0, qap_align=False, qap_partial=False,
+                    generate_at_inference=False, mirror_test=False)
+    changed = replace(blind, threshold_shift=0.2, dustbin_weight=2.0, shape_context_weight=20.0,
+                      appearance_weight=40.0, inference_consensus_iterations=2)
+    for a, b in zip(Predictor(t.model, blind)(real_batch), Predictor(t.model, changed)(real_batch)):
+        assert torch.equal(a, b)

@@ -41,9 +41,10 @@ from .common import (CONTEXT, DATASET_CHOICE, DataFiles, checkpoint_splits, data
 @click.option("--completions", type=click.Path(), help="Write each pair's completed graph as JSON to this file: the "
               "instance ids, the matches by name, the generated points (pixel position, partner name, confidence).")
 @click.option("--output", type=click.Path(), help="Write the results as JSON to this file.")
+@click.option("--no-progress", is_flag=True, help="No progress bars (logs, CI).")
 def evaluate_command(checkpoint, solver, dataset, root, data, val_data, test_data, images, split,
                      max_pairs_per_category, batch_size, device, threads, outliers, extra_drop, completion_source,
-                     generation, completions, output):
+                     generation, completions, output, no_progress):
     """Evaluate a trained model (or a classical solver) on real cross-instance pairs.
 
     \b
@@ -109,8 +110,9 @@ def evaluate_command(checkpoint, solver, dataset, root, data, val_data, test_dat
             splits = perturb_splits(read_splits(dataset, given["root"], files, seed=0), outliers or 0,
                                     extra_drop or 0.0)
             predict = ClassicalMatcher(solver)
+        label = None if no_progress else f"{split} pairs"  # None: no progress bars
         results = evaluate_matching(predict, splits[split], max_pairs_per_category=max_pairs_per_category,
-                                    batch_size=batch_size, device=device, desc=f"{split} pairs")
+                                    batch_size=batch_size, device=device, desc=label)
         if checkpoint is not None and settings.model.completion:
             results["completion"] = completion_quality(predictor, splits[split], train_cfg.pair_generator(),
                                                        device=device)
@@ -121,7 +123,7 @@ def evaluate_command(checkpoint, solver, dataset, root, data, val_data, test_dat
 
             results["generation"] = generation_measures(
                 predictor, splits[split], current=results, max_pairs_per_category=max_pairs_per_category,
-                batch_size=batch_size, device=device, desc=f"{split} pairs, generation")
+                batch_size=batch_size, device=device, desc=label and f"{label}, generation")
         click.echo(format_results(results))
         if generation:
             from ..generation import format_generation

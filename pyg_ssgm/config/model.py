@@ -56,6 +56,11 @@ class ModelConfig:
             :class:`~pyg_ssgm.nn.affinity.CoherenceRefinement`), and the squared distance to that
             place, in node spacings, enters the affinity with ``coherence_weight`` times the
             geometric weight. It keeps the geometric term decisive as graphs grow dense.
+        neighbour_consensus_steps: steps of DGMC's neighbourhood consensus over the completed
+            graphs' rebuilt edges, last of all (0: off; see
+            :class:`~pyg_ssgm.nn.neighbour_consensus.NeighbourConsensus`): a pair's affinity is
+            corrected by how its neighbours are matched, a second-order agreement trained end to
+            end. ``neighbour_consensus_channels``: the random colours per node it compares.
     """
 
     in_channels: Optional[int] = None
@@ -81,10 +86,13 @@ class ModelConfig:
     coherence_rounds: int = 8
     coherence_bandwidth: float = 1.0
     coherence_weight: float = 0.3
+    neighbour_consensus_steps: int = 0
+    neighbour_consensus_channels: int = 32
 
     def __post_init__(self) -> None:
         check_field_types(self)
-        check_at_least(self, 1, "heads", "knn_k", "consensus_iterations")
+        check_at_least(self, 1, "heads", "knn_k", "consensus_iterations", "neighbour_consensus_channels")
+        check_at_least(self, 0, "neighbour_consensus_steps")
         if self.hidden_channels <= 0 or self.hidden_channels % self.heads != 0:
             raise ConfigError(
                 f"hidden_channels ({self.hidden_channels}) must be positive and divisible by heads ({self.heads})."

@@ -37,6 +37,8 @@ class TrainConfig:
     Harder real data (:mod:`pyg_ssgm.data.perturb`, every split, deterministic per image):
     ``outliers`` unnamed points per image inside its keypoints' bounding box (no partner), and
     ``extra_drop``, the probability to remove each annotated keypoint on top of what is missing.
+    ``redraw_unnamed``: training pairs give such unnamed points no partner (the pair generator's
+    option of that name).
 
     A resumed run must keep every setting that shapes it; only those of
     :data:`~pyg_ssgm.config.RESUME_MAY_CHANGE` may differ from the checkpoint's.
@@ -73,6 +75,7 @@ class TrainConfig:
     threads: int = 0
     outliers: int = 0
     extra_drop: float = 0.0
+    redraw_unnamed: bool = True
 
     def __post_init__(self) -> None:
         check_field_types(self)
@@ -102,6 +105,7 @@ class TrainConfig:
 
     def pair_generator(self) -> PairGenerator:
         return PairGenerator(drop_rate=self.drop_rate, feature_noise=self.feature_noise, mirror_rate=self.mirror_rate,
+                             redraw_unnamed=self.redraw_unnamed,
                              augmentation=GeometricAugmentation(rotation=self.rotation, jitter=self.jitter,
                                                                 deformation=self.deformation,
                                                                 out_of_plane=self.out_of_plane, depth=self.depth,

@@ -22,6 +22,21 @@ class _View(NamedTuple):
     x: Optional[Tensor]  # [N, F] descriptors sampled in this view (None: geometry only)
 
 
+def _redrawn(view: _View, unnamed: Tensor, generator: Optional[torch.Generator]) -> _View:
+    """``view`` with its ``unnamed`` points drawn anew, uniform in the bounding box of the others,
+    and their descriptors shuffled among them: clutter independent of the other copy's."""
+    named = view.pos[~unnamed]
+    low, high = named.min(0).values, named.max(0).values
+    index = unnamed.nonzero().view(-1)
+    pos = view.pos.clone()
+    pos[index] = low + torch.rand(index.numel(), 2, generator=generator, dtype=pos.dtype) * (high - low)
+    x = view.x
+    if x is not None and x.numel():
+        x = x.clone()
+        x[index] = x[index[torch.randperm(index.numel(), generator=generator)]]
+    return _View(pos, x)
+
+
 def _features(inst: Union[KeypointInstance, _View], index: Tensor) -> Tensor:
     if inst.x is None:  # geometry only: a zero-width feature matrix keeps batching uniform
         return inst.pos.new_zeros(index.numel(), 0)
@@ -77,6 +92,14 @@ class PairGenerator:
             the mirror test (``InferenceConfig.mirror_test``) shows a model once it has flipped the
             target of two birds facing opposite ways. Every pair carries ``mirror`` (0 or 1) when
             this is on; 0 (the default) draws no random number for it.
+        redraw_unnamed: unnamed points of an instance that also has named ones (outliers,
+            clutter: ``names`` entry ``None``) belong to nothing, so on a real pair they have no
+            partner; two copies of one instance would give each its own copy as a partner, and a
+            model would learn to match clutter. On (the default), the target's unnamed points are
+            drawn anew, uniform in the bounding box of its named keypoints (as
+            :func:`~pyg_ssgm.data.add_outliers` draws them), with the unnamed points' descriptors
+            shuffled among them, and have no partner and no completion target. Instances with no
+            unnamed point, or no named one, are unaffected (no random number is drawn).
     """
 
     drop_rate: float = 0.2
@@ -85,6 +108,7 @@ class PairGenerator:
     feature_noise: float = 0.1
     shuffle: bool = True
     mirror_rate: float = 0.0
+    redraw_unnamed: bool = True
 
     def __post_init__(self) -> None:
         check_field_types(self)  # drop_rate="0.5" or NaN: a named error, not a TypeError or a silent pass
@@ -139,6 +163,9 @@ class PairGenerator:
         sides = inst.extra.get(SIDES_KEY)
         ident = mirror_identity(inst.names, sides) if mirror else torch.arange(n)
         known = ident >= 0
+        clutter = self._clutter(inst)
+        if clutter is not None:  # no partner, nothing to generate
+            known &= ~clutter
         in_t = known & keep_t[ident.clamp(min=0)]  # keypoint j has a node in the target
         in_s = known & keep_s[ident.clamp(min=0)]  # the target node of keypoint k has one in the source
         common = (keep_s & in_t).nonzero().view(-1)
@@ -150,6 +177,8 @@ class PairGenerator:
         lacks_t = (keep_s & ~in_t & known).nonzero().view(-1)  # source nodes
 
         view_s, view_t = self._views(inst, generator)
+        if clutter is not None:
+            view_t = _redrawn(view_t, clutter, generator)
         tf_s = self.augmentation.sample(view_s.pos, generator)
         tf_t = self.augmentation.sample(view_t.pos, generator)
         pos_s = tf_s.jitter(tf_s.apply(view_s.pos[order_s]), generator)
@@ -169,6 +198,14 @@ class PairGenerator:
             comp_x_t=_features(view_t, ident[lacks_t]),
             num_hidden=int((~keep_s & ~keep_t).sum()), **extra,
         )
+
+    def _clutter(self, inst: KeypointInstance) -> Optional[Tensor]:
+        """Bool ``[N]``: the unnamed points to redraw in the target copy (``redraw_unnamed``), or
+        ``None`` where there are none (or nothing named to place them by)."""
+        if not self.redraw_unnamed:
+            return None
+        unnamed = torch.tensor([name is None for name in inst.names], dtype=torch.bool)
+        return unnamed if bool(unnamed.any()) and not bool(unnamed.all()) else None
 
     @staticmethod
     def _views(inst: KeypointInstance, generator: Optional[torch.Generator]) -> Tuple[_View, _View]:

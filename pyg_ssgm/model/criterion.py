@@ -18,6 +18,8 @@ class Criterion(nn.Module):
 
     * ``match``: the matching loss over the completed graphs, against the truth of
       :meth:`ground_truth` (cross-entropy on Sinkhorn, or Hamming on the blackbox Hungarian);
+    * ``match_initial``: the same on the affinity before the neighbourhood consensus, where the
+      model has one (weighted as ``match``);
     * ``match_real``: the same over the real nodes alone (``weight_match_real > 0``);
     * ``exist``, ``pos``, ``feat``: the DETR set-prediction loss of the queries against the nodes
       each side lacks, averaged over the two sides;
@@ -82,6 +84,9 @@ class Criterion(nn.Module):
         loss_match = self.matching_loss(out.S, X_gt, out.n1, out.n2, out.threshold)
         losses = {"match": loss_match}
         total = c.weight_match * loss_match
+        if out.S_initial is not None:
+            losses["match_initial"] = self.matching_loss(out.S_initial, X_gt, out.n1, out.n2, out.threshold)
+            total = total + c.weight_match * losses["match_initial"]
         if c.weight_match_real > 0:
             # Real nodes come first in each completed graph: the leading block is the matching among
             # real nodes, where a node whose partner was generated has an empty row. (The block may

@@ -9,6 +9,7 @@ completed graphs and score every pair of their nodes.
                        QueryDecoder(h_t | h_s) → queries_t
                        completed graph = real nodes + queries that exist; GraphRebuilder refines
                        S = cos(h_s, h_t) / T - w |p_s - A p_t|^2, then the coherence rounds
+                       (optional) neighbourhood consensus over the rebuilt edges corrects S
 
 The network computes no loss (:class:`~pyg_ssgm.Criterion`) and solves no matching
 (:class:`~pyg_ssgm.Predictor`): a real node matched to a *generated* node of the other side has no
@@ -33,6 +34,7 @@ from ..nn.consensus import Consensus, affine_consensus
 from ..nn.diagnostics import mean_pairwise_cosine
 from ..nn.encoder import GraphEncoder
 from ..nn.features import NodeFeatures, normalize_positions
+from ..nn.neighbour_consensus import NeighbourConsensus
 from ..nn.query_decoder import QueryDecoder, QueryOutput
 from ..nn.query_selection import anchor_positions, query_counts, select_queries
 from ..nn.rebuild import CompletedGraph, GraphRebuilder
@@ -104,6 +106,8 @@ class SSGM(nn.Module):
         self.mirror_shift = (nn.Sequential(nn.Linear(c.hidden_channels, c.hidden_channels), nn.ReLU(),
                                            nn.Linear(c.hidden_channels, c.hidden_channels))
                              if c.mirror_aware else None)
+        self.neighbour_consensus = (NeighbourConsensus(c.neighbour_consensus_channels, c.neighbour_consensus_steps)
+                                    if c.neighbour_consensus_steps > 0 else None)
         self.matcher = matcher or SetMatcher()
         # Learned in log space so the temperature stays positive; the threshold is in cosine units.
         self.log_temperature = nn.Parameter(torch.tensor(float(c.temperature)).log())
@@ -114,7 +118,7 @@ class SSGM(nn.Module):
 
     def reset_parameters(self) -> None:
         for module in (self.features, self.encoder, self.decoder, self.matchability, self.query_select,
-                       self.rebuilder):
+                       self.rebuilder, self.neighbour_consensus):
             if module is not None:
                 module.reset_parameters()
         for layer in self.mirror_shift or ():
@@ -160,6 +164,10 @@ class SSGM(nn.Module):
             h_s, edges_s, h_t, edges_t = self.rebuild(comp_s, comp_t, B)
         with record_function("ssgm.affinity"):
             S, P_s, P_t, n1, n2 = self.affinity(h_s, comp_s, h_t, comp_t, consensus, enc_s, enc_t, B, inference)
+        S_initial = None
+        if self.neighbour_consensus is not None:
+            with record_function("ssgm.neighbour_consensus"):
+                S_initial, S = S, self.neighbour_consensus(S, comp_s.batch, edges_s, comp_t.batch, edges_t)
         return SSGMOutput(
             S=S, threshold=self.match_threshold / self.temperature, n1=n1, n2=n2,
             num_real_s=torch.bincount(enc_s.batch, minlength=B), num_real_t=torch.bincount(enc_t.batch, minlength=B),
@@ -168,7 +176,7 @@ class SSGM(nn.Module):
             oversmoothing=0.5 * (mean_pairwise_cosine(enc_s.h, enc_s.batch, B)
                                  + mean_pairwise_cosine(enc_t.h, enc_t.batch, B)),
             queries_s=queries_s, queries_t=queries_t, seeds_s=seed_s, seeds_t=seed_t, targets=targets,
-            assignment=assignment,
+            assignment=assignment, S_initial=S_initial,
             included={"s": included_s, "t": included_t} if training else None)
 
     # ------------------------------------------------------------------ stages

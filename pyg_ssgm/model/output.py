@@ -118,7 +118,9 @@ class SSGMOutput:
     node of the *other* side it was seeded from (-1: none): the node whose partner that query
     stands for when it exists. In training, ``targets``, ``assignment`` and ``included`` record,
     per side ("s", "t"), the nodes it lacks, the queries assigned to them, and which queries
-    joined the graph.
+    joined the graph. ``S_initial``: the affinity before the neighbourhood consensus, where the
+    model has one (``None`` otherwise); the loss scores it too, as DGMC does, so that the consensus
+    starts from a matching worth correcting.
     """
 
     S: Tensor
@@ -144,6 +146,7 @@ class SSGMOutput:
     targets: Optional[Dict[str, CompletionTargets]] = None
     assignment: Optional[Dict[str, Assignment]] = None
     included: Optional[Dict[str, Tensor]] = None
+    S_initial: Optional[Tensor] = None
 
     @property
     def num_generated_s(self) -> Tensor:
