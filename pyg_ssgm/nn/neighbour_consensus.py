@@ -14,8 +14,9 @@ alike the two neighbourhoods' colours came out:
 Where :math:`i \leftrightarrow j` is right, their neighbours are matched to each other and carry
 the same colours, so :math:`O_{s,i} \approx O_{t,j}`; the MLP :math:`\phi` learns how much that
 agreement is worth. The colours are random, so :math:`\psi` cannot learn the nodes themselves: it
-learns only to compare neighbourhoods, which is what carries over from one object to another and
-survives a change of viewpoint that bends the positions but keeps who neighbours whom.
+learns only to compare neighbourhoods. (Measured in docs/results.md: +0.3 F1 points on Willow's
+test pairs; it loses with outliers, on CUB and under large viewpoint changes, where the soft
+matching it starts from is poor. Off by default.)
 """
 from __future__ import annotations
 
