@@ -69,15 +69,17 @@ def _holds(config: InferenceConfig, option: Option) -> bool:
     return all(getattr(config, k) == v for k, v in option.items())
 
 
-def _inert(config: InferenceConfig, group: str) -> bool:
+def _inert(config: InferenceConfig, group: str, has_descriptors: bool, has_decoder: bool) -> bool:
     """Whether no option of ``group`` can change the matching under ``config``, so that scoring
-    it would spend validation passes on copies of one result. The quadratic solver never reads
-    the decoder's dustbin, its whole matching not the threshold either, and with no unary term,
-    the edges unaligned and no generated node (whose place and existence follow the alignment)
-    nothing of the affinity. (The mirror test's choice of orientation
-    reads the affinity, so with it on every group counts; a pair larger than ``qap_max_nodes``
-    falls back to the Hungarian, which these groups would change: such graphs are not the ones the
-    quadratic option wins on.)"""
+    it would spend validation passes on copies of one result: appearance without descriptors,
+    the dustbin without a decoder; and the quadratic solver never reads the decoder's dustbin, its
+    whole matching not the threshold either, and with no unary term, the edges unaligned and no
+    generated node (whose place and existence follow the alignment) nothing of the affinity. (The
+    mirror test's choice of orientation reads the affinity, so with it on every group counts; a
+    pair larger than ``qap_max_nodes`` falls back to the Hungarian, which these groups would
+    change: such graphs are not the ones the quadratic option wins on.)"""
+    if (group == "appearance" and not has_descriptors) or (group == "decoder dustbin" and not has_decoder):
+        return True
     if config.solver != "rrwm" or config.mirror_test:
         return False
     whole = not config.qap_partial
@@ -128,9 +130,7 @@ def choose_inference(predictor: Predictor, instances: Sequence[KeypointInstance]
     rows[-1]["kept"] = True
     report(rows[-1])
     for group, options in groups:
-        if (group == "appearance" and not has_descriptors) or (group == "decoder dustbin"
-                                                                and predictor.model.decoder is None) \
-                or _inert(config, group):
+        if _inert(config, group, has_descriptors, predictor.model.decoder is not None):
             continue
         winner = None
         for option in options:

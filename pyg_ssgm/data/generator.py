@@ -13,6 +13,7 @@ from .affine import apply_affine, fit_affine
 from .graph import delaunay_edges, edge_attributes
 from .instance import KeypointInstance, check_name_types
 from .pair_data import PairData
+from .perturb import uniform_in_box
 from .sides import SIDES_KEY, mirror_identity, swap_sides
 from .transforms import GeometricAugmentation
 
@@ -25,11 +26,9 @@ class _View(NamedTuple):
 def _redrawn(view: _View, unnamed: Tensor, generator: Optional[torch.Generator]) -> _View:
     """``view`` with its ``unnamed`` points drawn anew, uniform in the bounding box of the others,
     and their descriptors shuffled among them: clutter independent of the other copy's."""
-    named = view.pos[~unnamed]
-    low, high = named.min(0).values, named.max(0).values
     index = unnamed.nonzero().view(-1)
     pos = view.pos.clone()
-    pos[index] = low + torch.rand(index.numel(), 2, generator=generator, dtype=pos.dtype) * (high - low)
+    pos[index] = uniform_in_box(view.pos[~unnamed], index.numel(), generator)
     x = view.x
     if x is not None and x.numel():
         x = x.clone()

@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import replace
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import torch
+from torch import Tensor
 
 from ..errors import InvalidInputError
 from .instance import KeypointInstance
@@ -37,6 +38,15 @@ MIN_KEPT = 3
 def _generator(seed: int, what: str, inst: KeypointInstance, index: int) -> torch.Generator:
     key = f"{what}/{seed}/{inst.category}/{inst.id if inst.id is not None else f'#{index}'}"
     return torch.Generator().manual_seed(zlib.crc32(key.encode()))
+
+
+def uniform_in_box(pos: Tensor, num: int, generator: Optional[torch.Generator] = None,
+                   draw_dtype: Optional[torch.dtype] = None) -> Tensor:
+    """``num`` points uniform in the axis-aligned bounding box of ``pos [N, 2]`` (N >= 1), in
+    ``pos``'s dtype; the uniform numbers are drawn in ``draw_dtype`` (default ``pos``'s)."""
+    low, high = pos.min(0).values, pos.max(0).values
+    u = torch.rand(num, 2, generator=generator, dtype=draw_dtype or pos.dtype)
+    return (low.to(u.dtype) + u * (high - low).to(u.dtype)).to(pos.dtype)
 
 
 def _check_instances(instances: Sequence[KeypointInstance], what: str) -> None:
@@ -67,9 +77,7 @@ def add_outliers(instances: Sequence[KeypointInstance], num: int, seed: int = 0)
         if inst.pos.size(0) == 0:
             raise InvalidInputError(f"instance {inst.id!r} has no keypoints: outliers are drawn inside the "
                                     "bounding box of its keypoints.")
-        low, high = inst.pos.min(0).values, inst.pos.max(0).values
-        u = torch.rand(num, 2, generator=_generator(seed, "outliers", inst, index), dtype=torch.float64)
-        points = (low.double() + u * (high - low).double()).to(inst.pos.dtype)
+        points = uniform_in_box(inst.pos, num, _generator(seed, "outliers", inst, index), draw_dtype=torch.float64)
         out.append(replace(inst, pos=torch.cat([inst.pos, points]), names=list(inst.names) + [None] * num,
                            extra=dict(inst.extra)))
     return out

@@ -20,8 +20,6 @@ matching it starts from is poor. Off by default.)
 """
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 from torch import Tensor, nn
 from torch_geometric.nn import GINConv
@@ -82,21 +80,19 @@ class NeighbourConsensus(nn.Module):
             colours = self.colours[index].to(dtype).unsqueeze(0).expand(B, -1, -1)
         return colours * mask.unsqueeze(-1)
 
-    def forward(self, S: Tensor, batch_s: Tensor, edge_index_s: Tensor, batch_t: Tensor, edge_index_t: Tensor,
-                mask: Optional[Tensor] = None) -> Tensor:
+    def forward(self, S: Tensor, batch_s: Tensor, edge_index_s: Tensor, batch_t: Tensor,
+                edge_index_t: Tensor) -> Tensor:
         r"""The refined affinities ``[B, N1, N2]``.
 
         Args:
             S: affinities over the nodes of each pair (padding anywhere outside ``mask``).
             batch_s, batch_t: graph of each node, PyG-batched (the dense rows of ``S`` in order).
             edge_index_s, edge_index_t: each side's edges, in its own node numbering.
-            mask: ``[B, N1, N2]`` valid pairs; by default from the batch vectors.
         """
         B, N1, N2 = S.shape
         mask_s = to_dense_batch(batch_s, batch_s, batch_size=B, max_num_nodes=N1)[1]
         mask_t = to_dense_batch(batch_t, batch_t, batch_size=B, max_num_nodes=N2)[1]
-        if mask is None:
-            mask = mask_s.unsqueeze(2) & mask_t.unsqueeze(1)
+        mask = mask_s.unsqueeze(2) & mask_t.unsqueeze(1)
         for _ in range(self.steps):
             R_s = self.draw(mask_s, S.dtype)
             R_t = dual_softmax(S, mask).transpose(1, 2) @ R_s
