@@ -26,6 +26,7 @@ from pyg_ssgm.benchmarking.experiments import (DEFAULT_ROOTS, Study, calibrated_
 from pyg_ssgm.benchmarking.tables import format_table
 from pyg_ssgm.cli.common import reported
 from pyg_ssgm.data import RealPairs, load_splits
+from pyg_ssgm.tuning import chosen_changes
 
 DATASETS = ("willow", "cub")
 #: the preset chosen on each dataset (``None``: the defaults)
@@ -55,8 +56,7 @@ def label(preset, dataset):
 
 def chosen(results):
     """What the default's choice on validation changed (``"-"``: nothing)."""
-    kept = [r for r in results.get("inference_choice", []) if r["kept"] and r["group"] != "start"]
-    return "; ".join(", ".join(f"{k}={v}" for k, v in r["option"].items()) for r in kept) or "-"
+    return "; ".join(f"{k}={v}" for k, v in chosen_changes(results.get("inference_choice", [])).items()) or "-"
 
 
 def main():

@@ -31,6 +31,7 @@ from pyg_ssgm.catalog import CLASSICAL_SOLVERS
 from pyg_ssgm.cli.common import reported
 from pyg_ssgm.config.settings import apply_overrides
 from pyg_ssgm.data.viewpoint import ViewpointConfig, load_viewpoint, viewpoint_pairs
+from pyg_ssgm.tuning import chosen_changes
 
 NAMES = {"hungarian": "Hungarian", "sm": "SM", "rrwm": "RRWM", "ipfp": "IPFP"}
 
@@ -62,7 +63,7 @@ def methods(splits, hidden, args):
         variants["SSGM default + " + ", ".join(args.extra)] = apply_overrides({}, args.extra)
     for label, overrides in variants.items():
         run = train_variant(None, overrides, splits=splits, epochs=args.epochs)
-        kept = [r["option"] for r in run.results.get("inference_choice", []) if r["kept"] and r["group"] != "start"]
+        kept = chosen_changes(run.results.get("inference_choice", []))
         out[label] = (run.predictor, {"train_s": run.train_s, "chosen": kept, "inference": run.results["inference"]})
         print(f"hidden {hidden}: {label} trained ({run.train_s:.0f} s), chose {kept}", flush=True)
     return out
@@ -140,7 +141,7 @@ def main():
                      table(lambda m: f"{m['f1']:.3f}"), "", "Precision / recall:", "",
                      table(lambda m: f"{m['precision']:.2f} / {m['recall']:.2f}"), "",
                      "SSGM's settings of inference chosen on the validation frames: " + "; ".join(
-                         f"{label}: {', '.join(f'{k}={v}' for o in rec['chosen'] for k, v in o.items()) or 'as default'}"
+                         f"{label}: {', '.join(f'{k}={v}' for k, v in rec['chosen'].items()) or 'as default'}"
                          f" ({rec['train_s']:.0f} s training and choice)"
                          for label, (_, rec) in predictors.items() if "train_s" in rec), ""]
     study.write(["# Rigid objects, turning viewpoints: F1 by the angle between the two views", "",

@@ -26,9 +26,11 @@ from .files import prepare_output_dir, write_text_atomic
 from .presets import preset
 
 #: Candidates in the order they are tried: ``None`` the default settings, else a preset's name.
+#: Cheapest first, so that a budget cuts the dear ones: ``willow_geometry`` pseudo-labels real
+#: training pairs every epoch (on CUB, 16 min an epoch against 2 for ``cub`` on 2 shared CPU cores).
 #: A preset that computes image features joins only where the user asks for image features (a
 #: ``features`` section with a backbone): which input the model sees is the user's choice.
-CANDIDATES: Tuple[Optional[str], ...] = (None, "willow_geometry", "cub", "willow_images")
+CANDIDATES: Tuple[Optional[str], ...] = (None, "cub", "willow_geometry", "willow_images")
 
 #: The files of the chosen candidate copied to the run folder.
 RUN_FILES = ("checkpoint.pt", "metrics.csv", "config.json", "test_results.json")

@@ -28,13 +28,20 @@ def _score(predict: PredictFn, instances: Sequence[KeypointInstance], intersecti
     """:func:`score_pairs`, and how many pairs were skipped for an empty side."""
     dataset = RealPairs(instances, max_pairs_per_category, seed=seed, intersection=intersection)
     scorable = dataset.scorable()
+    return count_matches(predict, Subset(dataset, scorable), batch_size, device, desc), len(dataset) - len(scorable)
+
+
+def count_matches(predict: PredictFn, pairs: Sequence, batch_size: int = 32, device: torch.device | str = "cpu",
+                  desc: Optional[str] = None) -> List[MatchCounts]:
+    """Run ``predict`` on ``pairs`` (:class:`~pyg_ssgm.data.PairData`, ground truth in ``y``) in
+    batches and count each pair's true positives. ``desc``: the label of a progress bar (none
+    without)."""
     records: List[MatchCounts] = []
-    with progress_bar(len(scorable), desc or "", "pair", desc is not None) as bar:
-        for batch in pair_loader(Subset(dataset, scorable), batch_size):
-            preds = predict(batch.to(device))
-            records += batch_counts([p.cpu() for p in preds], batch)
+    with progress_bar(len(pairs), desc or "", "pair", desc is not None) as bar:
+        for batch in pair_loader(pairs, batch_size):
+            records += batch_counts([p.cpu() for p in predict(batch.to(device))], batch)
             bar.update(batch.num_graphs)
-    return records, len(dataset) - len(scorable)
+    return records
 
 
 def score_pairs(predict: PredictFn, instances: Sequence[KeypointInstance], intersection: bool = False,
@@ -158,7 +165,9 @@ def format_results(results: Dict[str, object]) -> str:
                   "(graph radii)", ""]
     if results.get("inference_choice"):
         kept = [row for row in results["inference_choice"] if row["kept"]]
-        changed = ", ".join(f"{k}={v}" for row in kept[1:] for k, v in row["option"].items()) or "none changed"
+        final = results.get("inference") or {}  # as chosen: a group decided twice shows its last value
+        changed = ", ".join(f"{k}={final[k]}" for k, v in kept[0]["option"].items()
+                            if k in final and final[k] != v) or "none changed"
         lines += [f"Inference settings chosen on validation: {changed} (validation F1 {kept[0]['val_f1']:.4f} as "
                   f"given, {kept[-1]['val_f1']:.4f} as chosen)"]
     return "\n".join(lines).rstrip()

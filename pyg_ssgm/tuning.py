@@ -7,7 +7,10 @@ configuration held as chosen so far) on the same pairs and keeps the best one on
 its validation F1 (unfiltered, macro over classes) must beat the current one by more than
 ``min_gain``, and the pairs' own F1 must rise on average by more than ``evidence`` standard
 errors of the paired differences, so that a few lucky pairs of a small validation split do not
-decide. What each group decides:
+decide. A change can make an earlier group's rejected option right (on birds, the generated nodes
+are a wash until the mirror test is on, and then cost 7 points), so the walk goes round the groups
+again until every group has been scored under the configuration as finally chosen (at most
+``max_sweeps`` rounds). What each group decides:
 
 * **generated nodes** in the matching or not (first: they change the graphs that every later
   choice matches);
@@ -100,43 +103,49 @@ def _paired_evidence(new: Sequence[float], old: Sequence[float]) -> float:
 
 def choose_inference(predictor: Predictor, instances: Sequence[KeypointInstance],
                      max_pairs_per_category: Optional[int] = None, min_gain: float = 0.002, evidence: float = 2.0,
-                     device: torch.device | str = "cpu", groups=GROUPS,
+                     device: torch.device | str = "cpu", groups=GROUPS, max_sweeps: int = 3,
                      echo: Optional[Callable[[str], None]] = print) -> Tuple[InferenceConfig, List[Dict[str, Any]]]:
     """The inference settings of ``predictor``'s model chosen on the real pairs of ``instances``
     (see the module docstring), starting from ``predictor.config``; and one row per configuration
-    scored (group, the values tried, validation F1 / precision / recall, the paired evidence
-    against the configuration it challenged, whether it was kept). ``echo`` prints the table as
-    it goes (``None``: silent)."""
+    scored (group, the values tried, the round, validation F1 / precision / recall, the paired
+    evidence against the configuration it challenged, whether it was kept). ``echo`` prints the
+    table as it goes (``None``: silent)."""
     has_descriptors = any(inst.x is not None and inst.x.numel() for inst in instances)
     rows: List[Dict[str, Any]] = []
 
-    def score(config: InferenceConfig, group: str, option: Option) -> Tuple[float, List[float]]:
+    def score(config: InferenceConfig, group: str, option: Option, sweep: int) -> Tuple[float, List[float]]:
         records = score_pairs(Predictor(predictor.model, config), instances,
                               max_pairs_per_category=max_pairs_per_category, device=device)
         mean = aggregate(records).mean
-        rows.append({"group": group, "option": option, "val_f1": mean.f1, "val_precision": mean.precision,
-                     "val_recall": mean.recall, "kept": False})
+        rows.append({"group": group, "option": option, "sweep": sweep, "val_f1": mean.f1,
+                     "val_precision": mean.precision, "val_recall": mean.recall, "kept": False})
         return mean.f1, [r.f1 for r in records]
 
     def report(row: Dict[str, Any]) -> None:
         if echo is not None:
             extra = f"  ({row['evidence']:+.1f} s.e.)" if "evidence" in row else ""
-            echo(f"  {row['group']:<17} {_describe(row['option']):<52} val F1 {row['val_f1']:.4f}{extra}")
+            again = f" ({row['sweep'] + 1})" if row["sweep"] else ""
+            echo(f"  {row['group'] + again:<21} {_describe(row['option']):<52} val F1 {row['val_f1']:.4f}{extra}")
 
     start = time.perf_counter()
     config = replace(predictor.config, choose_on_validation=False)
     best, best_pairs = score(config, "start", {k: v for k, v in asdict(config).items()
-                                               if any(k in o for _, opts in groups for o in opts)})
+                                               if any(k in o for _, opts in groups for o in opts)}, 0)
     rows[-1]["kept"] = True
     report(rows[-1])
-    for group, options in groups:
+    settled = 0  # groups in a row scored under the current configuration without a change
+    for step in range(len(groups) * max_sweeps):
+        if settled == len(groups):
+            break
+        group, options = groups[step % len(groups)]
+        settled += 1
         if _inert(config, group, has_descriptors, predictor.model.decoder is not None):
             continue
         winner = None
         for option in options:
             if _holds(config, option):
                 continue
-            value, pairs = score(replace(config, **option), group, option)
+            value, pairs = score(replace(config, **option), group, option, step // len(groups))
             rows[-1]["evidence"] = _paired_evidence(pairs, best_pairs)
             report(rows[-1])
             if value > best + min_gain and rows[-1]["evidence"] > evidence and (winner is None or value > winner[1]):
@@ -145,6 +154,7 @@ def choose_inference(predictor: Predictor, instances: Sequence[KeypointInstance]
             config = replace(config, **winner[0])
             best, best_pairs = winner[1], winner[2]
             rows[winner[3]]["kept"] = True
+            settled = 1  # this group was just decided under the new configuration
     if echo is not None:
         echo(f"  chosen: {_describe({k: getattr(config, k) for _, opts in groups for o in opts for k in o})} "
              f"(val F1 {best:.4f}; {time.perf_counter() - start:.0f} s)")
@@ -155,4 +165,17 @@ def _describe(option: Option) -> str:
     return ", ".join(f"{k}={v}" for k, v in option.items())
 
 
-__all__ = ["GROUPS", "choose_inference"]
+def chosen_changes(rows: Sequence[Dict[str, Any]]) -> Option:
+    """The values a choice (the rows of :func:`choose_inference`) changed from where it started,
+    as finally chosen: a group decided twice shows its last value; one changed and changed back,
+    none."""
+    kept = [row for row in rows if row["kept"]]
+    if not kept:
+        return {}
+    final: Option = {}
+    for row in kept[1:]:
+        final.update(row["option"])
+    return {k: v for k, v in final.items() if kept[0]["option"].get(k) != v}
+
+
+__all__ = ["GROUPS", "choose_inference", "chosen_changes"]

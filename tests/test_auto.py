@@ -48,3 +48,11 @@ def test_auto_refuses_pinned_inference_and_resume(tmp_path):
         train_auto(values, progress=False, echo=None)
     result = CliRunner().invoke(train_command, ["--preset", "auto", "--resume", "--output-dir", str(tmp_path / "x")])
     assert result.exit_code == 2 and "--resume" in result.output
+
+
+def test_candidates_are_tried_cheapest_first():
+    """A budget must cut the dear candidate: ``willow_geometry`` pseudo-labels real pairs every
+    epoch (8 times a ``cub`` epoch on CUB), so it comes after ``cub``; the default always first."""
+    from pyg_ssgm.auto import CANDIDATES
+
+    assert CANDIDATES[0] is None and CANDIDATES.index("cub") < CANDIDATES.index("willow_geometry")

@@ -4,7 +4,7 @@ import math
 import torch
 
 from conftest import tiny
-from pyg_ssgm.tuning import GROUPS, _paired_evidence, choose_inference
+from pyg_ssgm.tuning import GROUPS, _paired_evidence, choose_inference, chosen_changes
 
 SWITCH = (("generated nodes", ({"generate_at_inference": True}, {"generate_at_inference": False})),)
 
@@ -69,3 +69,48 @@ def test_the_groups_skipped_as_inert_indeed_change_nothing(real_batch):
                       appearance_weight=40.0, inference_consensus_iterations=2)
     for a, b in zip(Predictor(t.model, blind)(real_batch), Predictor(t.model, changed)(real_batch)):
         assert torch.equal(a, b)
+
+
+def _scored_by(table, monkeypatch):
+    """Make every validation pass score ``table(config)`` (tp of 10 on each of 20 pairs, the
+    pairs' F1 varying a little so that the evidence rule has a spread to measure)."""
+    from pyg_ssgm import tuning
+    from pyg_ssgm.metrics import MatchCounts
+
+    def score_pairs(predictor, instances, **_):
+        tp = table(predictor.config)
+        return [MatchCounts(tp + (i % 2), 11, 11, "a") for i in range(20)]
+
+    monkeypatch.setattr(tuning, "score_pairs", score_pairs)
+
+
+def test_an_earlier_group_is_chosen_again_once_a_later_one_changed(monkeypatch):
+    """On birds the generated nodes are a wash until the mirror test is on, then they cost: the walk
+    must go round again and drop them (the first sweep alone kept them)."""
+    t = tiny(seed=0)
+    _scored_by(lambda c: 5 + 3 * c.mirror_test - 2 * (c.mirror_test and c.generate_at_inference), monkeypatch)
+    groups = (GROUPS[0], GROUPS[-1])  # generated nodes, ..., mirror test
+    assert t.predictor.config.generate_at_inference and not t.predictor.config.mirror_test
+    config, rows = choose_inference(t.predictor, [], groups=groups, echo=None)
+    assert config.mirror_test and not config.generate_at_inference
+    assert [(r["group"], r["sweep"], r["kept"]) for r in rows] == [
+        ("start", 0, True), ("generated nodes", 0, False), ("mirror test", 0, True), ("generated nodes", 1, True),
+        ("mirror test", 1, False)]  # decided before the generated nodes changed: scored once more
+    assert chosen_changes(rows) == {"generate_at_inference": False, "mirror_test": True}
+    # one sweep: the old walk, which keeps the generated nodes
+    config, _ = choose_inference(t.predictor, [], groups=groups, echo=None, max_sweeps=1)
+    assert config.mirror_test and config.generate_at_inference
+
+
+def test_the_walk_stops_after_max_sweeps(monkeypatch):
+    """Where every challenger wins (no bar to clear) the walk would go round for ever."""
+    t = tiny(seed=0)
+    _scored_by(lambda c: 5, monkeypatch)
+    _, rows = choose_inference(t.predictor, [], groups=SWITCH, echo=None, min_gain=-1.0, evidence=-math.inf,
+                               max_sweeps=3)
+    # one group: decided once, nothing else changes, so no second round
+    assert [r["sweep"] for r in rows] == [0, 0]
+    two = (SWITCH[0], ("mirror test", ({"mirror_test": False}, {"mirror_test": True})))
+    _, rows = choose_inference(t.predictor, [], groups=two, echo=None, min_gain=-1.0, evidence=-math.inf,
+                               max_sweeps=3)
+    assert max(r["sweep"] for r in rows) == 2 and len(rows) == 1 + 2 * 3

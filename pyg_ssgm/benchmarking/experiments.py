@@ -163,12 +163,11 @@ def score_pair_list(predict: Callable, instances: Sequence, pairs: Sequence[Sequ
     keypoint names, nothing filtered): unfiltered precision / recall / F1, macro over classes as
     :func:`score`, and ``num_pairs``. For studies that choose their pairs themselves (by the angle
     between two views, say) rather than :func:`score`'s seeded subset per class."""
-    from ..data import make_pair, pair_loader
-    from ..metrics import aggregate, batch_counts
+    from ..data import make_pair
+    from ..evaluation import count_matches
+    from ..metrics import aggregate
 
-    records = []
-    for batch in pair_loader([make_pair(instances[i], instances[j]) for i, j in pairs], batch_size):
-        records += batch_counts([p.cpu() for p in predict(batch.to(device))], batch)
+    records = count_matches(predict, [make_pair(instances[i], instances[j]) for i, j in pairs], batch_size, device)
     mean = aggregate(records).mean
     return {"f1": mean.f1, "precision": mean.precision, "recall": mean.recall, "num_pairs": len(records)}
 

@@ -15,6 +15,7 @@ from typing import List, Optional, Sequence
 
 import torch
 from torch import Tensor
+from torch_geometric.utils import cumsum
 
 from ..errors import InvalidInputError
 
@@ -44,7 +45,7 @@ def _ptr(batch: Tensor, num_graphs: int, name: str) -> Tensor:
         if int(batch.min()) < 0 or int(batch.max()) >= num_graphs:
             raise InvalidInputError(f"{name} has graph ids outside [0, {num_graphs})")
     counts = torch.bincount(batch, minlength=num_graphs)
-    return torch.cat([counts.new_zeros(1), counts.cumsum(0)[:-1]]) if num_graphs > 0 else counts
+    return cumsum(counts)[:-1]
 
 
 def pairs_to_dense(

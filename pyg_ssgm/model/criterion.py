@@ -6,6 +6,7 @@ from typing import Dict, Optional
 
 import torch
 from torch import Tensor, nn
+from torch_geometric.utils import cumsum
 
 from ..config import LossConfig
 from ..matching import (blackbox_hungarian, hamming_loss, info_nce, matching_cross_entropy, set_prediction_loss,
@@ -40,8 +41,7 @@ class Criterion(nn.Module):
         generated node assigned to a missing node paired with the real node it stands for."""
         B, N1, N2 = out.S.shape
         X_gt = out.S.new_zeros(B, N1, N2)
-        ptr_s = torch.cat([out.num_real_s.new_zeros(1), out.num_real_s.cumsum(0)])
-        ptr_t = torch.cat([out.num_real_t.new_zeros(1), out.num_real_t.cumsum(0)])
+        ptr_s, ptr_t = cumsum(out.num_real_s), cumsum(out.num_real_t)
         y = data.y
         if y is not None and y.numel():
             b = out.encoded_s.batch[y[0]]
@@ -53,8 +53,7 @@ class Criterion(nn.Module):
             included = out.included[side]
             _, queries = out.side(side)
             rank = torch.cumsum(included.long(), 0) - 1
-            first = torch.zeros(B + 1, dtype=torch.long, device=included.device)
-            first[1:] = torch.bincount(queries.batch[included], minlength=B).cumsum(0)
+            first = cumsum(torch.bincount(queries.batch[included], minlength=B))
             b = queries.batch[assignment.query]
             real = out.num_real_s if side == "s" else out.num_real_t
             generated = real[b] + rank[assignment.query] - first[b]

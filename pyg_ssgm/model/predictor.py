@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 from torch.profiler import record_function
 from torch_geometric.data import Batch
+from torch_geometric.utils import cumsum
 
 from ..catalog import COMPLETION_SOURCES
 from ..config import InferenceConfig
@@ -51,11 +52,6 @@ class Oriented(NamedTuple):
         return [a if k else b for a, b, k in zip(self.plain.pairs, self.flipped.pairs, self.keep.tolist())]
 
 
-def _graph_starts(counts: Tensor) -> Tensor:
-    """Index of each graph's first node in a batched node list, from the graphs' node counts."""
-    return counts.cumsum(0) - counts
-
-
 def _seeded_logits(queries, seeds: Tensor, batch_other: Tensor, counts_other: Tensor, shape) -> Tensor:
     """``shape`` = ``[B, N]`` (the other graph's completed size): at each node of the other graph a
     query was seeded from, that query's existence logit (detached); 0 elsewhere. ``counts_other``:
@@ -64,14 +60,13 @@ def _seeded_logits(queries, seeds: Tensor, batch_other: Tensor, counts_other: Te
     valid = seeds >= 0
     node = seeds[valid]
     graph = batch_other[node]
-    logits[graph, node - _graph_starts(counts_other)[graph]] = queries.exist_logit[valid].detach()
+    logits[graph, node - cumsum(counts_other)[graph]] = queries.exist_logit[valid].detach()
     return logits
 
 
 def _connectivity(graph: CompletedGraph, edge_index: Tensor, num_graphs: int) -> Tuple[Tensor, Tensor]:
     counts = torch.bincount(graph.batch, minlength=num_graphs)
-    ptr = torch.cat([counts.new_zeros(1), counts.cumsum(0)])
-    return dense_connectivity(edge_index, graph.batch, ptr, num_graphs)
+    return dense_connectivity(edge_index, graph.batch, cumsum(counts), num_graphs)
 
 
 class Predictor:
@@ -293,7 +288,7 @@ def queried_nodes(out: SSGMOutput, side: str, exist_threshold: float) -> Optiona
     # the node each query was seeded from (the network records it with the queries), as a local
     # index of the other graph
     seed = out.seeds_s if side == "s" else out.seeds_t
-    first = _graph_starts(out.num_real_t if side == "s" else out.num_real_s)
+    first = cumsum(out.num_real_t if side == "s" else out.num_real_s)
     partner = torch.where(seed >= 0, seed - first[q.batch], seed)[keep]
     return GeneratedNodes(q.pos[keep], q.batch[keep], partner, prob[keep])
 

@@ -6,6 +6,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 from torch_geometric import is_debug_enabled
+from torch_geometric.utils import cumsum
 
 from ..errors import InvalidInputError
 
@@ -60,14 +61,14 @@ def full_bipartite(batch_src: Tensor, batch_dst: Tensor, num_graphs: Optional[in
         num_graphs = 1 + max(int(batch_src.max()) if batch_src.numel() else -1,
                              int(batch_dst.max()) if batch_dst.numel() else -1)
     count_src = torch.bincount(batch_src, minlength=num_graphs)[:num_graphs]
-    ptr_src = torch.cumsum(count_src, 0) - count_src  # first position of each graph in sorted order
+    ptr_src = cumsum(count_src)[:-1]  # first position of each graph in sorted order
     perm_src = torch.argsort(batch_src, stable=True)  # source nodes grouped by graph
 
     deg = count_src[batch_dst]  # number of incoming edges of each destination
     num_edges = int(deg.sum())
     dst = torch.repeat_interleave(torch.arange(batch_dst.numel(), device=device), deg,
                                   output_size=num_edges)
-    first_edge = torch.cumsum(deg, 0) - deg
+    first_edge = cumsum(deg)[:-1]
     offset = torch.arange(num_edges, device=device) - torch.repeat_interleave(
         first_edge, deg, output_size=num_edges)
     start = torch.repeat_interleave(ptr_src[batch_dst], deg, output_size=num_edges)

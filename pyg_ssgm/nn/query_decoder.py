@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric import is_debug_enabled
+from torch_geometric.utils import cumsum
 
 from ..errors import ConfigError, InvalidInputError
 from .attention import GraphAttention
@@ -330,7 +331,7 @@ class QueryDecoder(nn.Module):
         device = h_own.device
         counts = self._query_counts(num_queries, num_graphs, device)
         q_batch = torch.arange(num_graphs, device=device).repeat_interleave(counts)
-        first = torch.cumsum(counts, 0) - counts
+        first = cumsum(counts)[:-1]
         learned = (torch.arange(q_batch.numel(), device=device) - first[q_batch]) % self.num_queries
         q = self.query_content[learned]
         if query_init is not None:

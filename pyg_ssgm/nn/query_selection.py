@@ -6,7 +6,7 @@ from typing import Tuple
 
 import torch
 from torch import Tensor, nn
-from torch_geometric.utils import to_dense_batch
+from torch_geometric.utils import cumsum, to_dense_batch
 
 
 def query_counts(batch_other: Tensor, num_graphs: int, num_queries: int, fraction: float) -> Tensor:
@@ -37,7 +37,7 @@ def select_queries(project: nn.Module, ctx_other: Tensor, best_other: Tensor, ba
         picked = torch.gather(H, 1, order.unsqueeze(-1).expand(-1, -1, C))
         valid = torch.gather(mask, 1, order)
         init[:, :k] = project(picked) * valid.unsqueeze(-1)
-        ptr = torch.cat([batch_other.new_zeros(1), torch.bincount(batch_other, minlength=num_graphs).cumsum(0)])
+        ptr = cumsum(torch.bincount(batch_other, minlength=num_graphs))
         seed[:, :k] = torch.where(valid, order + ptr[:-1].unsqueeze(1), seed[:, :k])
     keep = torch.arange(Q, device=H.device).unsqueeze(0) < counts.unsqueeze(1)
     return init[keep], seed[keep]
