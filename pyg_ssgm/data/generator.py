@@ -201,7 +201,7 @@ class PairGenerator:
     def _clutter(self, inst: KeypointInstance) -> Optional[Tensor]:
         """Bool ``[N]``: the unnamed points to redraw in the target copy (``redraw_unnamed``), or
         ``None`` where there are none (or nothing named to place them by)."""
-        if not self.redraw_unnamed:
+        if not self.redraw_unnamed or None not in inst.names:  # the common case: no tensor built per pair
             return None
         unnamed = torch.tensor([name is None for name in inst.names], dtype=torch.bool)
         return unnamed if bool(unnamed.any()) and not bool(unnamed.all()) else None
