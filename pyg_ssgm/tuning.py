@@ -39,6 +39,7 @@ import torch
 
 from .config import InferenceConfig
 from .data import KeypointInstance
+from .errors import ConfigError
 from .evaluation import score_pairs
 from .metrics import aggregate
 from .model import Predictor
@@ -110,6 +111,8 @@ def choose_inference(predictor: Predictor, instances: Sequence[KeypointInstance]
     scored (group, the values tried, the round, validation F1 / precision / recall, the paired
     evidence against the configuration it challenged, whether it was kept). ``echo`` prints the
     table as it goes (``None``: silent)."""
+    if isinstance(max_sweeps, bool) or not isinstance(max_sweeps, int) or max_sweeps < 1:
+        raise ConfigError(f"max_sweeps must be an integer >= 1 (rounds over the groups), got {max_sweeps!r}.")
     has_descriptors = any(inst.x is not None and inst.x.numel() for inst in instances)
     rows: List[Dict[str, Any]] = []
 

@@ -114,3 +114,15 @@ def test_the_walk_stops_after_max_sweeps(monkeypatch):
     _, rows = choose_inference(t.predictor, [], groups=two, echo=None, min_gain=-1.0, evidence=-math.inf,
                                max_sweeps=3)
     assert max(r["sweep"] for r in rows) == 2 and len(rows) == 1 + 2 * 3
+
+
+def test_max_sweeps_below_one_is_a_named_error():
+    """Zero rounds would choose nothing and say nothing."""
+    import pytest
+
+    from pyg_ssgm.errors import ConfigError
+
+    t = tiny(seed=0)
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ConfigError, match="max_sweeps"):
+            choose_inference(t.predictor, [], groups=SWITCH, echo=None, max_sweeps=bad)
