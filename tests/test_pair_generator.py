@@ -133,6 +133,22 @@ def test_delaunay_fallbacks():
     assert set(dup.view(-1).tolist()) == set(range(5))  # duplicates stay connected
 
 
+def test_delaunay_batched_equals_each_graph_alone():
+    """One call over a batch gives each graph's own edges, offset: no edge crosses graphs, and
+    the fallbacks (empty, single, pair, collinear, duplicate graphs) hold inside a batch."""
+    g = torch.Generator().manual_seed(0)
+    graphs = [torch.rand(7, 2, generator=g), torch.rand(0, 2), torch.rand(1, 2), torch.rand(2, 2),
+              torch.tensor([[0.0, 0.0], [1.0, 1.0], [2.0, 2.0], [3.0, 3.0]]),
+              torch.tensor([[0.0, 0.0], [0.0, 0.0], [1.0, 0.0], [0.0, 1.0]]), torch.rand(12, 2, generator=g)]
+    pos = torch.cat(graphs)
+    batch = torch.cat([torch.full((p.size(0),), i) for i, p in enumerate(graphs)])
+    offsets = torch.tensor([0] + [p.size(0) for p in graphs]).cumsum(0)
+    expected = torch.cat([delaunay_edges(p) + offsets[i] for i, p in enumerate(graphs)], dim=1)
+    got = delaunay_edges(pos, batch)
+    assert torch.equal(got, expected)
+    assert torch.equal(batch[got[0]], batch[got[1]])
+
+
 def test_make_pair_no_filtering_and_intersection():
     a = instance(5, names=["a", "b", "c", "d", None], category="x")
     b = instance(4, names=["d", "e", "a", None], seed=1, category="x")

@@ -20,34 +20,47 @@ def _chain_edges(pos: np.ndarray) -> np.ndarray:
     return np.stack([order[:-1], order[1:]])
 
 
-def delaunay_edges(pos: Tensor) -> Tensor:
-    r"""Undirected Delaunay triangulation edges of a 2-D point set, as ``edge_index [2, E]``.
+def _triangulation_edges(p: np.ndarray) -> np.ndarray:
+    """Directed Delaunay edges ``[2, E]`` of one point set ``p [n, 2]`` (n >= 2), with the
+    fallbacks of :func:`delaunay_edges`; each edge appears at least once."""
+    n = p.shape[0]
+    if n == 2:
+        return np.array([[0], [1]])
+    sv = np.linalg.svd(p - p.mean(0, keepdims=True), compute_uv=False)
+    if sv[0] == 0 or sv[1] <= _COLLINEAR_TOL * sv[0]:
+        return _chain_edges(p)
+    if n == 3:  # a triangle; Qhull needs at least 4 points for its initial simplex
+        return np.array([[0, 1, 2], [1, 2, 0]])
+    try:
+        simplices = Delaunay(p, qhull_options="QJ").simplices
+    except QhullError:  # pragma: no cover - QJ makes this very unlikely
+        return _chain_edges(p)
+    return np.concatenate([simplices[:, [0, 1]], simplices[:, [1, 2]], simplices[:, [2, 0]]]).T
 
-    Each undirected edge appears in both directions. Fallbacks, so that every input gives a
-    usable graph: no edge for 0 or 1 point, one edge for 2 points, the triangle for 3, a chain along the line
-    for collinear points (Qhull cannot triangulate them), and joggled input (``QJ``) for
+
+def delaunay_edges(pos: Tensor, batch: Tensor | None = None) -> Tensor:
+    r"""Undirected Delaunay triangulation edges of 2-D point sets, as ``edge_index [2, E]``.
+
+    With ``batch`` (sorted, as PyG batches are) each graph is triangulated on its own and no edge
+    crosses graphs; the result equals the graphs' own edge sets, offset and concatenated. Each
+    undirected edge appears in both directions. Fallbacks, so that every input gives a usable
+    graph: no edge for 0 or 1 point, one edge for 2 points, the triangle for 3, a chain along the
+    line for collinear points (Qhull cannot triangulate them), and joggled input (``QJ``) for
     duplicates so that every point is a vertex of the triangulation.
     """
     n = pos.size(0)
-    if n < 2:
-        return torch.empty(2, 0, dtype=torch.long, device=pos.device)
     p = pos.detach().cpu().double().numpy()
-    if n == 2:
-        edges = np.array([[0], [1]])
+    # Qhull runs per point set on the CPU; everything else is done once for the whole batch,
+    # which is what makes a batch of 32 small graphs several times cheaper than 32 calls.
+    if batch is None:
+        bounds = [0, n]
     else:
-        sv = np.linalg.svd(p - p.mean(0, keepdims=True), compute_uv=False)
-        if sv[0] == 0 or sv[1] <= _COLLINEAR_TOL * sv[0]:
-            edges = _chain_edges(p)
-        elif n == 3:  # a triangle; Qhull needs at least 4 points for its initial simplex
-            edges = np.array([[0, 1, 2], [1, 2, 0]])
-        else:
-            try:
-                simplices = Delaunay(p, qhull_options="QJ").simplices
-            except QhullError:  # pragma: no cover - QJ makes this very unlikely
-                edges = _chain_edges(p)
-            else:
-                edges = np.concatenate([simplices[:, [0, 1]], simplices[:, [1, 2]], simplices[:, [2, 0]]]).T
-    edge_index = torch.as_tensor(edges, dtype=torch.long, device=pos.device)
+        counts = torch.bincount(batch.detach().cpu(), minlength=1).numpy()
+        bounds = np.concatenate([[0], np.cumsum(counts)]).tolist()
+    parts = [_triangulation_edges(p[a:b]) + a for a, b in zip(bounds[:-1], bounds[1:]) if b - a >= 2]
+    if not parts:
+        return torch.empty(2, 0, dtype=torch.long, device=pos.device)
+    edge_index = torch.as_tensor(np.concatenate(parts, axis=1), dtype=torch.long, device=pos.device)
     return coalesce(to_undirected(edge_index, num_nodes=n), num_nodes=n)
 
 

@@ -7,7 +7,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.nn import TransformerConv
-from torch_geometric.utils import cumsum
 
 from ..catalog import STRUCTURES
 from ..data.graph import delaunay_edges, knn_edges
@@ -42,10 +41,7 @@ def rebuild_edges(pos: Tensor, batch: Tensor, num_graphs: int, structure: str = 
     """``edge_index`` over completed graphs from (predicted) positions: Delaunay per graph, or k-NN."""
     if structure == "knn":
         return knn_edges(pos.detach(), k, batch)
-    ptr = cumsum(torch.bincount(batch, minlength=num_graphs))
-    # scipy's Delaunay works per point set on the CPU; one call per graph, offsets added once.
-    edges = [delaunay_edges(pos[ptr[g]:ptr[g + 1]].detach()) + ptr[g] for g in range(num_graphs)]
-    return torch.cat(edges, dim=1) if edges else torch.empty(2, 0, dtype=torch.long, device=pos.device)
+    return delaunay_edges(pos.detach(), batch)
 
 
 class GraphRebuilder(nn.Module):
