@@ -141,6 +141,19 @@ def report_to_dict(results: Dict[str, object]) -> Dict[str, object]:
     return {k: (v.to_dict() if hasattr(v, "to_dict") else v) for k, v in results.items()}
 
 
+def chosen_changes(rows: Sequence[Dict[str, object]]) -> Dict[str, object]:
+    """The values a choice on validation (the rows of :func:`pyg_ssgm.tuning.choose_inference`)
+    changed from where it started, as finally chosen: a group decided twice shows its last value;
+    one changed and changed back, none."""
+    kept = [row for row in rows if row["kept"]]
+    if not kept:
+        return {}
+    final: Dict[str, object] = {}
+    for row in kept[1:]:
+        final.update(row["option"])
+    return {k: v for k, v in final.items() if kept[0]["option"].get(k) != v}
+
+
 def format_results(results: Dict[str, object]) -> str:
     """The text table printed to the terminal."""
     lines = []
@@ -165,9 +178,8 @@ def format_results(results: Dict[str, object]) -> str:
                   "(graph radii)", ""]
     if results.get("inference_choice"):
         kept = [row for row in results["inference_choice"] if row["kept"]]
-        final = results.get("inference") or {}  # as chosen: a group decided twice shows its last value
-        changed = ", ".join(f"{k}={final[k]}" for k, v in kept[0]["option"].items()
-                            if k in final and final[k] != v) or "none changed"
+        changed = ", ".join(f"{k}={v}" for k, v in chosen_changes(results["inference_choice"]).items())
+        changed = changed or "none changed"
         lines += [f"Inference settings chosen on validation: {changed} (validation F1 {kept[0]['val_f1']:.4f} as "
                   f"given, {kept[-1]['val_f1']:.4f} as chosen)"]
     return "\n".join(lines).rstrip()

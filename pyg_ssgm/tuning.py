@@ -40,7 +40,7 @@ import torch
 from .config import InferenceConfig
 from .data import KeypointInstance
 from .errors import ConfigError
-from .evaluation import score_pairs
+from .evaluation import chosen_changes, score_pairs
 from .metrics import aggregate
 from .model import Predictor
 
@@ -166,19 +166,6 @@ def choose_inference(predictor: Predictor, instances: Sequence[KeypointInstance]
 
 def _describe(option: Option) -> str:
     return ", ".join(f"{k}={v}" for k, v in option.items())
-
-
-def chosen_changes(rows: Sequence[Dict[str, Any]]) -> Option:
-    """The values a choice (the rows of :func:`choose_inference`) changed from where it started,
-    as finally chosen: a group decided twice shows its last value; one changed and changed back,
-    none."""
-    kept = [row for row in rows if row["kept"]]
-    if not kept:
-        return {}
-    final: Option = {}
-    for row in kept[1:]:
-        final.update(row["option"])
-    return {k: v for k, v in final.items() if kept[0]["option"].get(k) != v}
 
 
 __all__ = ["GROUPS", "choose_inference", "chosen_changes"]

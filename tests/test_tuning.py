@@ -4,6 +4,7 @@ import math
 import torch
 
 from conftest import tiny
+from pyg_ssgm.evaluation import format_results
 from pyg_ssgm.tuning import GROUPS, _paired_evidence, choose_inference, chosen_changes
 
 SWITCH = (("generated nodes", ({"generate_at_inference": True}, {"generate_at_inference": False})),)
@@ -100,6 +101,20 @@ def test_an_earlier_group_is_chosen_again_once_a_later_one_changed(monkeypatch):
     # one sweep: the old walk, which keeps the generated nodes
     config, _ = choose_inference(t.predictor, [], groups=groups, echo=None, max_sweeps=1)
     assert config.mirror_test and config.generate_at_inference
+
+
+def test_what_the_choice_changed_is_its_last_word():
+    """A group changed and changed back is no change; the printout says what ``chosen_changes`` says."""
+    start = {"generate_at_inference": True, "mirror_test": False}
+    rows = [{"option": start, "kept": True, "val_f1": 0.5},
+            {"option": {"generate_at_inference": False}, "kept": True, "val_f1": 0.6},
+            {"option": {"mirror_test": True}, "kept": True, "val_f1": 0.7},
+            {"option": {"generate_at_inference": True}, "kept": True, "val_f1": 0.8},
+            {"option": {"mirror_test": False}, "kept": False, "val_f1": 0.1}]
+    assert chosen_changes(rows) == {"mirror_test": True}
+    text = format_results({"inference_choice": rows})
+    assert "chosen on validation: mirror_test=True (validation F1 0.5000 as given, 0.8000 as chosen)" in text
+    assert "none changed" in format_results({"inference_choice": rows[:1]})
 
 
 def test_the_walk_stops_after_max_sweeps(monkeypatch):
