@@ -166,7 +166,7 @@ def prepare_splits(settings: Settings, splits: Optional[Mapping[str, List[Keypoi
                                                                          settings.synthetic, seed=train.seed)
     if settings.features is None:  # image features replace every x: then what x was does not matter
         check_node_features(splits)
-    splits = perturb_splits(splits, train.outliers, train.extra_drop)
+    splits = perturb_splits(splits, train.outliers, train.extra_drop, outlier_region=train.outlier_region)
     if settings.features is not None:
         splits = with_image_features(splits, settings.features, train.dataset, progress=progress)
     return splits

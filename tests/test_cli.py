@@ -321,6 +321,23 @@ def test_evaluate_solver_with_outliers_loses_precision(runner, tmp_path):
     assert reports[1]["num_pairs"] == reports[0]["num_pairs"]
 
 
+def test_evaluate_solver_with_a_threshold_fitted_on_validation(runner, tmp_path):
+    """--fit-threshold: the solver leaves pairs unmatched below a threshold fitted on the
+    validation pairs, and says which; outliers anywhere in the image need the images."""
+    from fixtures_native import make_willow
+
+    root = str(make_willow(tmp_path / "willow", num_per_category=23, with_images=True))
+    out = tmp_path / "fitted.json"
+    result = run_ok(runner, evaluate_command, ["--solver", "hungarian", "--dataset", "willow", "--root", root,
+                                               "--outliers", "3", "--outlier-region", "image", "--fit-threshold",
+                                               "--output", str(out), "--no-progress"])
+    assert "hungarian: unmatched threshold fitted on the validation pairs" in result.output
+    assert json.loads(out.read_text())["unfiltered"]["mean"]["num_pairs"] > 0
+    for flag in (["--fit-threshold"], ["--features", "efficientnet_lite0"]):
+        bad = runner.invoke(evaluate_command, ["--checkpoint", "x.pt", *flag])
+        assert bad.exit_code != 0 and f"{flag[0]} applies to a classical solver" in bad.output
+
+
 @pytest.mark.parametrize("args,mentions", [
     ([], "exactly one"),
     (["--solver", "hungarian", "--checkpoint", "x.pt"], "exactly one"),

@@ -33,6 +33,40 @@ def test_add_outliers_unnamed_inside_box_and_deterministic():
     assert insts[0].pos.size(0) == 10  # the inputs are not modified
 
 
+def test_add_outliers_inside_the_image(tmp_path):
+    """region="image" draws in [0, W] x [0, H] of the image (a path: its header; or an array), the
+    same draw as the box's otherwise; without an image it says what to give."""
+    import numpy as np
+    from PIL import Image
+
+    path = tmp_path / "img.png"
+    Image.new("RGB", (400, 300)).save(path)
+    base = _instances(2, k=5)
+    insts = [KeypointInstance(pos=base[0].pos, names=base[0].names, category="c", id="a", image=str(path)),
+             KeypointInstance(pos=base[1].pos, names=base[1].names, category="c", id="b",
+                              image=np.zeros((300, 400, 3), dtype=np.uint8))]
+    out = add_outliers(insts, 200, seed=0, region="image")
+    for inst in out:
+        points = inst.pos[5:]
+        assert inst.names[5:] == [None] * 200
+        assert (points >= 0).all() and (points[:, 0] <= 400).all() and (points[:, 1] <= 300).all()
+        assert (points[:, 0] > 200).any() and (points[:, 1] > 150).any()  # beyond the keypoints' box (< 100)
+    assert torch.equal(add_outliers(insts, 200, seed=0, region="image")[0].pos, out[0].pos)
+    spread = perturb_splits({"test": insts}, 200, outlier_region="image")["test"]
+    assert torch.equal(spread[1].pos, out[1].pos)
+    with pytest.raises(InvalidInputError, match="has no image"):
+        add_outliers(_instances(1), 2, region="image")
+    with pytest.raises(InvalidInputError, match="region must be one of"):
+        add_outliers(_instances(1), 2, region="everywhere")
+    missing = KeypointInstance(pos=base[0].pos, names=base[0].names, category="c", id="m",
+                               image=str(tmp_path / "gone.png"))
+    with pytest.raises(InvalidInputError, match="cannot be read"):
+        add_outliers([missing], 2, region="image")
+    with pytest.raises(ConfigError, match="outlier_region"):
+        from pyg_ssgm.config import TrainConfig
+        TrainConfig(outlier_region="everywhere")
+
+
 def test_outliers_have_no_partner_in_real_pairs():
     a, b = add_outliers(_instances(2), 2)
     pair = make_pair(a, b)

@@ -94,7 +94,7 @@ def run_accuracy(cfg: BenchmarkConfig, progress: Optional[bool] = None) -> Dict[
     device = cfg.resolved_device()
     sync = _sync_fn(device)
     splits = perturb_splits(load_splits(cfg.dataset, cfg.root, cfg.synthetic_config()), cfg.outliers,
-                            cfg.extra_drop)
+                            cfg.extra_drop, outlier_region=cfg.outlier_region)
     if len(splits["test"]) < 2:
         raise InvalidInputError("the test split needs at least two instances of one category.")
 
@@ -184,7 +184,8 @@ def run_accuracy(cfg: BenchmarkConfig, progress: Optional[bool] = None) -> Dict[
         run = train_variant(None, overrides, dataset=cfg.dataset, root=cfg.root, supervised=supervised,
                             epochs=epochs, seed=cfg.seed, device=str(device), eval_every=epochs,
                             val_pairs_per_category=val_pairs,
-                            outliers=cfg.outliers, extra_drop=cfg.extra_drop)  # the same perturbed splits
+                            outliers=cfg.outliers, outlier_region=cfg.outlier_region,
+                            extra_drop=cfg.extra_drop)  # the same perturbed splits
         trainer, predictor = run.trainer, run.predictor
         models[key] = (trainer.model, trainer.criterion, predictor)
         bar.update(1)
@@ -219,7 +220,7 @@ def run_accuracy(cfg: BenchmarkConfig, progress: Optional[bool] = None) -> Dict[
     bar.close()
     return {
         "dataset": cfg.dataset, "root": cfg.root, "seed": cfg.seed,
-        "outliers": cfg.outliers, "extra_drop": cfg.extra_drop,
+        "outliers": cfg.outliers, "outlier_region": cfg.outlier_region, "extra_drop": cfg.extra_drop,
         "num_test_pairs": len(test_pairs), "test_pairs_per_category": cfg.test_pairs_per_category,
         "num_val_pairs": sum(b.num_graphs for b in val_batches) if val_batches else 0,
         "pairs_sha1": fingerprint, "methods": methods, "_models": models,

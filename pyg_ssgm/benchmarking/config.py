@@ -63,7 +63,8 @@ class BenchmarkConfig:
     the accuracy table; ``None``: the embedded data as ``pyg_ssgm.train`` uses it).
     ``outliers`` / ``extra_drop``: harder real data for every split, training included
     (:mod:`pyg_ssgm.data.perturb`: unnamed points per image inside its keypoints' bounding box;
-    share of annotated keypoints removed per image), e.g. Willow with 2 or 4 outliers.
+    share of annotated keypoints removed per image), e.g. Willow with 2 or 4 outliers;
+    ``outlier_region``: ``"image"`` draws them anywhere in the image instead (the AFAT protocol's).
 
     Speed: ``sizes`` (keypoints per graph), ``batch_sizes``, ``drop_rates`` (share of missing
     keypoints per graph, swept at ``drop_size`` keypoints and the largest batch size), timing
@@ -98,6 +99,7 @@ class BenchmarkConfig:
     synthetic: Optional[Dict[str, Any]] = None
     image_features: bool = True
     outliers: int = 0
+    outlier_region: str = "box"
     extra_drop: float = 0.0
 
     @classmethod
@@ -150,6 +152,8 @@ class BenchmarkConfig:
             raise ConfigError(f"device must be cpu, cuda, cuda:N or auto, got {self.device!r}.")
         if self.outliers < 0:
             raise ConfigError(f"outliers (unnamed points added per image) must be >= 0, got {self.outliers}.")
+        if self.outlier_region not in ("box", "image"):
+            raise ConfigError(f"outlier_region must be 'box' or 'image', got {self.outlier_region!r}.")
         if not 0.0 <= self.extra_drop < 1.0:
             raise ConfigError(f"extra_drop (share of keypoints removed per image) must be in [0, 1), "
                               f"got {self.extra_drop}.")
@@ -176,7 +180,7 @@ class BenchmarkConfig:
         """File stem of the results: dataset, quick/full, device, and which parts ran."""
         parts = [self.dataset]
         if self.outliers:
-            parts.append(f"outliers{self.outliers}")
+            parts.append(f"outliers{self.outliers}" + ("image" if self.outlier_region == "image" else ""))
         if self.extra_drop:
             parts.append(f"drop{round(100 * self.extra_drop)}")
         parts.append("quick" if self.quick else "full")

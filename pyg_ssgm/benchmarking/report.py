@@ -64,8 +64,9 @@ def format_accuracy(acc: Dict[str, Any]) -> str:
     if acc.get("outliers") or acc.get("extra_drop"):
         notes.append(
             f"Harder data (pyg_ssgm.data.perturb, every split, training included, seeded per image): "
-            f"{acc.get('outliers', 0)} unnamed outlier point(s) per image, uniform in the bounding box of its "
-            f"keypoints (no partner); {100 * acc.get('extra_drop', 0.0):.0f} % of the annotated keypoints removed "
+            f"{acc.get('outliers', 0)} unnamed outlier point(s) per image, uniform in "
+            + ("the whole image" if acc.get("outlier_region") == "image" else "the bounding box of its keypoints")
+            + f" (no partner); {100 * acc.get('extra_drop', 0.0):.0f} % of the annotated keypoints removed "
             "per image. Geometry only: outliers carry no image features.")
     out = table + "\n\n" + "\n".join(f"{i + 1}. {n}" for i, n in enumerate(notes))
     generation = format_generation_tables(acc)

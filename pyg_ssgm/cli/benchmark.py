@@ -69,6 +69,9 @@ def _command_line(ctx: click.Context) -> str:
               "there (by default a real dataset with images adds the image-feature rows).")
 @click.option("--outliers", type=int, default=0, show_default=True, help="Unnamed points added per image "
               "(every split), uniform in the bounding box of its keypoints: no partner (pyg_ssgm.data.add_outliers).")
+@click.option("--outlier-region", type=click.Choice(["box", "image"]), default="box", show_default=True,
+              help="Where --outliers are drawn: the keypoints' bounding box, or anywhere in the image (ThinkMatch's "
+                   "AFAT protocol).")
 @click.option("--extra-drop", type=float, default=0.0, show_default=True, help="Share of annotated keypoints "
               "removed per image, independently (every split; pyg_ssgm.data.drop_parts).")
 @click.option("--no-progress", is_flag=True, help="No progress bars.")

@@ -6,7 +6,7 @@ from dataclasses import asdict, replace
 
 import click
 
-from ..catalog import CLASSICAL_SOLVERS, COMPLETION_SOURCES
+from ..catalog import BACKBONE_NAMES, CLASSICAL_SOLVERS, COMPLETION_SOURCES
 from .common import (CONTEXT, DATASET_CHOICE, DataFiles, checkpoint_splits, data_options, dataset_of, read_splits,
                      reported)
 
@@ -29,8 +29,17 @@ from .common import (CONTEXT, DATASET_CHOICE, DataFiles, checkpoint_splits, data
 @click.option("--outliers", type=click.IntRange(min=0), help="Unnamed outlier points added per image, uniform in the "
               "bounding box of its keypoints (pyg_ssgm.data.add_outliers). Default: the checkpoint's training "
               "setting on its own dataset, else 0.")
+@click.option("--outlier-region", type=click.Choice(["box", "image"]), help="Where the outliers are drawn: the "
+              "keypoints' bounding box, or the whole image (ThinkMatch's AFAT protocol). Default: as --outliers "
+              "(else box).")
 @click.option("--extra-drop", type=click.FloatRange(0.0, 1.0, max_open=True), help="Share of annotated keypoints "
               "removed per image (pyg_ssgm.data.drop_parts). Default: as --outliers.")
+@click.option("--features", "backbone", type=click.Choice(["none", *BACKBONE_NAMES]), help="With --solver: image "
+              "features at the keypoints (and outliers) as the solver's node affinity (needs the dataset's images; a "
+              "checkpoint uses its own). Default: none, geometry only.")
+@click.option("--fit-threshold", is_flag=True, help="With --solver: leave a pair unmatched below a threshold fitted "
+              "on the validation split's real pairs (at most 60 per class, the pairs training validates on), as "
+              "the benchmark's classical baseline for partial pairs does. Default: a full matching.")
 @click.option("--completion-source", type=click.Choice(list(COMPLETION_SOURCES)),
               help="What the model says a graph lacks (InferenceConfig.completion_source). Default: the checkpoint's.")
 @click.option("--generation", is_flag=True,
@@ -43,8 +52,8 @@ from .common import (CONTEXT, DATASET_CHOICE, DataFiles, checkpoint_splits, data
 @click.option("--output", type=click.Path(), help="Write the results as JSON to this file.")
 @click.option("--no-progress", is_flag=True, help="No progress bars (logs, CI).")
 def evaluate_command(checkpoint, solver, dataset, root, data, val_data, test_data, images, split,
-                     max_pairs_per_category, batch_size, device, threads, outliers, extra_drop, completion_source,
-                     generation, completions, output, no_progress):
+                     max_pairs_per_category, batch_size, device, threads, outliers, outlier_region, extra_drop,
+                     backbone, fit_threshold, completion_source, generation, completions, output, no_progress):
     """Evaluate a trained model (or a classical solver) on real cross-instance pairs.
 
     \b
@@ -79,6 +88,9 @@ def evaluate_command(checkpoint, solver, dataset, root, data, val_data, test_dat
                             (completions is not None, "--completions")):
             if given and checkpoint is None:
                 raise ConfigError(f"{flag} applies to a model: give it with --checkpoint.")
+        for given, flag in ((fit_threshold, "--fit-threshold"), (backbone is not None, "--features")):
+            if given and solver is None:
+                raise ConfigError(f"{flag} applies to a classical solver: give it with --solver.")
         device = resolve_device(device)
         apply_thread_policy(threads)
         for path in (output, completions):  # now, not after a long evaluation
@@ -94,7 +106,9 @@ def evaluate_command(checkpoint, solver, dataset, root, data, val_data, test_dat
             dataset, splits = checkpoint_splits(checkpoint, settings, dataset, root, files)
             own = dataset == train_cfg.dataset  # the perturbation it was trained with, unless told otherwise
             splits = perturb_splits(splits, train_cfg.outliers if outliers is None and own else outliers or 0,
-                                    train_cfg.extra_drop if extra_drop is None and own else extra_drop or 0.0)
+                                    train_cfg.extra_drop if extra_drop is None and own else extra_drop or 0.0,
+                                    outlier_region=(train_cfg.outlier_region if outlier_region is None and own
+                                                    else outlier_region or "box"))
             if settings.features is not None:  # the same image features the model was trained on
                 splits = with_image_features({split: splits[split]}, settings.features, dataset)
             if completion_source is not None:
@@ -108,8 +122,23 @@ def evaluate_command(checkpoint, solver, dataset, root, data, val_data, test_dat
             given = dataset_of(dataset, root, files)
             dataset = given["dataset"] or "synthetic"
             splits = perturb_splits(read_splits(dataset, given["root"], files, seed=0), outliers or 0,
-                                    extra_drop or 0.0)
+                                    extra_drop or 0.0, outlier_region=outlier_region or "box")
+            if backbone not in (None, "none"):  # sampled after the outliers: they get features of their own
+                from ..features import FeatureConfig
+
+                needed = {split, "val"} if fit_threshold else {split}
+                splits = with_image_features({k: splits[k] for k in needed}, FeatureConfig(backbone=backbone), dataset,
+                                             progress=not no_progress)
             predict = ClassicalMatcher(solver)
+            if fit_threshold:
+                from ..benchmarking.experiments import calibrated_solver
+                from ..config import TrainConfig
+
+                # the validation pairs training scores (and the benchmark calibrates on)
+                predict = calibrated_solver(solver, splits["val"], TrainConfig().val_pairs_per_category)
+                click.echo(f"{solver}: unmatched threshold fitted on the validation pairs: "
+                           + ("none beats a full matching" if predict.threshold is None
+                              else f"{predict.threshold:.4g}"))
         label = None if no_progress else f"{split} pairs"  # None: no progress bars
         results = evaluate_matching(predict, splits[split], max_pairs_per_category=max_pairs_per_category,
                                     batch_size=batch_size, device=device, desc=label)

@@ -7,6 +7,7 @@ from typing import Any, Dict, Optional
 
 from ..catalog import DATASETS
 from ..data import GeometricAugmentation, PairGenerator
+from ..data.perturb import OUTLIER_REGIONS
 from ..errors import ConfigError
 from ..validation import check_at_least, check_choice, check_field_types, parse_device
 
@@ -35,7 +36,8 @@ class TrainConfig:
     ``threads``: CPU threads of torch (0: the automatic policy of :mod:`pyg_ssgm.threads`; more than
     the usable cores are capped there, with a note, when the run starts).
     Harder real data (:mod:`pyg_ssgm.data.perturb`, every split, deterministic per image):
-    ``outliers`` unnamed points per image inside its keypoints' bounding box (no partner), and
+    ``outliers`` unnamed points per image (no partner) inside its keypoints' bounding box
+    (``outlier_region="box"``) or anywhere in the image (``"image"``, the AFAT protocol's), and
     ``extra_drop``, the probability to remove each annotated keypoint on top of what is missing.
     ``redraw_unnamed``: training pairs give such unnamed points no partner (the pair generator's
     option of that name).
@@ -74,6 +76,7 @@ class TrainConfig:
     num_workers: int = 0
     threads: int = 0
     outliers: int = 0
+    outlier_region: str = "box"
     extra_drop: float = 0.0
     redraw_unnamed: bool = True
 
@@ -81,6 +84,7 @@ class TrainConfig:
         check_field_types(self)
         check_choice(self, "dataset", DATASETS)
         check_choice(self, "lr_schedule", ("cosine", "constant"))
+        check_choice(self, "outlier_region", OUTLIER_REGIONS)
         check_at_least(self, 1, "epochs", "batch_size", "repeats", "eval_every")
         check_at_least(self, 0, "lr", strict=True)
         check_at_least(self, 0, "weight_decay", "grad_clip", note="0 switches it off")

@@ -6,8 +6,10 @@ position in the list when it has no ``id``), so an image is perturbed the same w
 split or subset it is read in, and the test pairs of every method see the same points.
 
 * :func:`add_outliers` (Willow with outliers): ``num`` points per image drawn uniformly inside the
-  axis-aligned bounding box of the image's own keypoints, unnamed (``names`` entry ``None``), so
-  they have no partner in any pair and a matcher must leave them unmatched.
+  axis-aligned bounding box of the image's own keypoints (``region="box"``, mostly on the object),
+  or inside the whole image (``region="image"``, as ThinkMatch's ``RAND_OUTLIER`` draws them for
+  the AFAT protocol: mostly background), unnamed (``names`` entry ``None``), so they have no
+  partner in any pair and a matcher must leave them unmatched.
 * :func:`drop_parts` (the "how partial" sweep on CUB): every keypoint removed independently with
   probability ``share``, on top of what the annotation already lacks.
 * :func:`perturb_splits`: both, on every split of a ``{"train", "val", "test"}`` dict, the way
@@ -18,9 +20,10 @@ refused (sample the image features *after* adding the outliers).
 """
 from __future__ import annotations
 
+import os
 import zlib
 from dataclasses import replace
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
@@ -28,7 +31,10 @@ from torch import Tensor
 from ..errors import InvalidInputError
 from .instance import KeypointInstance
 
-__all__ = ["add_outliers", "drop_parts", "perturb_splits", "MIN_KEPT"]
+__all__ = ["add_outliers", "drop_parts", "perturb_splits", "MIN_KEPT", "OUTLIER_REGIONS"]
+
+#: Where :func:`add_outliers` draws its points: the keypoints' bounding box, or the whole image.
+OUTLIER_REGIONS = ("box", "image")
 
 #: :func:`drop_parts` keeps at least this many keypoints of an image (or all it has, if fewer):
 #: a graph needs a triangle for its Delaunay edges.
@@ -49,22 +55,53 @@ def uniform_in_box(pos: Tensor, num: int, generator: Optional[torch.Generator] =
     return (low.to(u.dtype) + u * (high - low).to(u.dtype)).to(pos.dtype)
 
 
+def image_size(inst: KeypointInstance) -> Tuple[int, int]:
+    """``(width, height)`` in pixels of ``inst.image`` (a path: only the file's header is read;
+    or an ``H x W (x C)`` array). Raises :class:`~pyg_ssgm.errors.InvalidInputError` where the
+    instance has no image or it cannot be read."""
+    if inst.image is None:
+        raise InvalidInputError(f"instance {inst.id!r} has no image, so outliers cannot be drawn inside it: give "
+                                "each instance its image (path or array), or draw them in the keypoints' box "
+                                "(region 'box').")
+    if isinstance(inst.image, (str, os.PathLike)):
+        from PIL import Image, UnidentifiedImageError
+
+        try:
+            with Image.open(inst.image) as img:
+                return img.size
+        except (OSError, UnidentifiedImageError) as error:
+            raise InvalidInputError(f"the image of instance {inst.id!r} ({str(inst.image)!r}) cannot be read "
+                                    f"({error}); outliers inside the image need its size.") from None
+    shape = tuple(getattr(inst.image, "shape", ()))
+    if len(shape) < 2:
+        raise InvalidInputError(f"the image of instance {inst.id!r} must be a path or an H x W (x C) array, got "
+                                f"{type(inst.image).__name__} of shape {shape}.")
+    return int(shape[1]), int(shape[0])
+
+
 def _check_instances(instances: Sequence[KeypointInstance], what: str) -> None:
     bad = [type(i).__name__ for i in instances if not isinstance(i, KeypointInstance)]
     if bad:
         raise InvalidInputError(f"{what} takes a list of KeypointInstance, got a {bad[0]}.")
 
 
-def add_outliers(instances: Sequence[KeypointInstance], num: int, seed: int = 0) -> List[KeypointInstance]:
+def add_outliers(instances: Sequence[KeypointInstance], num: int, seed: int = 0,
+                 region: str = "box") -> List[KeypointInstance]:
     """Copies of ``instances``, each with ``num`` unnamed outlier points appended.
 
-    The points are uniform in the bounding box of the instance's keypoints (``names`` ``None``:
-    no partner). Deterministic per image (see the module docstring). ``num == 0`` returns the
-    instances unchanged. Raises :class:`~pyg_ssgm.errors.InvalidInputError` for a negative
-    ``num``, an instance without keypoints, or one that already carries features ``x``.
+    The points are uniform in the bounding box of the instance's keypoints (``region="box"``) or
+    in its whole image (``region="image"``: ``[0, width] x [0, height]`` pixels, the size read
+    from ``inst.image``), with ``names`` ``None``: no partner. Deterministic per image (see the
+    module docstring). ``num == 0`` returns the instances unchanged. Raises
+    :class:`~pyg_ssgm.errors.InvalidInputError` for a negative ``num``, an unknown ``region``, an
+    instance without keypoints, one without a readable image under ``region="image"``, or one
+    that already carries features ``x``.
     """
     if not isinstance(num, int) or num < 0:
         raise InvalidInputError(f"num (outliers per image) must be an integer >= 0, got {num!r}.")
+    if region not in OUTLIER_REGIONS:
+        raise InvalidInputError(f"region must be one of {OUTLIER_REGIONS} (where the outliers are drawn), "
+                                f"got {region!r}.")
     _check_instances(instances, "add_outliers")
     if num == 0:
         return list(instances)
@@ -74,10 +111,12 @@ def add_outliers(instances: Sequence[KeypointInstance], num: int, seed: int = 0)
             raise InvalidInputError(
                 f"instance {inst.id!r} already has features x; outliers are geometry only: add them before "
                 "sampling image features, or drop the features.")
-        if inst.pos.size(0) == 0:
+        if region == "box" and inst.pos.size(0) == 0:
             raise InvalidInputError(f"instance {inst.id!r} has no keypoints: outliers are drawn inside the "
                                     "bounding box of its keypoints.")
-        points = uniform_in_box(inst.pos, num, _generator(seed, "outliers", inst, index), draw_dtype=torch.float64)
+        # The box of the keypoints, or the image's corners: the same draw either way.
+        corners = inst.pos if region == "box" else inst.pos.new_tensor([[0.0, 0.0], list(image_size(inst))])
+        points = uniform_in_box(corners, num, _generator(seed, "outliers", inst, index), draw_dtype=torch.float64)
         out.append(replace(inst, pos=torch.cat([inst.pos, points]), names=list(inst.names) + [None] * num,
                            extra=dict(inst.extra)))
     return out
@@ -111,10 +150,10 @@ def drop_parts(instances: Sequence[KeypointInstance], share: float, seed: int = 
 
 
 def perturb_splits(splits: Dict[str, List[KeypointInstance]], outliers: int = 0, extra_drop: float = 0.0,
-                   seed: int = 0) -> Dict[str, List[KeypointInstance]]:
+                   seed: int = 0, outlier_region: str = "box") -> Dict[str, List[KeypointInstance]]:
     """Every split of ``splits`` with :func:`drop_parts` (``extra_drop``) then :func:`add_outliers`
-    (``outliers``) applied; unchanged when both are 0."""
+    (``outliers`` in ``outlier_region``) applied; unchanged when both are 0."""
     if not outliers and not extra_drop:
         return splits
-    return {name: add_outliers(drop_parts(items, extra_drop, seed), outliers, seed)
+    return {name: add_outliers(drop_parts(items, extra_drop, seed), outliers, seed, outlier_region)
             for name, items in splits.items()}
