@@ -26,5 +26,9 @@ SOLVERS = ("hungarian", "rrwm")
 #: Which nodes the model reports as generated (``InferenceConfig.completion_source``).
 COMPLETION_SOURCES = ("queries", "matching")
 
+#: Where ``pyg_ssgm.data.add_outliers`` draws its points: the keypoints' bounding box, or the whole
+#: image (ThinkMatch's ``RAND_OUTLIER``, the AFAT protocol's).
+OUTLIER_REGIONS = ("box", "image")
+
 __all__ = ["DATASETS", "CLASSICAL_SOLVERS", "BACKBONE_NAMES", "STRUCTURES", "MATCHING_LOSSES", "SOLVERS",
-           "COMPLETION_SOURCES"]
+           "COMPLETION_SOURCES", "OUTLIER_REGIONS"]

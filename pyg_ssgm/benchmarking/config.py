@@ -8,7 +8,7 @@ from typing import Any, Dict, Optional, Tuple
 import numpy as np
 import torch
 
-from ..catalog import DATASETS
+from ..catalog import DATASETS, OUTLIER_REGIONS
 from ..errors import ConfigError
 from ..validation import parse_device, resolve_device
 
@@ -152,8 +152,8 @@ class BenchmarkConfig:
             raise ConfigError(f"device must be cpu, cuda, cuda:N or auto, got {self.device!r}.")
         if self.outliers < 0:
             raise ConfigError(f"outliers (unnamed points added per image) must be >= 0, got {self.outliers}.")
-        if self.outlier_region not in ("box", "image"):
-            raise ConfigError(f"outlier_region must be 'box' or 'image', got {self.outlier_region!r}.")
+        if self.outlier_region not in OUTLIER_REGIONS:
+            raise ConfigError(f"outlier_region must be one of {OUTLIER_REGIONS}, got {self.outlier_region!r}.")
         if not 0.0 <= self.extra_drop < 1.0:
             raise ConfigError(f"extra_drop (share of keypoints removed per image) must be in [0, 1), "
                               f"got {self.extra_drop}.")

@@ -7,6 +7,7 @@ from typing import Callable, Optional, Tuple
 import click
 from click.core import ParameterSource
 
+from ..catalog import OUTLIER_REGIONS
 from .common import CONTEXT, DATASET_CHOICE, reported
 
 
@@ -69,7 +70,7 @@ def _command_line(ctx: click.Context) -> str:
               "there (by default a real dataset with images adds the image-feature rows).")
 @click.option("--outliers", type=int, default=0, show_default=True, help="Unnamed points added per image "
               "(every split), uniform in the bounding box of its keypoints: no partner (pyg_ssgm.data.add_outliers).")
-@click.option("--outlier-region", type=click.Choice(["box", "image"]), default="box", show_default=True,
+@click.option("--outlier-region", type=click.Choice(list(OUTLIER_REGIONS)), default="box", show_default=True,
               help="Where --outliers are drawn: the keypoints' bounding box, or anywhere in the image (ThinkMatch's "
                    "AFAT protocol).")
 @click.option("--extra-drop", type=float, default=0.0, show_default=True, help="Share of annotated keypoints "

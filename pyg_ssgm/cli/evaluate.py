@@ -6,7 +6,7 @@ from dataclasses import asdict, replace
 
 import click
 
-from ..catalog import BACKBONE_NAMES, CLASSICAL_SOLVERS, COMPLETION_SOURCES
+from ..catalog import BACKBONE_NAMES, CLASSICAL_SOLVERS, COMPLETION_SOURCES, OUTLIER_REGIONS
 from .common import (CONTEXT, DATASET_CHOICE, DataFiles, checkpoint_splits, data_options, dataset_of, read_splits,
                      reported)
 
@@ -29,7 +29,7 @@ from .common import (CONTEXT, DATASET_CHOICE, DataFiles, checkpoint_splits, data
 @click.option("--outliers", type=click.IntRange(min=0), help="Unnamed outlier points added per image, uniform in the "
               "bounding box of its keypoints (pyg_ssgm.data.add_outliers). Default: the checkpoint's training "
               "setting on its own dataset, else 0.")
-@click.option("--outlier-region", type=click.Choice(["box", "image"]), help="Where the outliers are drawn: the "
+@click.option("--outlier-region", type=click.Choice(list(OUTLIER_REGIONS)), help="Where the outliers are drawn: the "
               "keypoints' bounding box, or the whole image (ThinkMatch's AFAT protocol). Default: as --outliers "
               "(else box).")
 @click.option("--extra-drop", type=click.FloatRange(0.0, 1.0, max_open=True), help="Share of annotated keypoints "

@@ -5,9 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Dict, Optional
 
-from ..catalog import DATASETS
+from ..catalog import DATASETS, OUTLIER_REGIONS
 from ..data import GeometricAugmentation, PairGenerator
-from ..data.perturb import OUTLIER_REGIONS
 from ..errors import ConfigError
 from ..validation import check_at_least, check_choice, check_field_types, parse_device
 

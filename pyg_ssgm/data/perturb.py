@@ -28,13 +28,11 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 from torch import Tensor
 
+from ..catalog import OUTLIER_REGIONS
 from ..errors import InvalidInputError
 from .instance import KeypointInstance
 
-__all__ = ["add_outliers", "drop_parts", "perturb_splits", "MIN_KEPT", "OUTLIER_REGIONS"]
-
-#: Where :func:`add_outliers` draws its points: the keypoints' bounding box, or the whole image.
-OUTLIER_REGIONS = ("box", "image")
+__all__ = ["add_outliers", "drop_parts", "perturb_splits", "MIN_KEPT"]
 
 #: :func:`drop_parts` keeps at least this many keypoints of an image (or all it has, if fewer):
 #: a graph needs a triangle for its Delaunay edges.
