@@ -67,7 +67,7 @@ def format_accuracy(acc: Dict[str, Any]) -> str:
             f"{acc.get('outliers', 0)} unnamed outlier point(s) per image, uniform in "
             + ("the whole image" if acc.get("outlier_region") == "image" else "the bounding box of its keypoints")
             + f" (no partner); {100 * acc.get('extra_drop', 0.0):.0f} % of the annotated keypoints removed "
-            "per image. Geometry only: outliers carry no image features.")
+            "per image. Image features, where a row uses them, are sampled at the outliers too.")
     out = table + "\n\n" + "\n".join(f"{i + 1}. {n}" for i, n in enumerate(notes))
     generation = format_generation_tables(acc)
     if generation:
