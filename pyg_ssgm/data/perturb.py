@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 
 from ..catalog import OUTLIER_REGIONS
-from ..errors import InvalidInputError
+from ..errors import InvalidInputError, require
 from .instance import KeypointInstance
 
 __all__ = ["add_outliers", "drop_parts", "perturb_splits", "MIN_KEPT"]
@@ -62,12 +62,11 @@ def image_size(inst: KeypointInstance) -> Tuple[int, int]:
                                 "each instance its image (path or array), or draw them in the keypoints' box "
                                 "(region 'box').")
     if isinstance(inst.image, (str, os.PathLike)):
-        from PIL import Image, UnidentifiedImageError
-
+        Image = require("PIL.Image", "images")
         try:
             with Image.open(inst.image) as img:
                 return img.size
-        except (OSError, UnidentifiedImageError) as error:
+        except (OSError, Image.UnidentifiedImageError) as error:
             raise InvalidInputError(f"the image of instance {inst.id!r} ({str(inst.image)!r}) cannot be read "
                                     f"({error}); outliers inside the image need its size.") from None
     shape = tuple(getattr(inst.image, "shape", ()))
