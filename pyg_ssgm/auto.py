@@ -104,8 +104,13 @@ def train_auto(values: Optional[Mapping[str, Any]] = None,
     write_text_atomic(out / "auto.json", json.dumps({"budget_s": budget_s, "wall_s": time.perf_counter() - start,
                                                      "chosen": best["candidate"], "candidates": table}, indent=2))
     if echo is not None:
-        echo(f"auto: chose {best['candidate']} (validation F1 {best['val_f1']:.4f}); its files are in {out}, every "
-             f"candidate's in its sub-folder, the table in {out / 'auto.json'}")
+        # the margin says how much the choice rests on: a few thousandths is within a small split's noise
+        others = [row for row in tried if row is not best and row["val_f1"] == row["val_f1"]]
+        runner_up = max(others, key=lambda row: row["val_f1"]) if others else None
+        margin = (f", {best['val_f1'] - runner_up['val_f1']:+.4f} over {runner_up['candidate']}"
+                  if runner_up is not None else "")
+        echo(f"auto: chose {best['candidate']} (validation F1 {best['val_f1']:.4f}{margin}); its files are in {out}, "
+             f"every candidate's in its sub-folder, the table in {out / 'auto.json'}")
     return trainer, results, table
 
 

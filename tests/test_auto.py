@@ -16,11 +16,16 @@ from pyg_ssgm.errors import ConfigError
 
 def test_auto_keeps_the_candidate_of_best_validation_f1(tmp_path):
     values = tiny_settings(tmp_path / "run", epochs=1)
-    trainer, results, table = train_auto(values, candidates=(None, "willow_geometry"), progress=False, echo=None)
+    lines = []
+    trainer, results, table = train_auto(values, candidates=(None, "willow_geometry"), progress=False,
+                                         echo=lines.append)
     tried = {row["candidate"]: row for row in table}
     assert set(tried) == {"default", "willow_geometry"}
     best = max(tried.values(), key=lambda row: row["val_f1"])
     assert best["chosen"] and sum(row["chosen"] for row in table) == 1
+    # the printout says how much the choice rests on: the margin over the runner-up
+    other = next(row for row in table if row is not best)
+    assert f"{best['val_f1'] - other['val_f1']:+.4f} over {other['candidate']})" in lines[-1]
     assert trainer.out_dir == tmp_path / "run" / best["candidate"]
     # the user's settings win over the preset's, and the chosen run's files are the run's own
     assert trainer.settings.train.epochs == 1 and trainer.settings.model.hidden_channels == 16
