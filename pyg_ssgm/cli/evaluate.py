@@ -105,12 +105,14 @@ def evaluate_command(checkpoint, solver, dataset, root, data, val_data, test_dat
             train_cfg = settings.train
             dataset, splits = checkpoint_splits(checkpoint, settings, dataset, root, files)
             own = dataset == train_cfg.dataset  # the perturbation it was trained with, unless told otherwise
-            splits = perturb_splits(splits, train_cfg.outliers if outliers is None and own else outliers or 0,
+            # only the split scored: perturbation is seeded per image, so a subset changes nothing
+            splits = perturb_splits({split: splits[split]},
+                                    train_cfg.outliers if outliers is None and own else outliers or 0,
                                     train_cfg.extra_drop if extra_drop is None and own else extra_drop or 0.0,
                                     outlier_region=(train_cfg.outlier_region if outlier_region is None and own
                                                     else outlier_region or "box"))
             if settings.features is not None:  # the same image features the model was trained on
-                splits = with_image_features({split: splits[split]}, settings.features, dataset)
+                splits = with_image_features(splits, settings.features, dataset)
             if completion_source is not None:
                 predictor.config = replace(predictor.config, completion_source=completion_source)
             predict = predictor
@@ -121,13 +123,14 @@ def evaluate_command(checkpoint, solver, dataset, root, data, val_data, test_dat
 
             given = dataset_of(dataset, root, files)
             dataset = given["dataset"] or "synthetic"
-            splits = perturb_splits(read_splits(dataset, given["root"], files, seed=0), outliers or 0,
-                                    extra_drop or 0.0, outlier_region=outlier_region or "box")
+            splits = read_splits(dataset, given["root"], files, seed=0)
+            needed = {split, "val"} if fit_threshold else {split}  # seeded per image: a subset changes nothing
+            splits = perturb_splits({k: splits[k] for k in needed}, outliers or 0, extra_drop or 0.0,
+                                    outlier_region=outlier_region or "box")
             if backbone not in (None, "none"):  # sampled after the outliers: they get features of their own
                 from ..features import FeatureConfig
 
-                needed = {split, "val"} if fit_threshold else {split}
-                splits = with_image_features({k: splits[k] for k in needed}, FeatureConfig(backbone=backbone), dataset,
+                splits = with_image_features(splits, FeatureConfig(backbone=backbone), dataset,
                                              progress=not no_progress)
             predict = ClassicalMatcher(solver)
             if fit_threshold:
