@@ -147,6 +147,8 @@ def test_delaunay_batched_equals_each_graph_alone():
     got = delaunay_edges(pos, batch)
     assert torch.equal(got, expected)
     assert torch.equal(batch[got[0]], batch[got[1]])
+    with pytest.raises(InvalidInputError, match="sorted vector"):  # unsorted: refused, not silently wrong
+        delaunay_edges(pos, batch.flip(0))
 
 
 def test_make_pair_no_filtering_and_intersection():

@@ -7,6 +7,8 @@ from scipy.spatial import Delaunay, QhullError
 from torch import Tensor
 from torch_geometric.utils import coalesce, to_undirected
 
+from ..errors import InvalidInputError
+
 # Relative tolerance under which a point set counts as collinear (its second singular value
 # is this small compared with the first). Qhull would otherwise fail, or return slivers.
 _COLLINEAR_TOL = 1e-7
@@ -55,8 +57,11 @@ def delaunay_edges(pos: Tensor, batch: Tensor | None = None) -> Tensor:
     if batch is None:
         bounds = [0, n]
     else:
-        counts = torch.bincount(batch.detach().cpu(), minlength=1).numpy()
-        bounds = np.concatenate([[0], np.cumsum(counts)]).tolist()
+        b = batch.detach().cpu()
+        if b.shape != (n,) or (b.numel() and (int(b.min()) < 0 or bool((b[1:] < b[:-1]).any()))):
+            raise InvalidInputError(f"batch must be a sorted vector of {n} non-negative graph ids (one per point, "
+                                    f"graph by graph, as PyG batches are), got shape {list(b.shape)}.")
+        bounds = np.concatenate([[0], np.cumsum(torch.bincount(b, minlength=1).numpy())]).tolist()
     parts = [_triangulation_edges(p[a:b]) + a for a, b in zip(bounds[:-1], bounds[1:]) if b - a >= 2]
     if not parts:
         return torch.empty(2, 0, dtype=torch.long, device=pos.device)
