@@ -23,10 +23,11 @@ from pyg_ssgm.cli.common import reported
 from pyg_ssgm.data import RealPairs, load_splits, perturb_splits
 
 VARIANTS = {  # key -> (description, section overrides)
-    "generated": ("generated pairs only (defaults)", {}),
-    "pseudo": ("+ pseudo-labelled real pairs", {"train": {"pseudo_labels": True}}),
-    "pseudo_no_completion": ("+ pseudo-labelled real pairs, w/o completion",
-                             {"train": {"pseudo_labels": True}, "model": {"completion": False}}),
+    "generated": ("generated pairs only", {"train": {"pseudo_labels": False}}),
+    "pseudo": ("+ every pseudo-labelled real pair each epoch",
+               {"train": {"pseudo_labels": True, "pseudo_ratio": None}}),
+    "pseudo_no_completion": ("+ every pseudo-labelled real pair each epoch, w/o completion",
+                             {"train": {"pseudo_labels": True, "pseudo_ratio": None}, "model": {"completion": False}}),
 }
 SHAPE_CONTEXT_WEIGHTS = (0.0, 10.0, 20.0, 40.0)
 #: second-order matching over the completed graphs (``solver="rrwm"``, also a setting of inference

@@ -12,16 +12,21 @@ from pyg_ssgm.benchmarking.experiments import (DEFAULT_ROOTS, Study, per_class_t
                                                train_variant, with_inference)
 from pyg_ssgm.cli.common import reported
 
+#: the study's two kinds of training pairs, whatever the defaults: generated pairs alone, or
+#: generated pairs plus every pseudo-labelled real pair each epoch (as the Willow presets train)
+GENERATED_ONLY = {"pseudo_labels": False}
+ALL_PSEUDO = {"pseudo_labels": True, "pseudo_ratio": None}
+
 VARIANTS = [  # key, description, preset, section overrides
     ("generated_only", "generated pairs only, no shape context (the previous model)", None,
-     {"model": {"shape_context": False}}),
-    ("generated_sc", "generated pairs only, shape-context node features", None, {}),
+     {"train": GENERATED_ONLY, "model": {"shape_context": False}}),
+    ("generated_sc", "generated pairs only, shape-context node features", None, {"train": GENERATED_ONLY}),
     ("pseudo_no_sc", "+ pseudo-labelled real pairs, no shape context", None,
-     {"train": {"pseudo_labels": True}, "model": {"shape_context": False}}),
+     {"train": ALL_PSEUDO, "model": {"shape_context": False}}),
     ("pseudo_sc", "+ pseudo-labelled real pairs, shape-context node features (the base model)", None,
-     {"train": {"pseudo_labels": True}}),
+     {"train": ALL_PSEUDO}),
     ("pseudo_sc_rrwm", "the base model, second-order (RRWM) matching", None,
-     {"train": {"pseudo_labels": True}, "inference": {"solver": "rrwm"}}),
+     {"train": ALL_PSEUDO, "inference": {"solver": "rrwm"}}),
     ("geometry_preset", "the geometry preset (base model + late-fused shape context)", "willow_geometry", {}),
     ("images_encoder", "images: descriptors into the encoder (no late fusion)", "willow_images",
      {"model": {"use_appearance": True}, "inference": {"appearance_weight": 0.0}}),

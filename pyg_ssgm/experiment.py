@@ -9,6 +9,7 @@ data-parallel wrapper. :class:`~pyg_ssgm.trainer.Trainer` only loops over what i
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass, replace
 from typing import Dict, List, Mapping, Optional, Tuple, Union
 
@@ -68,8 +69,9 @@ def mirror_pairs(settings: Settings) -> bool:
     train, model = settings.train, settings.model
     mirror = train.mirror_rate > 0 and not train.supervised
     if mirror and train.pseudo_labels:
-        raise ConfigError("mirror_rate > 0 cannot be combined with pseudo_labels=True: the pseudo-labelled "
-                          "real pairs carry no mirror flag. Set one of them off.")
+        raise ConfigError("mirror_rate > 0 cannot be combined with pseudo_labels=True (on by default): the "
+                          "pseudo-labelled real pairs carry no mirror flag. Set pseudo_labels=false (as the cub "
+                          "preset does) or mirror_rate=0.")
     if model.mirror_aware and not mirror:
         raise ConfigError("mirror_aware=True learns from generated mirror pairs: set mirror_rate > 0 (for "
                           "example 0.5) in self-supervised training, or mirror_aware=False.")
@@ -189,7 +191,13 @@ def training_pairs(settings: Settings, instances: List[KeypointInstance], progre
     mirror = settings.inference.mirror_test
     labels = pseudo_label(instances, min_agreement=cfg.pseudo_min_agreement, seed=cfg.seed, progress=progress,
                           mirror_test=mirror)
-    real = PseudoLabelledPairs(instances, labels, seed=cfg.seed, drop_rate=cfg.drop_rate, orient=mirror)
+    if not labels:  # too few instances per category for a cycle, or none that agree: nothing to add
+        print("note: pseudo_labels found no cycle-consistent correspondence between the training instances "
+              "(a category needs 3 instances or more); training on generated pairs alone.", file=sys.stderr)
+        return generated
+    per_epoch = None if cfg.pseudo_ratio is None else max(1, round(cfg.pseudo_ratio * len(generated)))
+    real = PseudoLabelledPairs(instances, labels, seed=cfg.seed, drop_rate=cfg.drop_rate, orient=mirror,
+                               per_epoch=per_epoch)
     return EpochConcat([generated, real])
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from typing import Dict, List, NamedTuple, Sequence, Tuple
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
@@ -124,22 +124,32 @@ class PseudoLabelledPairs(Dataset):
     r"""Training pairs from :func:`pseudo_label`: item ``i`` of epoch ``e`` (a pure function of
     ``(seed, e, i)``) is pseudo pair ``i`` restricted to its labelled nodes, in a random direction,
     each side thinned by drops with probability ``drop_rate`` (at least ``min_kept`` nodes kept);
-    completion targets are estimated by an affine fit on the pseudo correspondences."""
+    completion targets are estimated by an affine fit on the pseudo correspondences.
+
+    ``per_epoch``: at most this many pseudo pairs an epoch (``None``: all of them), the next ones
+    of a seeded order each epoch, so that every pair takes its turn: a category of ``g`` instances
+    has about ``g^2 / 2`` real pairs against ``g`` generated ones, which would make an epoch of a
+    large dataset mostly pseudo pairs and many times longer."""
 
     def __init__(self, instances: Sequence[KeypointInstance], pairs: Sequence[PseudoPair], seed: int = 0,
-                 drop_rate: float = 0.25, min_kept: int = 3, orient: bool = False):
+                 drop_rate: float = 0.25, min_kept: int = 3, orient: bool = False, per_epoch: Optional[int] = None):
         if not pairs:
             raise InvalidInputError("PseudoLabelledPairs needs at least one pseudo-labelled pair; "
                                     "pseudo_label found no cycle-consistent correspondence.")
+        if per_epoch is not None and per_epoch < 1:
+            raise ConfigError(f"per_epoch must be >= 1 or None (every pseudo pair each epoch), got {per_epoch}.")
         self.instances, self.pairs = list(instances), list(pairs)
         self.seed, self.drop_rate, self.min_kept, self.epoch = seed, drop_rate, min_kept, 0
         self.orient = orient
+        self.per_epoch = None if per_epoch is None or per_epoch >= len(self.pairs) else per_epoch
+        self._order = (torch.randperm(len(self.pairs), generator=torch.Generator().manual_seed(seed))
+                       if self.per_epoch is not None else None)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return len(self.pairs)
+        return len(self.pairs) if self.per_epoch is None else self.per_epoch
 
     def _thin(self, n: int, rng: torch.Generator) -> Tensor:
         keep = torch.rand(n, generator=rng) >= self.drop_rate
@@ -149,6 +159,8 @@ class PseudoLabelledPairs(Dataset):
 
     def __getitem__(self, i: int) -> PairData:
         rng = item_generator(self.seed, self.epoch, i)
+        if self._order is not None:  # epoch e takes the next per_epoch pairs of the seeded order
+            i = int(self._order[(self.epoch * self.per_epoch + i) % len(self.pairs)])
         a, b, y = self.pairs[i]
         if bool(torch.rand((), generator=rng) < 0.5):
             a, b, y = b, a, y.flip(0)

@@ -169,6 +169,53 @@ def test_pseudo_labelled_pairs_follow_the_pseudo_labels_and_are_partial():
         pseudo_label(train, group_size=2)
 
 
+def test_pseudo_pairs_per_epoch_take_turns():
+    """``per_epoch``: an epoch serves that many pseudo pairs, the next ones of a seeded order each
+    epoch, so that over enough epochs every pair is served, each as often as the others."""
+    data = SyntheticKeypoints(tiny_synthetic_config(num_train=6, max_clutter=0))
+    train = data["train"]
+    labels = pseudo_label(train, group_size=6, progress=False)
+    assert len(labels) >= 6
+    ds = PseudoLabelledPairs(train, labels, seed=3, drop_rate=0.0, per_epoch=4)
+    served = []
+    for epoch in range(len(labels)):  # 4 * len(labels) items: every pair exactly 4 times
+        ds.set_epoch(epoch)
+        assert len(ds) == 4
+        for k in range(len(ds)):
+            pair = ds[k]
+            served.append(_served(labels, train, pair))
+    counts = torch.bincount(torch.tensor(served), minlength=len(labels))
+    assert counts.tolist() == [4] * len(labels)
+    assert len(PseudoLabelledPairs(train, labels, per_epoch=10_000)) == len(labels)  # more than there are: all
+    with pytest.raises(ConfigError, match="per_epoch"):
+        PseudoLabelledPairs(train, labels, per_epoch=0)
+    with pytest.raises(ConfigError, match="pseudo_ratio"):
+        TrainConfig(pseudo_ratio=0.0)
+
+
+def test_no_pseudo_pairs_means_generated_pairs_alone_with_a_note(capsys):
+    """Two instances per category form no cycle: pseudo-labelling adds nothing, and says so."""
+    from pyg_ssgm.data import GeneratedPairs
+    from pyg_ssgm.experiment import training_pairs
+
+    data = SyntheticKeypoints(tiny_synthetic_config(num_train=2, max_clutter=0))
+    settings = tiny_settings_of(train={"pseudo_labels": True})
+    pairs = training_pairs(settings, data["train"], progress=False)
+    assert isinstance(pairs, GeneratedPairs) and len(pairs) == len(data["train"])
+    assert "no cycle-consistent correspondence" in capsys.readouterr().err
+
+
+def _served(labels, train, pair) -> int:
+    """Which pseudo pair a served pair came from: the one whose two instances hold its positions
+    (drop_rate 0: every labelled node is served, possibly with source and target exchanged)."""
+    for k, p in enumerate(labels):
+        for a, b, y in ((p.source, p.target, p.y), (p.target, p.source, p.y.flip(0))):
+            if (pair.pos_s.size(0) == y.size(1) and torch.equal(pair.pos_s, train[a].pos[y[0]])
+                    and torch.equal(pair.pos_t, train[b].pos[y[1]])):
+                return k
+    raise AssertionError("a served pair matches no pseudo pair")
+
+
 def test_mirror_images_are_labelled_and_turned_to_face_the_same_way():
     """Half the instances mirrored left-right (birds facing the other way): the mirror-aware
     pseudo-labeller still finds their correspondences, and ``orient=True`` serves every pair

@@ -85,18 +85,22 @@ def test_resume_after_an_epoch_equals_an_uninterrupted_run(tmp_path):
         json.loads((tmp_path / "b" / "test_results.json").read_text())
 
 
-# 12 training instances, batch 4: 3 steps per epoch. Interrupt in epoch 1 and in epoch 2.
-@pytest.mark.parametrize("stop", [1, 5], ids=["epoch1-step1", "epoch2-step2"])
-def test_resume_after_an_interruption_mid_epoch_equals_an_uninterrupted_run(tmp_path, monkeypatch, stop):
+# 12 training instances and as many pseudo-labelled real pairs, batch 4: 6 steps per epoch.
+# Interrupt at step 1 of epoch 1 and at step 2 of epoch 2.
+@pytest.mark.parametrize("epoch,step", [(0, 1), (1, 2)], ids=["epoch1-step1", "epoch2-step2"])
+def test_resume_after_an_interruption_mid_epoch_equals_an_uninterrupted_run(tmp_path, monkeypatch, epoch, step):
     straight = make_trainer(tmp_path / "a", epochs=2)
     straight.fit()
+    steps = len(straight.loader)
+    assert steps == 6  # the pseudo-labelled pairs are part of the run that is resumed
+    stop = epoch * steps + step
 
     interrupted = make_trainer(tmp_path / "b", epochs=2)
     interrupt_at(interrupted, monkeypatch, stop)
     with pytest.raises(KeyboardInterrupt):
         interrupted.fit()
     state = load_checkpoint(interrupted.checkpoint_path)
-    assert (state["epoch"], state["step"]) == divmod(stop, 3)
+    assert (state["epoch"], state["step"]) == (epoch, step)
     assert not (tmp_path / "b" / "test_results.json").exists()
     monkeypatch.undo()
 
@@ -105,7 +109,7 @@ def test_resume_after_an_interruption_mid_epoch_equals_an_uninterrupted_run(tmp_
     assert_same_state(straight, resumed)
     # epochs finished before the interruption keep their row
     assert [r["epoch"] for r in read_metrics(tmp_path / "b")] == [1, 2]
-    assert_same_metrics(tmp_path / "a", tmp_path / "b", epochs={e for e in (1, 2) if e <= stop // 3})
+    assert_same_metrics(tmp_path / "a", tmp_path / "b", epochs={e for e in (1, 2) if e <= epoch})
 
 
 def test_mid_epoch_resume_is_exact_with_dropout(tmp_path, monkeypatch):
@@ -300,15 +304,15 @@ def test_train_config_validation():
 def test_mirror_pairs_go_with_a_model_told_about_them(tmp_path):
     """A model trained on mirror pairs must be told which pairs they are (or it would learn to
     unmatch the eyes of every pair), and a mirror-aware model needs mirror pairs to learn from."""
-    trainer = make_trainer(tmp_path, mirror_rate=0.5)
+    trainer = make_trainer(tmp_path, mirror_rate=0.5, pseudo_labels=False)
     assert trainer.model.config.mirror_aware and trainer.model.mirror_shift is not None
     assert trainer.settings.model.mirror_aware  # derived, and recorded as such
     with pytest.raises(ConfigError, match="mirror_rate > 0"):
         build(Settings.from_dict({"output_dir": str(tmp_path), "mirror_aware": True}))
-    with pytest.raises(ConfigError, match="pseudo_labels"):
-        build(Settings.from_dict({"mirror_rate": 0.5, "pseudo_labels": True, "output_dir": str(tmp_path)}))
+    with pytest.raises(ConfigError, match="pseudo_labels=false"):  # pseudo-labels are on by default
+        build(Settings.from_dict({"mirror_rate": 0.5, "output_dir": str(tmp_path)}))
     with pytest.raises(ConfigError, match="mirror_aware"):  # a value given is refused, never rewritten
-        make_trainer(tmp_path, model={"mirror_aware": False}, mirror_rate=0.5)
+        make_trainer(tmp_path, model={"mirror_aware": False}, mirror_rate=0.5, pseudo_labels=False)
     supervised = make_trainer(tmp_path, mirror_rate=0.5, supervised=True)  # generates no pair: ignored
     assert not supervised.model.config.mirror_aware
 

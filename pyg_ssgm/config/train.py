@@ -30,7 +30,9 @@ class TrainConfig:
     real pairs with their labels instead (the upper bound). ``pseudo_labels`` adds, to the generated
     pairs, the training split's own unlabelled real pairs with cycle-consistent pseudo-labels from
     a classical solver (:mod:`pyg_ssgm.pseudo_labels`; ``pseudo_min_agreement`` is the share of
-    cycles that must agree; no keypoint name is read across instances). Evaluation: at most
+    cycles that must agree; no keypoint name is read across instances; ``pseudo_ratio``: at most
+    that many pseudo-labelled pairs per generated pair in an epoch, taking turns, ``None``: all of
+    them every epoch). Evaluation: at most
     ``val_pairs_per_category`` / ``test_pairs_per_category`` real pairs per class (``None``: all).
     ``threads``: CPU threads of torch (0: the automatic policy of :mod:`pyg_ssgm.threads`; more than
     the usable cores are capped there, with a note, when the run starts).
@@ -48,8 +50,9 @@ class TrainConfig:
     dataset: str = "synthetic"
     root: Optional[str] = None
     supervised: bool = False
-    pseudo_labels: bool = False
+    pseudo_labels: bool = True
     pseudo_min_agreement: float = 0.5
+    pseudo_ratio: Optional[float] = 1.0
     epochs: int = 100
     batch_size: int = 16
     lr: float = 2e-3
@@ -97,6 +100,9 @@ class TrainConfig:
         parse_device(self.device)
         if not 0 < self.pseudo_min_agreement <= 1:
             raise ConfigError(f"pseudo_min_agreement must be in (0, 1], got {self.pseudo_min_agreement}.")
+        if self.pseudo_ratio is not None and not self.pseudo_ratio > 0:
+            raise ConfigError(f"pseudo_ratio (pseudo-labelled pairs per generated pair) must be > 0 or null "
+                              f"(all of them), got {self.pseudo_ratio}.")
         if not 0.0 <= self.mirror_rate <= 1.0:
             raise ConfigError(f"mirror_rate (share of mirror pairs) must be in [0, 1], got {self.mirror_rate}.")
         if not 0.0 <= self.extra_drop < 1.0:
