@@ -44,6 +44,7 @@ from torch_geometric.utils import to_dense_batch
 
 from .catalog import CLASSICAL_SOLVERS
 from .errors import ConfigError, InvalidInputError
+from .data import RealPairs, pair_loader
 from .data.pair_data import mirrored
 from .matching import dense_connectivity
 from .nn.shape_context import shape_context
@@ -52,7 +53,7 @@ from .metrics import MatchingReport, aggregate, as_pair_batch, batch_counts, bat
 SOLVERS = CLASSICAL_SOLVERS
 NODE_AFFINITIES = ("auto", "features", "geometry")
 
-__all__ = ["ClassicalMatcher", "shape_context", "SOLVERS"]
+__all__ = ["ClassicalMatcher", "calibrated_solver", "shape_context", "SOLVERS"]
 
 
 def _node_affinity(d1: Tensor, d2: Tensor) -> Tensor:
@@ -270,3 +271,19 @@ class ClassicalMatcher:
             batch = as_pair_batch(batch)
             records.extend(batch_counts(self(batch), batch))
         return aggregate(records)
+
+
+def calibrated_solver(solver: str, val_instances: Optional[Sequence] = None,
+                      max_pairs_per_category: Optional[int] = None, mirror_test: bool = False,
+                      **options: Any):
+    """A :class:`ClassicalMatcher` whose unmatched threshold is calibrated on the real pairs of
+    ``val_instances`` (seed 0, batches of 32); a full matching (threshold ``None``) where there is
+    no such pair or no threshold beats it."""
+    matcher = ClassicalMatcher(solver, mirror_test=mirror_test, **options)
+    if val_instances:
+        try:
+            pairs = RealPairs(val_instances, max_pairs_per_category, seed=0)
+        except InvalidInputError:  # no two instances of one class (tiny data): stays full
+            return matcher
+        matcher.calibrate_threshold(list(pair_loader(pairs, 32)))
+    return matcher

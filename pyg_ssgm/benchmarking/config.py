@@ -10,7 +10,7 @@ import torch
 
 from ..catalog import DATASETS, OUTLIER_REGIONS
 from ..errors import ConfigError
-from ..validation import parse_device, resolve_device
+from ..validation import check_choice, parse_device, resolve_device
 
 __all__ = ["BenchmarkConfig", "CLASSICAL", "QAP_SOLVERS", "PUBLISHED", "PUBLISHED_PARTIAL"]
 
@@ -152,8 +152,7 @@ class BenchmarkConfig:
             raise ConfigError(f"device must be cpu, cuda, cuda:N or auto, got {self.device!r}.")
         if self.outliers < 0:
             raise ConfigError(f"outliers (unnamed points added per image) must be >= 0, got {self.outliers}.")
-        if self.outlier_region not in OUTLIER_REGIONS:
-            raise ConfigError(f"outlier_region must be one of {OUTLIER_REGIONS}, got {self.outlier_region!r}.")
+        check_choice(self, "outlier_region", OUTLIER_REGIONS)
         if not 0.0 <= self.extra_drop < 1.0:
             raise ConfigError(f"extra_drop (share of keypoints removed per image) must be in [0, 1), "
                               f"got {self.extra_drop}.")

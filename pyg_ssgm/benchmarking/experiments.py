@@ -27,6 +27,7 @@ from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Seq
 
 import torch
 
+from ..baselines import calibrated_solver  # re-exported: the studies calibrate their classical rows with it
 from .report import _json_default
 from .tables import format_table
 
@@ -170,26 +171,6 @@ def score_pair_list(predict: Callable, instances: Sequence, pairs: Sequence[Sequ
     records = count_matches(predict, [make_pair(instances[i], instances[j]) for i, j in pairs], batch_size, device)
     mean = aggregate(records).mean
     return {"f1": mean.f1, "precision": mean.precision, "recall": mean.recall, "num_pairs": len(records)}
-
-
-def calibrated_solver(solver: str, val_instances: Optional[Sequence] = None,
-                      max_pairs_per_category: Optional[int] = None, mirror_test: bool = False,
-                      **options: Any):
-    """A :class:`~pyg_ssgm.baselines.ClassicalMatcher` whose unmatched threshold is calibrated
-    on the real pairs of ``val_instances`` (seed 0, batches of 32); a full matching (threshold
-    ``None``) where there is no such pair or no threshold beats it."""
-    from ..baselines import ClassicalMatcher
-    from ..data import RealPairs, pair_loader
-    from ..errors import InvalidInputError
-
-    matcher = ClassicalMatcher(solver, mirror_test=mirror_test, **options)
-    if val_instances:
-        try:
-            pairs = RealPairs(val_instances, max_pairs_per_category, seed=0)
-        except InvalidInputError:  # no two instances of one class (tiny data): stays full
-            return matcher
-        matcher.calibrate_threshold(list(pair_loader(pairs, 32)))
-    return matcher
 
 
 def per_class_table(columns: Sequence[str], rows: Sequence[Mapping[str, Any]],

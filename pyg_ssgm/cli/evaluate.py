@@ -119,7 +119,7 @@ def evaluate_command(checkpoint, solver, dataset, root, data, val_data, test_dat
             if max_pairs_per_category is None:
                 max_pairs_per_category = getattr(train_cfg, f"{split}_pairs_per_category")
         else:
-            from ..baselines import ClassicalMatcher
+            from ..baselines import ClassicalMatcher, calibrated_solver
 
             given = dataset_of(dataset, root, files)
             dataset = given["dataset"] or "synthetic"
@@ -134,7 +134,6 @@ def evaluate_command(checkpoint, solver, dataset, root, data, val_data, test_dat
                                              progress=not no_progress)
             predict = ClassicalMatcher(solver)
             if fit_threshold:
-                from ..benchmarking.experiments import calibrated_solver
                 from ..config import TrainConfig
 
                 # the validation pairs training scores (and the benchmark calibrates on)
