@@ -110,17 +110,20 @@ def stored_settings(state: Mapping[str, Any]) -> Dict[str, Optional[Dict[str, An
 
 def changed_settings(stored: Mapping[str, Optional[Mapping[str, Any]]],
                      settings: Mapping[str, Optional[Mapping[str, Any]]],
-                     may_change: Optional[Mapping[str, Any]] = None) -> list:
+                     may_change: Optional[Mapping[str, Any]] = None,
+                     introduced: Optional[Mapping[str, Mapping[str, Any]]] = None) -> list:
     """``"section.key: old -> new"`` for each setting of ``settings`` (by section, as in
     ``config.json``) that differs from the ``stored`` one, except the keys listed in
-    ``may_change[section]``."""
+    ``may_change[section]``. A key the stored run lacks but ``introduced[section]`` lists (a
+    setting added since that run was saved) counts as the value listed there."""
     def plain(value):  # a tuple comes back from JSON or YAML as a list
         return [plain(v) for v in value] if isinstance(value, (list, tuple)) else value
 
     absent = "(absent)"
     changes = []
     for section in SETTINGS_ENTRIES:
-        old, new = stored.get(section) or {}, settings.get(section) or {}
+        old = {**(introduced or {}).get(section, {}), **(stored.get(section) or {})} if stored.get(section) else {}
+        new = settings.get(section) or {}
         for key in sorted(set(old) | set(new)):
             if key in (may_change or {}).get(section, ()):
                 continue

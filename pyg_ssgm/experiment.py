@@ -184,13 +184,13 @@ def training_pairs(settings: Settings, instances: List[KeypointInstance], progre
     generated = GeneratedPairs(instances, cfg.pair_generator(), seed=cfg.seed, repeats=cfg.repeats)
     if not cfg.pseudo_labels:
         return generated
-    from .pseudo_labels import PseudoLabelledPairs, pseudo_label
+    from .pseudo_labels import PseudoLabelledPairs, pseudo_label_once
 
     # A model that matches mirror images too learns from pseudo-labels found the same way, on
     # pairs turned to face the same way (it meets the other orientation by its mirror test).
     mirror = settings.inference.mirror_test
-    labels = pseudo_label(instances, min_agreement=cfg.pseudo_min_agreement, seed=cfg.seed, progress=progress,
-                          mirror_test=mirror)
+    labels = pseudo_label_once(instances, min_agreement=cfg.pseudo_min_agreement, seed=cfg.seed, progress=progress,
+                               mirror_test=mirror)
     if not labels:  # too few instances per category for a cycle, or none that agree: nothing to add
         print("note: pseudo_labels found no cycle-consistent correspondence between the training instances "
               "(a category needs 3 instances or more); training on generated pairs alone.", file=sys.stderr)

@@ -19,6 +19,7 @@ does).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import itertools
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
@@ -96,6 +97,28 @@ def pseudo_label(instances: Sequence[KeypointInstance], solver: str = "rrwm", mi
             if keep.numel():
                 out.append(PseudoPair(a, b, torch.stack([keep, m[keep]])))
     return out
+
+
+_LAST: Dict[str, List[PseudoPair]] = {}  # the last labelling: its fingerprint -> its pairs
+
+
+def pseudo_label_once(instances: Sequence[KeypointInstance], **options) -> List[PseudoPair]:
+    """:func:`pseudo_label`, reusing the last labelling when the instances (categories, positions,
+    features) and ``options`` are the same: ``--preset auto`` trains several candidates on one
+    split, and the labelling of a large split takes minutes on a CPU. Only the last labelling is
+    kept, so a process that trains on many splits holds one at a time."""
+    digest = hashlib.sha1(repr(sorted((k, v) for k, v in options.items() if k != "progress")).encode())
+    for inst in instances:
+        digest.update(inst.category.encode())
+        for tensor in (inst.pos, inst.x):
+            if tensor is not None:
+                digest.update(str(tuple(tensor.shape)).encode())
+                digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    key = digest.hexdigest()
+    if key not in _LAST:
+        _LAST.clear()
+        _LAST[key] = pseudo_label(instances, **options)
+    return _LAST[key]
 
 
 def _cycle_support(group: Sequence[int], maps: Dict[Tuple[int, int], Tensor]) -> Tensor:
@@ -188,4 +211,4 @@ def is_mirror_image(pos_s: Tensor, pos_t: Tensor) -> bool:
     return bool(torch.linalg.det(A[:2]) < 0)
 
 
-__all__ = ["PseudoPair", "pseudo_label", "PseudoLabelledPairs", "is_mirror_image"]
+__all__ = ["PseudoPair", "pseudo_label", "pseudo_label_once", "PseudoLabelledPairs", "is_mirror_image"]

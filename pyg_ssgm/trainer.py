@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from .experiment import Experiment, build
 from .checkpoint import TRAINING_ENTRIES, changed_settings, load_checkpoint, restoring, save_checkpoint, stored_settings
-from .config import RESUME_MAY_CHANGE, Settings, split_sections
+from .config import INTRODUCED, RESUME_MAY_CHANGE, Settings, split_sections
 from .data import KeypointInstance
 from .data.datasets import has_pairs
 from .errors import CheckpointError, ConfigError, OutputPathError
@@ -111,12 +111,18 @@ class Trainer:
         state = load_checkpoint(path, map_location=self.device, entries=TRAINING_ENTRIES)
         with restoring(path):
             stored = split_sections({k: v for k, v in stored_settings(state).items() if v is not None})
-        changes = changed_settings(stored, self.settings.to_dict(), RESUME_MAY_CHANGE)
+        changes = changed_settings(stored, self.settings.to_dict(), RESUME_MAY_CHANGE, INTRODUCED)
         if changes:
+            # settings added since the run was saved: its config.json does not hold them either
+            older = " ".join(f"--set {section}.{key}={json.dumps(value)}" for section, keys in INTRODUCED.items()
+                             for key, value in keys.items()
+                             if stored.get(section) is not None and key not in stored[section]
+                             and getattr(getattr(self.settings, section), key) != value)
             raise ConfigError(
                 f"--resume would continue the run in {str(path.parent)!r} with other settings: {'; '.join(changes)}. "
-                f"Resume with the run's own settings (--config {path.parent / 'config.json'} --resume, changing "
-                f"only {', '.join(RESUME_MAY_CHANGE['train'])}), or start a new run in another --output-dir.")
+                f"Resume with the run's own settings (--config {path.parent / 'config.json'}"
+                f"{' ' + older if older else ''} --resume, changing only {', '.join(RESUME_MAY_CHANGE['train'])}), "
+                f"or start a new run in another --output-dir.")
         if self.cfg.epochs < state["epoch"]:
             raise ConfigError(f"the run in {str(path.parent)!r} has trained {state['epoch']} epochs already; "
                               f"--epochs {self.cfg.epochs} cannot shorten it (it may extend it).")

@@ -193,6 +193,26 @@ def test_pseudo_pairs_per_epoch_take_turns():
         TrainConfig(pseudo_ratio=0.0)
 
 
+def test_pseudo_labels_once_per_split_and_options(monkeypatch):
+    """Candidates of ``--preset auto`` label one split once: the same instances and options reuse
+    the last labelling; other positions, features or options label again."""
+    import pyg_ssgm.pseudo_labels as module
+
+    data = SyntheticKeypoints(tiny_synthetic_config(num_train=6, max_clutter=0))
+    train = data["train"]
+    calls = []
+    monkeypatch.setattr(module, "pseudo_label", lambda inst, **kw: calls.append(kw) or [len(calls)])
+    monkeypatch.setattr(module, "_LAST", {})
+    first = module.pseudo_label_once(train, seed=0, progress=True)
+    assert module.pseudo_label_once(list(train), seed=0, progress=False) is first and len(calls) == 1
+    moved = [dataclasses.replace(train[0], pos=train[0].pos + 1e-3), *train[1:]]
+    described = [dataclasses.replace(train[0], x=train[0].x + 1.0), *train[1:]]
+    for instances, options in ((moved, {"seed": 0}), (described, {"seed": 0}), (train, {"seed": 1}),
+                               (train, {"seed": 0, "mirror_test": True})):
+        module.pseudo_label_once(instances, **options)
+    assert len(calls) == 5
+
+
 def test_no_pseudo_pairs_means_generated_pairs_alone_with_a_note(capsys):
     """Two instances per category form no cycle: pseudo-labelling adds nothing, and says so."""
     from pyg_ssgm.data import GeneratedPairs

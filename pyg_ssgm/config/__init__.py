@@ -5,9 +5,9 @@
 """
 from ..features import FeatureConfig
 from .model import InferenceConfig, LossConfig, ModelConfig
-from .settings import (RESUME_MAY_CHANGE, SECTIONS, Settings, apply_overrides, merge, read_settings_file,
+from .settings import (INTRODUCED, RESUME_MAY_CHANGE, SECTIONS, Settings, apply_overrides, merge, read_settings_file,
                        split_sections)
 from .train import TrainConfig
 
 __all__ = ["ModelConfig", "LossConfig", "InferenceConfig", "TrainConfig", "FeatureConfig", "Settings", "SECTIONS",
-           "RESUME_MAY_CHANGE", "split_sections", "merge", "read_settings_file", "apply_overrides"]
+           "RESUME_MAY_CHANGE", "INTRODUCED", "split_sections", "merge", "read_settings_file", "apply_overrides"]

@@ -33,6 +33,13 @@ RESUME_MAY_CHANGE = {"train": ("epochs", "device", "num_workers", "eval_every", 
                      # where image features are cached and how they are batched change no value
                      "features": ("cache_dir", "batch_size", "device")}
 
+#: Settings added after runs were first saved, with the value that does what a run saved before
+#: them did: a checkpoint that lacks the key trained as that value says. Resuming compares with
+#: it (so an old run resumes where its behaviour is today's default) and otherwise names the
+#: ``--set`` that restores it, since the run's own ``config.json`` does not hold the key either.
+INTRODUCED = {"train": {"outlier_region": "box",  # outliers were drawn in the keypoints' box
+                        "pseudo_ratio": None}}  # every pseudo-labelled pair, every epoch
+
 
 def _names(cls) -> set:
     return {f.name for f in fields(cls)}
@@ -178,5 +185,5 @@ class Settings:
         return replace(self, **sections)
 
 
-__all__ = ["Settings", "SECTIONS", "RESUME_MAY_CHANGE", "split_sections", "merge", "read_settings_file",
+__all__ = ["Settings", "SECTIONS", "RESUME_MAY_CHANGE", "INTRODUCED", "split_sections", "merge", "read_settings_file",
            "apply_overrides"]
