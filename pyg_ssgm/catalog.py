@@ -24,7 +24,7 @@ MATCHING_LOSSES = ("sinkhorn", "hamming")
 SOLVERS = ("hungarian", "rrwm")
 
 #: Which nodes the model reports as generated (``InferenceConfig.completion_source``).
-COMPLETION_SOURCES = ("queries", "matching")
+COMPLETION_SOURCES = ("queries", "matching", "seeded")
 
 #: Where ``pyg_ssgm.data.add_outliers`` draws its points: the keypoints' bounding box, or the whole
 #: image (ThinkMatch's ``RAND_OUTLIER``, the AFAT protocol's).

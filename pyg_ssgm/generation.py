@@ -6,7 +6,8 @@ r"""What the model generates, measured on *real* pairs (the names say what each 
   (:meth:`Predictor.generated_nodes <pyg_ssgm.Predictor.generated_nodes>`: the decoder's queries
   that exist, or one node per point the matching leaves unmatched), on the same matching: the
   share of pairs whose generated count is exact on *both* sides, the same per graph, and the mean
-  absolute error per graph.
+  absolute error per graph; and, whatever the threshold, how well the queries' existence and the
+  affinity rank the nodes a graph lacks above those it has (:func:`auroc`).
 * **place** (:func:`placement_measures`): hide :math:`k` keypoints that both instances name from
   the target (seeded per pair), so that the target lacks them, and score where each is put back
   against where it was: PCK@:math:`\alpha`, the share of hidden points within
@@ -30,6 +31,7 @@ from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 import numpy as np
 import torch
 from scipy.interpolate import RBFInterpolator
+from scipy.stats import mannwhitneyu
 from torch import Tensor
 from torch.utils.data import Subset
 
@@ -38,6 +40,7 @@ from .data import KeypointInstance, RealPairs, make_pair, pair_loader
 from .data.datasets import item_generator
 from .evaluation import evaluate_matching
 from .model import Predictor
+from .model.predictor import Oriented
 from .progress import progress_bar
 
 #: Keypoints hidden from the target per pair in the place measure.
@@ -53,7 +56,8 @@ PCK_ALPHAS: Tuple[float, ...] = (0.05, 0.1)
 
 __all__ = ["HIDDEN_COUNTS", "MIN_LEFT", "PCK_ALPHAS", "TPS_SMOOTHING", "ALL_QUERIES", "HiddenPair", "hide_common",
            "lacking", "affine_transfer", "tps_transfer", "pck", "count_measures", "placement_measures",
-           "inference_switch", "generation_measures", "completion_records", "format_generation", "completions_of"]
+           "inference_switch", "generation_measures", "completion_records", "format_generation", "completions_of",
+           "lacking_scores", "auroc"]
 
 
 def lacking(names_own: Sequence[Any], names_other: Sequence[Any]) -> int:
@@ -99,7 +103,7 @@ def pck(errors: Sequence[float], alphas: Sequence[float] = PCK_ALPHAS) -> Dict[s
 
 
 def _sources(predictor: Predictor) -> Tuple[str, ...]:
-    """The completion sources worth scoring: "queries" only where the model has a decoder."""
+    """The completion sources worth scoring: "queries" and "seeded" only where the model has a decoder."""
     return COMPLETION_SOURCES if predictor.model.config.completion else ("matching",)
 
 
@@ -109,14 +113,46 @@ def _sources(predictor: Predictor) -> Tuple[str, ...]:
 ALL_QUERIES = "queries, any existence"
 
 
-def completions_of(predictor: Predictor, batch, sources: Sequence[str]) -> Tuple[List[Tensor], Dict[str, list]]:
+def completions_of(predictor: Predictor, batch, sources: Sequence[str]) -> Tuple[Oriented, Dict[str, list]]:
     """One matching of ``batch`` (the mirror test's orientation per pair) and, per completion
     source (and :data:`ALL_QUERIES`), the :class:`~pyg_ssgm.model.output.Completion` of every pair
     read off it."""
     oriented = predictor.orient(batch)
-    return oriented.pairs(), {s: (predictor.completions(oriented, batch, "queries", exist_threshold=-1.0)
-                                  if s == ALL_QUERIES else predictor.completions(oriented, batch, s))
-                              for s in sources}
+    return oriented, {s: (predictor.completions(oriented, batch, "queries", exist_threshold=-1.0)
+                          if s == ALL_QUERIES else predictor.completions(oriented, batch, s))
+                      for s in sources}
+
+
+def lacking_scores(oriented: Oriented, b: int, side: str) -> Dict[str, np.ndarray]:
+    """How strongly pair ``b``'s matching says that graph ``side`` lacks each real node of the
+    other graph (higher: more likely lacking), per node of the other graph, from the orientation
+    the pair keeps: ``"queries"``, the existence probability of the query of ``side`` seeded from
+    the node (0 where none was), where the model has a decoder; ``"affinity"``, minus the node's
+    best affinity to a real node of ``side`` (what the matching's threshold cuts)."""
+    prediction = oriented.plain if bool(oriented.keep[b]) else oriented.flipped
+    out = prediction.output
+    n_s, n_t = int(out.num_real_s[b]), int(out.num_real_t[b])
+    S = out.S[b, :n_s, :n_t]
+    scores = {"affinity": (-(S.amax(0) if side == "s" else S.amax(1))).double().cpu().numpy()}
+    queries, seeds = (out.queries_s, out.seeds_s) if side == "s" else (out.queries_t, out.seeds_t)
+    if queries is not None:
+        other = out.num_real_t if side == "s" else out.num_real_s
+        mine = (queries.batch == b) & (seeds >= 0)
+        prob = np.zeros(n_t if side == "s" else n_s)
+        prob[(seeds[mine] - (torch.cumsum(other, 0) - other)[b]).cpu().numpy()] = \
+            torch.sigmoid(queries.exist_logit[mine]).double().cpu().numpy()
+        scores["queries"] = prob
+    return scores
+
+
+def auroc(scores: Sequence[float], lacks: Sequence[bool]) -> float:
+    """The probability that a node that lacks a partner scores above one that has one (ties count
+    half; the Mann-Whitney statistic over both counts): 0.5 is chance, 1 a perfect ranking. NaN
+    where either kind is absent."""
+    scores, lacks = np.asarray(scores, dtype=float), np.asarray(lacks, dtype=bool)
+    if lacks.all() or not lacks.any():
+        return float("nan")
+    return float(mannwhitneyu(scores[lacks], scores[~lacks]).statistic / (lacks.sum() * (~lacks).sum()))
 
 
 @torch.no_grad()
@@ -126,18 +162,31 @@ def count_measures(predictor: Predictor, instances: Sequence[KeypointInstance],
     """The count measure (module docstring) on the unfiltered real pairs of ``instances`` (those of
     :func:`~pyg_ssgm.evaluation.evaluate_matching`). Returns ``num_pairs``, ``true_mean`` (points a
     graph lacks, mean per graph), ``true_zero`` (share of pairs where neither graph lacks any) and,
-    per source, ``exact`` (pairs), ``exact_graph``, ``mae`` and ``generated_mean`` (per graph)."""
+    per source, ``exact`` (pairs), ``exact_graph``, ``mae`` and ``generated_mean`` (per graph);
+    ``auroc``: how well each per-node score of :func:`lacking_scores` ranks the named nodes a graph
+    lacks above those it has, whatever the threshold (:func:`auroc`; ``None`` where no graph lacks
+    any, or every one lacks all)."""
     dataset = RealPairs(instances, max_pairs_per_category, seed=seed)
     scorable = dataset.scorable()
-    sources = _sources(predictor)
+    # "seeded" generates the nodes of "matching" (only their places differ): the same count
+    sources = tuple(s for s in _sources(predictor) if s != "seeded")
     true: List[Tuple[int, int]] = []
     made: Dict[str, List[Tuple[int, int]]] = {s: [] for s in sources}
+    scores: Dict[str, List[float]] = {}  # per named node of every graph's other graph: each score of lacking it
+    lacks: List[bool] = []  # and whether the graph does lack it
     with progress_bar(len(scorable), desc or "", "pair", desc is not None) as bar:
         for batch in pair_loader(Subset(dataset, scorable), batch_size):
-            _, completions = completions_of(predictor, batch.to(device), sources)
+            oriented, completions = completions_of(predictor, batch.to(device), sources)
             true += [(lacking(ns, nt), lacking(nt, ns)) for ns, nt in zip(batch.names_s, batch.names_t)]
             for s in sources:
                 made[s] += [(len(c.source.pos), len(c.target.pos)) for c in completions[s]]
+            for b, (names_s, names_t) in enumerate(zip(batch.names_s, batch.names_t)):
+                for side, own, other in (("s", names_s, names_t), ("t", names_t, names_s)):
+                    named = [j for j, n in enumerate(other) if n is not None]  # outliers: lacked by no graph
+                    for key, score in lacking_scores(oriented, b, side).items():
+                        scores.setdefault(key, []).extend(score[named].tolist())
+                    have = set(own)
+                    lacks += [other[j] not in have for j in named]
             bar.update(batch.num_graphs)
     truth = np.asarray(true, dtype=np.int64).reshape(-1, 2)
     out: Dict[str, Any] = {"num_pairs": len(truth), "true_mean": float(truth.mean()) if truth.size else float("nan"),
@@ -147,6 +196,9 @@ def count_measures(predictor: Predictor, instances: Sequence[KeypointInstance],
         ok = m == truth
         out[s] = {"exact": float(ok.all(1).mean()), "exact_graph": float(ok.mean()),
                   "mae": float(np.abs(m - truth).mean()), "generated_mean": float(m.mean())}
+    ranks = {key: auroc(score, lacks) for key, score in scores.items()}
+    # None rather than NaN where undefined (clean pairs): the report is written as JSON
+    out["auroc"] = {key: value if np.isfinite(value) else None for key, value in ranks.items()}
     return out
 
 
@@ -211,8 +263,8 @@ def placement_measures(predictor: Predictor, instances: Sequence[KeypointInstanc
             for start in range(0, len(items), batch_size):
                 chunk = items[start:start + batch_size]
                 batch = next(iter(pair_loader([h.pair for h in chunk], len(chunk))))
-                matches, completions = completions_of(predictor, batch.to(device), sources)
-                theirs = baseline(batch)
+                oriented, completions = completions_of(predictor, batch.to(device), sources)
+                matches, theirs = oriented.pairs(), baseline(batch)
                 for b, h in enumerate(chunk):
                     guesses = _guesses(h.pair, h.partners, matches[b].cpu(), theirs[b].cpu(),
                                        {s: completions[s][b] for s in sources})
@@ -314,7 +366,12 @@ def format_generation(gen: Dict[str, Any]) -> str:
                   f"named points on average; {count['true_zero']:.1%} of pairs lack none):"]
         lines += [f"  {source:<9} exact on {c['exact']:.1%} of pairs ({c['exact_graph']:.1%} of graphs), mean "
                   f"absolute error {c['mae']:.2f}, {c['generated_mean']:.2f} generated per graph"
-                  for source, c in count.items() if isinstance(c, dict)]
+                  for source, c in count.items() if isinstance(c, dict) and source != "auroc"]
+        labels = {"queries": "the queries' existence", "affinity": "the affinity"}
+        ranked = [f"{labels[k]} {v:.3f}" for k, v in count.get("auroc", {}).items() if v is not None]
+        if ranked:
+            lines += ["  which nodes lack a partner, per node, whatever the threshold (AUROC; 0.5: chance): "
+                      + ", ".join(ranked)]
     for key, row in (gen.get("place") or {}).items():
         lines += [f"Place of {key.split('=')[1]} hidden target keypoint(s), {row['num_pairs']} pairs "
                   f"({row['num_points']} points), PCK of the target's keypoint box:"]

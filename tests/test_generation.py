@@ -15,9 +15,9 @@ from click.testing import CliRunner
 from conftest import tiny, tiny_settings, to_batch
 from pyg_ssgm import Predictor
 from pyg_ssgm.data import KeypointInstance, make_pair, mirrored
-from pyg_ssgm.generation import (ALL_QUERIES, affine_transfer, completion_records, count_measures,
-                                 generation_measures, inference_switch, lacking, pck, placement_measures,
-                                 tps_transfer)
+from pyg_ssgm.generation import (ALL_QUERIES, affine_transfer, auroc, completion_records, count_measures,
+                                 generation_measures, inference_switch, lacking, lacking_scores, pck,
+                                 placement_measures, tps_transfer)
 from pyg_ssgm.metrics import batch_targets
 from pyg_ssgm.model.predictor import Oriented, Prediction
 
@@ -216,6 +216,30 @@ def test_queries_give_partners_in_the_other_graph_and_their_existence():
     assert (kept_s.confidence > t.model.config.exist_threshold).all()
 
 
+def test_seeded_nodes_are_the_matchings_placed_by_their_queries():
+    """``completion_source="seeded"``: the nodes the matching leaves (same partners, same
+    confidence), each at the position of the query seeded from its partner where there is one,
+    else where the affine map takes it."""
+    t = tiny(in_channels=0)
+    data = [instance(SOURCE, NAMES, "s"), instance(affine_copy(SOURCE[:5]), NAMES[:5], "t")]
+    batch = to_batch([make_pair(*data), make_pair(data[1], data[0])])
+    prediction = t.predictor.match(batch)
+    out = prediction.output
+    queries = t.predictor.generated_nodes(prediction, "queries", exist_threshold=-1.0)
+    moved = 0
+    for matched, seeded, every in zip(t.predictor.generated_nodes(prediction, "matching"),
+                                      t.predictor.generated_nodes(prediction, "seeded"), queries):
+        assert torch.equal(seeded.batch, matched.batch) and torch.equal(seeded.partner, matched.partner)
+        assert torch.equal(seeded.confidence, matched.confidence)
+        for k in range(seeded.pos.size(0)):
+            mine = (every.batch == seeded.batch[k]) & (every.partner == seeded.partner[k])
+            expected = every.pos[mine][0] if mine.any() else matched.pos[k]
+            assert torch.allclose(seeded.pos[k], expected.to(seeded.pos.dtype))
+            moved += int(mine.any())
+    assert moved > 0  # some node was placed by its query, so the comparison above tested it
+    assert out.queries_s is not None
+
+
 # --------------------------------------------------------------------------- matching, all together
 
 
@@ -237,6 +261,37 @@ def test_generation_measures_hold_all_three(tiny_data):
     gen = generation_measures(t.predictor, tiny_data.test, hidden_counts=(1,))
     assert set(gen) == {"count", "place", "matching"}
     assert set(gen["place"]) == {"k=1"}
+    assert set(gen["count"]["auroc"]) == {"queries", "affinity"}
+    assert all(0.0 <= v <= 1.0 for v in gen["count"]["auroc"].values())  # the test pairs lack nodes
+
+
+def test_auroc_ranks_the_lacking_nodes_above_the_others():
+    assert auroc([0.9, 0.8, 0.1, 0.2], [True, True, False, False]) == 1.0
+    assert auroc([0.1, 0.2, 0.9, 0.8], [True, True, False, False]) == 0.0
+    assert auroc([0.5, 0.5, 0.5], [True, False, False]) == 0.5  # ties count half
+    assert auroc([0.9, 0.1, 0.5], [True, False, False]) == 1.0 and auroc([0.1, 0.9, 0.5], [True, False, False]) == 0.0
+    assert math.isnan(auroc([0.3, 0.4], [True, True])) and math.isnan(auroc([0.3], [False]))
+
+
+def test_lacking_scores_read_the_seeded_queries_and_the_best_affinity():
+    """Per node of the other graph: the existence of the query seeded from it (0 where none) and
+    minus its best affinity to a real node of the graph that may lack it."""
+    t = tiny(in_channels=0)
+    data = [instance(SOURCE, NAMES, "s"), instance(affine_copy(SOURCE[:5]), NAMES[:5], "t")]
+    batch = to_batch([make_pair(*data), make_pair(data[1], data[0])])
+    oriented = t.predictor.orient(batch)
+    out = oriented.plain.output
+    every_s, every_t = t.predictor.generated_nodes(oriented.plain, "queries", exist_threshold=-1.0)
+    for b in range(2):
+        n_s, n_t = int(out.num_real_s[b]), int(out.num_real_t[b])
+        S = out.S[b, :n_s, :n_t].double()
+        for side, every, n_other, best in (("s", every_s, n_t, S.amax(0)), ("t", every_t, n_s, S.amax(1))):
+            scores = lacking_scores(oriented, b, side)
+            assert scores["affinity"].shape == (n_other,) and np.allclose(scores["affinity"], -best.numpy())
+            expected = np.zeros(n_other)
+            mine = (every.batch == b) & (every.partner >= 0)
+            expected[every.partner[mine].numpy()] = every.confidence[mine].double().numpy()
+            assert np.allclose(scores["queries"], expected)
 
 
 def test_evaluate_writes_the_generation_and_the_completions(tmp_path):
@@ -274,7 +329,8 @@ def test_the_benchmark_report_puts_the_three_f1_side_by_side():
     from pyg_ssgm.benchmarking.report import format_generation_tables
 
     count = {"num_pairs": 2, "true_mean": 1.0, "true_zero": 0.0,
-             "matching": {"exact": 0.5, "exact_graph": 0.75, "mae": 0.25, "generated_mean": 1.0}}
+             "matching": {"exact": 0.5, "exact_graph": 0.75, "mae": 0.25, "generated_mean": 1.0},
+             "auroc": {"affinity": 0.875, "queries": 0.625}}
     place = {"k=1": {"num_pairs": 2, "num_points": 2,
                      "generated (matching)": {"pck@0.05": 0.5, "pck@0.1": 1.0, "median": 0.06, "found": 1.0},
                      "affine (rrwm matches)": {"pck@0.05": 0.0, "pck@0.1": 0.5, "median": 0.1}}}
@@ -287,6 +343,7 @@ def test_the_benchmark_report_puts_the_three_f1_side_by_side():
     assert "generated nodes on at inference 0.800, off 0.700, trained without them 0.600" in text
     assert text.count("affine (rrwm matches)") == 1  # the same RRWM rows once
     assert "| SSGM " in text and "50.0%" in text and "| SSGM w/o" in text  # a row with the count only
+    assert "0.875" in text and "0.625" not in text  # the matching row's score; no queries row here
     assert format_generation_tables({"methods": [{"key": "rrwm", "f1": 0.5}]}) == ""
 
 

@@ -100,12 +100,15 @@ def format_generation_tables(acc: Dict[str, Any]) -> str:
     count = []
     for m in rows:
         c = m["generation"]["count"]
-        for source in ("queries", "matching"):
+        # the per-node score each source's decision cuts: the queries' existence, the matching's affinity
+        for source, score in (("queries", "queries"), ("matching", "affinity")):
             if source in c:
                 count.append([m["label"], source, _pct(c[source]["exact"]), _pct(c[source]["exact_graph"]),
-                              _f(c[source]["mae"], 2), _f(c[source]["generated_mean"], 2), _f(c["true_mean"], 2)])
+                              _f(c[source]["mae"], 2), _f(c[source]["generated_mean"], 2), _f(c["true_mean"], 2),
+                              _f(c.get("auroc", {}).get(score))])
     out += [format_table(["method", "generated nodes", "count exact (pairs)", "(graphs)", "abs. error",
-                          "generated / graph", "lacking / graph"], count, "llrrrrr"), ""]
+                          "generated / graph", "lacking / graph", "AUROC of its per-node score"], count,
+                         "llrrrrrr"), ""]
     keys = sorted({k for m in rows for k in m["generation"].get("place", {})}, key=lambda k: int(k.split("=")[1]))
     if keys:
         place, placed = [], [m for m in rows if m["generation"].get("place")]

@@ -210,8 +210,9 @@ class InferenceConfig:
         (:meth:`Predictor.generated_nodes <pyg_ssgm.Predictor.generated_nodes>`): "queries" (the
         decoder's queries whose existence passes ``exist_threshold``) or "matching" (decided with
         the matching: one node per real node of the other graph that the matching leaves without
-        a real partner, placed where the affine map fitted to the matched pairs takes it). The
-        matching itself does not change.
+        a real partner, placed where the affine map fitted to the matched pairs takes it) or
+        "seeded" (the nodes of "matching", each placed where the decoder's query seeded from its
+        partner puts it). The matching itself does not change.
     appearance_weight, shape_context_weight: weights of the raw appearance cosine
         ``cos(x_i, x_j)`` and of the raw shape-context cosine added to the affinity (late fusion;
         0 switches a term off). Unlike the learned embeddings, the raw descriptors cannot overfit

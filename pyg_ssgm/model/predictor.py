@@ -202,7 +202,11 @@ class Predictor:
           real partner, where the affine map fitted to the real matched pairs takes it (a fit to the
           hard matching, not to the consensus' diffuse soft one); partner: that node; confidence
           :math:`\sigma(t - \max_i S_{ij})`, how far its best affinity to a real node falls short
-          of the unmatched threshold :math:`t` (0.5 at the threshold, towards 1 far below it).
+          of the unmatched threshold :math:`t` (0.5 at the threshold, towards 1 far below it);
+        * "seeded": the nodes of "matching" (the matching decides who lacks a partner: its
+          one-to-one constraint counts better than any per-node score), each put where the
+          decoder's query seeded from its partner places it; the affine map where no query was
+          seeded from that node.
         """
         source = completion_source or self.config.completion_source
         if source not in COMPLETION_SOURCES:
@@ -214,7 +218,10 @@ class Predictor:
         X = prediction.X
         real_s = torch.arange(X.size(1), device=X.device) < out.num_real_s.unsqueeze(1)
         real_t = torch.arange(X.size(2), device=X.device) < out.num_real_t.unsqueeze(1)
-        return transferred_nodes(X, out.pos_s, out.pos_t, real_s, real_t, out.S.detach(), self.threshold(out))
+        nodes = transferred_nodes(X, out.pos_s, out.pos_t, real_s, real_t, out.S.detach(), self.threshold(out))
+        if source == "seeded" and out.queries_s is not None:
+            nodes = tuple(placed_by_queries(n, out, side) for n, side in zip(nodes, "st"))
+        return nodes
 
     @torch.no_grad()
     def complete(self, data, completion_source: Optional[str] = None,
@@ -293,6 +300,20 @@ def queried_nodes(out: SSGMOutput, side: str, exist_threshold: float) -> Optiona
     return GeneratedNodes(q.pos[keep], q.batch[keep], partner, prob[keep])
 
 
+def placed_by_queries(nodes: GeneratedNodes, out: SSGMOutput, side: str) -> GeneratedNodes:
+    """``nodes`` of ``side`` (each with its ``partner`` in the other graph), moved to the position
+    of the query of ``side`` seeded from that partner, where there is one."""
+    q, seed = (out.queries_s, out.seeds_s) if side == "s" else (out.queries_t, out.seeds_t)
+    counts_other = out.num_real_t if side == "s" else out.num_real_s
+    # [B, N_other]: the query seeded from each real node of the other graph (-1: none)
+    which = torch.full((counts_other.numel(), int(counts_other.max())), -1, dtype=torch.long, device=seed.device)
+    valid = seed >= 0
+    which[q.batch[valid], (seed - cumsum(counts_other)[q.batch])[valid]] = valid.nonzero().view(-1)
+    chosen = which[nodes.batch, nodes.partner]
+    pos = torch.where((chosen >= 0).unsqueeze(-1), q.pos[chosen.clamp(min=0)].to(nodes.pos.dtype), nodes.pos)
+    return nodes._replace(pos=pos)
+
+
 def transferred_nodes(X: Tensor, P_s: Tensor, P_t: Tensor, real_s: Tensor, real_t: Tensor,
                       S: Optional[Tensor] = None, threshold: Optional[Tensor] = None
                       ) -> Tuple[GeneratedNodes, GeneratedNodes]:
@@ -317,4 +338,4 @@ def transferred_nodes(X: Tensor, P_s: Tensor, P_t: Tensor, real_s: Tensor, real_
             GeneratedNodes(into_t[lacks_t], where_t[:, 0], where_t[:, 1], conf_t))
 
 
-__all__ = ["Predictor", "Prediction", "Oriented", "transferred_nodes", "queried_nodes"]
+__all__ = ["Predictor", "Prediction", "Oriented", "transferred_nodes", "queried_nodes", "placed_by_queries"]
