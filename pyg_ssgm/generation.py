@@ -162,7 +162,10 @@ def count_measures(predictor: Predictor, instances: Sequence[KeypointInstance],
     """The count measure (module docstring) on the unfiltered real pairs of ``instances`` (those of
     :func:`~pyg_ssgm.evaluation.evaluate_matching`). Returns ``num_pairs``, ``true_mean`` (points a
     graph lacks, mean per graph), ``true_zero`` (share of pairs where neither graph lacks any) and,
-    per source, ``exact`` (pairs), ``exact_graph``, ``mae`` and ``generated_mean`` (per graph);
+    per source, ``exact`` (pairs), ``exact_graph``, ``mae`` and ``generated_mean`` (per graph),
+    ``precision`` (the share of generated nodes that stand for a node their graph lacks) and
+    ``brier`` (the mean squared difference between their confidence and that truth; ``None``
+    both where nothing is generated);
     ``auroc``: how well each per-node score of :func:`lacking_scores` ranks the named nodes a graph
     lacks above those it has, whatever the threshold (:func:`auroc`; ``None`` where no graph lacks
     any, or every one lacks all)."""
@@ -172,6 +175,8 @@ def count_measures(predictor: Predictor, instances: Sequence[KeypointInstance],
     sources = tuple(s for s in _sources(predictor) if s != "seeded")
     true: List[Tuple[int, int]] = []
     made: Dict[str, List[Tuple[int, int]]] = {s: [] for s in sources}
+    # per source, each generated node: (its confidence, whether the node it stands for is lacking)
+    judged: Dict[str, List[Tuple[float, bool]]] = {s: [] for s in sources}
     scores: Dict[str, List[float]] = {}  # per named node of every graph's other graph: each score of lacking it
     lacks: List[bool] = []  # and whether the graph does lack it
     with progress_bar(len(scorable), desc or "", "pair", desc is not None) as bar:
@@ -180,6 +185,10 @@ def count_measures(predictor: Predictor, instances: Sequence[KeypointInstance],
             true += [(lacking(ns, nt), lacking(nt, ns)) for ns, nt in zip(batch.names_s, batch.names_t)]
             for s in sources:
                 made[s] += [(len(c.source.pos), len(c.target.pos)) for c in completions[s]]
+                for c in completions[s]:
+                    for points, own, other in ((c.source, c.names_s, c.names_t), (c.target, c.names_t, c.names_s)):
+                        judged[s] += [(conf, j >= 0 and other[j] is not None and other[j] not in own)
+                                      for j, conf in zip(points.partner.tolist(), points.confidence.tolist())]
             for b, (names_s, names_t) in enumerate(zip(batch.names_s, batch.names_t)):
                 for side, own, other in (("s", names_s, names_t), ("t", names_t, names_s)):
                     named = [j for j, n in enumerate(other) if n is not None]  # outliers: lacked by no graph
@@ -196,6 +205,9 @@ def count_measures(predictor: Predictor, instances: Sequence[KeypointInstance],
         ok = m == truth
         out[s] = {"exact": float(ok.all(1).mean()), "exact_graph": float(ok.mean()),
                   "mae": float(np.abs(m - truth).mean()), "generated_mean": float(m.mean())}
+        conf, right = (np.asarray(v, dtype=float) for v in zip(*judged[s])) if judged[s] else (None, None)
+        out[s]["precision"] = None if right is None else float(right.mean())
+        out[s]["brier"] = None if right is None else float(((conf - right) ** 2).mean())
     ranks = {key: auroc(score, lacks) for key, score in scores.items()}
     # None rather than NaN where undefined (clean pairs): the report is written as JSON
     out["auroc"] = {key: value if np.isfinite(value) else None for key, value in ranks.items()}
@@ -366,6 +378,8 @@ def format_generation(gen: Dict[str, Any]) -> str:
                   f"named points on average; {count['true_zero']:.1%} of pairs lack none):"]
         lines += [f"  {source:<9} exact on {c['exact']:.1%} of pairs ({c['exact_graph']:.1%} of graphs), mean "
                   f"absolute error {c['mae']:.2f}, {c['generated_mean']:.2f} generated per graph"
+                  + ("" if c.get("precision") is None else
+                     f"; {c['precision']:.1%} of them stand for a lacking node (confidence Brier {c['brier']:.3f})")
                   for source, c in count.items() if isinstance(c, dict) and source != "auroc"]
         labels = {"queries": "the queries' existence", "affinity": "the affinity"}
         ranked = [f"{labels[k]} {v:.3f}" for k, v in count.get("auroc", {}).items() if v is not None]

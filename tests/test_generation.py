@@ -103,7 +103,11 @@ def test_count_of_a_perfect_matching_is_exact_unless_an_outlier_is_left(oracle):
     lacks_two = instance(affine_copy(SOURCE[:6]), NAMES[:6], "t1")  # lacks kp6, kp7
     counts = count_measures(oracle, [source, lacks_two])
     assert counts["num_pairs"] == 1 and counts["true_mean"] == 1.0  # (0 + 2) / 2 graphs
-    assert counts["matching"] == {"exact": 1.0, "exact_graph": 1.0, "mae": 0.0, "generated_mean": 1.0}
+    matching = counts["matching"]
+    assert {k: matching[k] for k in ("exact", "exact_graph", "mae", "generated_mean")} == {
+        "exact": 1.0, "exact_graph": 1.0, "mae": 0.0, "generated_mean": 1.0}
+    assert matching["precision"] == 1.0  # both generated nodes stand for kp6 and kp7
+    assert matching["brier"] < 0.1  # and their confidence says so
 
     # an outlier in the target: nothing lacks it, yet the matching leaves it unmatched, so the
     # source is said to lack one point more
@@ -111,7 +115,10 @@ def test_count_of_a_perfect_matching_is_exact_unless_an_outlier_is_left(oracle):
                             "t2")
     counts = count_measures(oracle, [source, with_outlier])
     assert counts["true_mean"] == 1.0
-    assert counts["matching"] == {"exact": 0.0, "exact_graph": 0.5, "mae": 0.5, "generated_mean": 1.5}
+    matching = counts["matching"]
+    assert {k: matching[k] for k in ("exact", "exact_graph", "mae", "generated_mean")} == {
+        "exact": 0.0, "exact_graph": 0.5, "mae": 0.5, "generated_mean": 1.5}
+    assert abs(matching["precision"] - 2 / 3) < 1e-9  # the node standing for the outlier is not lacking
     assert set(counts) >= {"queries", "matching"}  # the model has a decoder: both sources
 
 
@@ -262,6 +269,12 @@ def test_generation_measures_hold_all_three(tiny_data):
     assert set(gen) == {"count", "place", "matching"}
     assert set(gen["place"]) == {"k=1"}
     assert set(gen["count"]["auroc"]) == {"queries", "affinity"}
+    for source in ("queries", "matching"):
+        judged = gen["count"][source]
+        if judged["generated_mean"] > 0:  # a share and a squared error of probabilities
+            assert 0.0 <= judged["precision"] <= 1.0 and 0.0 <= judged["brier"] <= 1.0
+        else:
+            assert judged["precision"] is None and judged["brier"] is None
     assert all(0.0 <= v <= 1.0 for v in gen["count"]["auroc"].values())  # the test pairs lack nodes
 
 

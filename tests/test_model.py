@@ -565,6 +565,25 @@ def test_matching_decided_completion_transfers_the_unmatched_nodes():
         tiny_settings_of(completion_source="oracle")
 
 
+def test_alone_probability_knows_two_nodes_cannot_share_a_partner():
+    """The confidence of a node the matching leaves: the probability, under the soft matching with
+    the threshold as slack, that it has no real partner. Two source nodes that both want the one
+    target node (affinity far above the threshold) share it: together they are alone once; a node
+    whose affinity is far below the threshold is alone; padding is 0. The best affinity alone
+    would call both of the first two nodes partnered."""
+    from types import SimpleNamespace
+
+    t = tiny()
+    S = torch.tensor([[[10.0, -9.0], [10.0, -9.0], [-9.0, -9.0]]])  # source 2 wants nothing
+    out = SimpleNamespace(S=S, threshold=torch.tensor(0.0), n1=torch.tensor([3]), n2=torch.tensor([1]),
+                          num_real_s=torch.tensor([3]), num_real_t=torch.tensor([1]), queries_s=None)
+    alone_s, alone_t = Predictor(t.model, InferenceConfig()).alone_probability(out)
+    assert alone_s.shape == (1, 3) and alone_t.shape == (1, 2)
+    assert abs(float(alone_s[0, 0] + alone_s[0, 1]) - 1.0) < 0.05  # one of the two goes without
+    assert float(alone_s[0, 2]) > 0.95 and float(alone_t[0, 0]) < 0.05
+    assert float(alone_t[0, 1]) == 0.0  # padding
+
+
 def test_matching_decided_completion_counts_what_the_matching_leaves(generated_batch):
     t = tiny(seed=2, completion_source="matching")
     prediction = match(t, generated_batch)

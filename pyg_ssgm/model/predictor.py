@@ -13,10 +13,10 @@ from torch_geometric.data import Batch
 from torch_geometric.utils import cumsum
 
 from ..catalog import COMPLETION_SOURCES
-from ..config import InferenceConfig
+from ..config import InferenceConfig, LossConfig
 from ..data.pair_data import mirrored
 from ..errors import ConfigError
-from ..matching import (dense_connectivity, hungarian, partial_hungarian, rrwm_refine, size_mask,
+from ..matching import (dense_connectivity, hungarian, partial_hungarian, rrwm_refine, sinkhorn, size_mask,
                         threshold_to_unmatch)
 from ..nn.alignment import apply_affine, dual_softmax, fit_affine
 from ..nn.rebuild import CompletedGraph
@@ -175,6 +175,22 @@ class Predictor:
             u2 = u2 + beta * _seeded_logits(out.queries_s, out.seeds_s, out.encoded_t.batch, out.num_real_t, u2.shape)
         return u1, u2
 
+    def alone_probability(self, out: SSGMOutput) -> Tuple[Tensor, Tensor]:
+        r"""``[B, N1]`` and ``[B, N2]``: the probability that each node of the completed graphs has
+        no *real* partner, under the soft matching the model is trained with: Sinkhorn over
+        :math:`S` with the unmatched scores (:meth:`unmatched_scores`) as slack, the default
+        loss's half-steps (``LossConfig.sinkhorn_iter``), less the mass on the other graph's real
+        nodes. Unlike the best affinity, it knows that two nodes cannot both take one partner (a
+        node that loses its best partner to another is alone, however high its affinity)."""
+        S = out.S.detach().double()
+        u1, u2 = self.unmatched_scores(out)
+        P = sinkhorn(S, out.n1, out.n2, max_iter=LossConfig.sinkhorn_iter, unmatch1=u1.double(), unmatch2=u2.double())
+        real_s = torch.arange(S.size(1), device=S.device) < out.num_real_s.unsqueeze(1)
+        real_t = torch.arange(S.size(2), device=S.device) < out.num_real_t.unsqueeze(1)
+        P = P * (real_s.unsqueeze(2) & real_t.unsqueeze(1))
+        return ((1 - P.sum(2)).clamp(0, 1).to(out.S.dtype) * real_s,
+                (1 - P.sum(1)).clamp(0, 1).to(out.S.dtype) * real_t)
+
     def objective(self, prediction: Prediction) -> Tensor:
         """``[B]`` value of each pair's partial matching, the quantity the solver maximises: the sum
         over matched pairs (generated nodes included) of the affinity minus the two nodes'
@@ -200,9 +216,8 @@ class Predictor:
           graph the query is seeded from (``SSGMOutput.seeds_*``; -1 for an unseeded query);
         * "matching": one node per real node of the other graph that the matching leaves without a
           real partner, where the affine map fitted to the real matched pairs takes it (a fit to the
-          hard matching, not to the consensus' diffuse soft one); partner: that node; confidence
-          :math:`\sigma(t - \max_i S_{ij})`, how far its best affinity to a real node falls short
-          of the unmatched threshold :math:`t` (0.5 at the threshold, towards 1 far below it);
+          hard matching, not to the consensus' diffuse soft one); partner: that node; confidence:
+          the probability that the partner has no real partner (:meth:`alone_probability`);
         * "seeded": the nodes of "matching" (the matching decides who lacks a partner: its
           one-to-one constraint counts better than any per-node score), each put where the
           decoder's query seeded from its partner places it; the affine map where no query was
@@ -218,7 +233,7 @@ class Predictor:
         X = prediction.X
         real_s = torch.arange(X.size(1), device=X.device) < out.num_real_s.unsqueeze(1)
         real_t = torch.arange(X.size(2), device=X.device) < out.num_real_t.unsqueeze(1)
-        nodes = transferred_nodes(X, out.pos_s, out.pos_t, real_s, real_t, out.S.detach(), self.threshold(out))
+        nodes = transferred_nodes(X, out.pos_s, out.pos_t, real_s, real_t, *self.alone_probability(out))
         if source == "seeded" and out.queries_s is not None:
             nodes = tuple(placed_by_queries(n, out, side) for n, side in zip(nodes, "st"))
         return nodes
@@ -315,25 +330,22 @@ def placed_by_queries(nodes: GeneratedNodes, out: SSGMOutput, side: str) -> Gene
 
 
 def transferred_nodes(X: Tensor, P_s: Tensor, P_t: Tensor, real_s: Tensor, real_t: Tensor,
-                      S: Optional[Tensor] = None, threshold: Optional[Tensor] = None
+                      alone_s: Optional[Tensor] = None, alone_t: Optional[Tensor] = None
                       ) -> Tuple[GeneratedNodes, GeneratedNodes]:
     r"""``completion_source="matching"``: each side gets one node per real node of the other graph
     that the matching ``X`` leaves without a real partner, where the affine map fitted to the real
     matched pairs takes it. ``real_s [B, N1]`` / ``real_t [B, N2]`` mark the real nodes of the
     dense completed graphs ``P_s`` / ``P_t`` (each in its own frame). Each node's partner is the
-    node it stands for; with the affinity ``S`` and the unmatched ``threshold``, its confidence is
-    :math:`\sigma(t - \max_i S_{ij})` over the real nodes :math:`i` of its own graph."""
+    node it stands for; its confidence, the probability ``alone_t [B, N2]`` (for the nodes the
+    source lacks) or ``alone_s [B, N1]`` that its partner has no real partner
+    (:meth:`Predictor.alone_probability`), where given."""
     X = X.to(P_s.dtype) * (real_s.unsqueeze(2) & real_t.unsqueeze(1))
     lacks_s, lacks_t = real_t & (X.sum(1) == 0), real_s & (X.sum(2) == 0)
     into_s = apply_affine(fit_affine(X, P_s, P_t), P_t)
     into_t = apply_affine(fit_affine(X.transpose(1, 2), P_t, P_s), P_s)
     where_s, where_t = lacks_s.nonzero(), lacks_t.nonzero()
-    conf_s = conf_t = None
-    if S is not None and threshold is not None:
-        low = torch.finfo(S.dtype).min
-        best_for_t = S.masked_fill(~real_s.unsqueeze(2), low).amax(1)  # [B, N2]: best real source node
-        best_for_s = S.masked_fill(~real_t.unsqueeze(1), low).amax(2)  # [B, N1]: best real target node
-        conf_s, conf_t = torch.sigmoid(threshold - best_for_t[lacks_s]), torch.sigmoid(threshold - best_for_s[lacks_t])
+    conf_s = None if alone_t is None else alone_t[lacks_s]
+    conf_t = None if alone_s is None else alone_s[lacks_t]
     return (GeneratedNodes(into_s[lacks_s], where_s[:, 0], where_s[:, 1], conf_s),
             GeneratedNodes(into_t[lacks_t], where_t[:, 0], where_t[:, 1], conf_t))
 
