@@ -4,7 +4,8 @@ r"""What the model generates, measured on *real* pairs (the names say what each 
   :math:`t` whose name :math:`s` does not have (and vice versa). A point without a name (an
   outlier) belongs to nothing: no graph lacks it. Scored for each ``completion_source``
   (:meth:`Predictor.generated_nodes <pyg_ssgm.Predictor.generated_nodes>`: the decoder's queries
-  that exist, or one node per point the matching leaves unmatched), on the same matching: the
+  that exist, or one node per point the matching leaves unmatched; "seeded" places the latter
+  elsewhere, so its count is theirs), on the same matching: the
   share of pairs whose generated count is exact on *both* sides, the same per graph, and the mean
   absolute error per graph; and, whatever the threshold, how well the queries' existence and the
   affinity rank the nodes a graph lacks above those it has (:func:`auroc`).

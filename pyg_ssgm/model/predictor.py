@@ -217,7 +217,8 @@ class Predictor:
         * "matching": one node per real node of the other graph that the matching leaves without a
           real partner, where the affine map fitted to the real matched pairs takes it (a fit to the
           hard matching, not to the consensus' diffuse soft one); partner: that node; confidence:
-          the probability that the partner has no real partner (:meth:`alone_probability`);
+          the probability that that node has no real partner in this graph
+          (:meth:`alone_probability`);
         * "seeded": the nodes of "matching" (the matching decides who lacks a partner: its
           one-to-one constraint counts better than any per-node score), each put where the
           decoder's query seeded from its partner places it; the affine map where no query was
@@ -336,9 +337,9 @@ def transferred_nodes(X: Tensor, P_s: Tensor, P_t: Tensor, real_s: Tensor, real_
     that the matching ``X`` leaves without a real partner, where the affine map fitted to the real
     matched pairs takes it. ``real_s [B, N1]`` / ``real_t [B, N2]`` mark the real nodes of the
     dense completed graphs ``P_s`` / ``P_t`` (each in its own frame). Each node's partner is the
-    node it stands for; its confidence, the probability ``alone_t [B, N2]`` (for the nodes the
-    source lacks) or ``alone_s [B, N1]`` that its partner has no real partner
-    (:meth:`Predictor.alone_probability`), where given."""
+    node it stands for; its confidence, where given, the probability that that node has no real
+    partner: ``alone_t [B, N2]`` for the nodes the source lacks, ``alone_s [B, N1]`` for those the
+    target lacks (:meth:`Predictor.alone_probability`)."""
     X = X.to(P_s.dtype) * (real_s.unsqueeze(2) & real_t.unsqueeze(1))
     lacks_s, lacks_t = real_t & (X.sum(1) == 0), real_s & (X.sum(2) == 0)
     into_s = apply_affine(fit_affine(X, P_s, P_t), P_t)
