@@ -108,6 +108,14 @@ def stored_settings(state: Mapping[str, Any]) -> Dict[str, Optional[Dict[str, An
             for section, entry in SETTINGS_ENTRIES.items()}
 
 
+def absent_introduced(stored: Mapping[str, Optional[Mapping[str, Any]]],
+                      introduced: Optional[Mapping[str, Mapping[str, Any]]]) -> Dict[str, Dict[str, Any]]:
+    """Per section the stored run holds, the settings of ``introduced`` (added since runs were
+    first saved) that it lacks, with the value that does what it did."""
+    return {section: {key: value for key, value in keys.items() if key not in stored[section]}
+            for section, keys in (introduced or {}).items() if stored.get(section)}
+
+
 def changed_settings(stored: Mapping[str, Optional[Mapping[str, Any]]],
                      settings: Mapping[str, Optional[Mapping[str, Any]]],
                      may_change: Optional[Mapping[str, Any]] = None,
@@ -122,7 +130,7 @@ def changed_settings(stored: Mapping[str, Optional[Mapping[str, Any]]],
     absent = "(absent)"
     changes = []
     for section in SETTINGS_ENTRIES:
-        old = {**(introduced or {}).get(section, {}), **(stored.get(section) or {})} if stored.get(section) else {}
+        old = {**absent_introduced(stored, introduced).get(section, {}), **(stored.get(section) or {})}
         new = settings.get(section) or {}
         for key in sorted(set(old) | set(new)):
             if key in (may_change or {}).get(section, ()):

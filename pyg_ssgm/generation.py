@@ -41,7 +41,7 @@ from .data import KeypointInstance, RealPairs, make_pair, pair_loader
 from .data.datasets import item_generator
 from .evaluation import evaluate_matching
 from .model import Predictor
-from .model.predictor import Oriented
+from .model.predictor import Oriented, seeded_queries
 from .progress import progress_bar
 
 #: Keypoints hidden from the target per pair in the place measure.
@@ -135,14 +135,11 @@ def lacking_scores(oriented: Oriented, b: int, side: str) -> Dict[str, np.ndarra
     n_s, n_t = int(out.num_real_s[b]), int(out.num_real_t[b])
     S = out.S[b, :n_s, :n_t]
     scores = {"affinity": (-(S.amax(0) if side == "s" else S.amax(1))).double().cpu().numpy()}
-    queries, seeds = (out.queries_s, out.seeds_s) if side == "s" else (out.queries_t, out.seeds_t)
+    queries = out.queries_s if side == "s" else out.queries_t
     if queries is not None:
-        other = out.num_real_t if side == "s" else out.num_real_s
-        mine = (queries.batch == b) & (seeds >= 0)
-        prob = np.zeros(n_t if side == "s" else n_s)
-        prob[(seeds[mine] - (torch.cumsum(other, 0) - other)[b]).cpu().numpy()] = \
-            torch.sigmoid(queries.exist_logit[mine]).double().cpu().numpy()
-        scores["queries"] = prob
+        index = seeded_queries(out, side)[b, :n_t if side == "s" else n_s]
+        prob = torch.sigmoid(queries.exist_logit[index.clamp(min=0)]) * (index >= 0)
+        scores["queries"] = prob.double().cpu().numpy()
     return scores
 
 

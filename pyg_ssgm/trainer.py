@@ -20,7 +20,8 @@ import torch.distributed as dist
 from tqdm.auto import tqdm
 
 from .experiment import Experiment, build
-from .checkpoint import TRAINING_ENTRIES, changed_settings, load_checkpoint, restoring, save_checkpoint, stored_settings
+from .checkpoint import (TRAINING_ENTRIES, absent_introduced, changed_settings, load_checkpoint, restoring,
+                         save_checkpoint, stored_settings)
 from .config import INTRODUCED, RESUME_MAY_CHANGE, Settings, split_sections
 from .data import KeypointInstance
 from .data.datasets import has_pairs
@@ -114,10 +115,9 @@ class Trainer:
         changes = changed_settings(stored, self.settings.to_dict(), RESUME_MAY_CHANGE, INTRODUCED)
         if changes:
             # settings added since the run was saved: its config.json does not hold them either
-            older = " ".join(f"--set {section}.{key}={json.dumps(value)}" for section, keys in INTRODUCED.items()
-                             for key, value in keys.items()
-                             if stored.get(section) is not None and key not in stored[section]
-                             and getattr(getattr(self.settings, section), key) != value)
+            older = " ".join(f"--set {section}.{key}={json.dumps(value)}"
+                             for section, keys in absent_introduced(stored, INTRODUCED).items()
+                             for key, value in keys.items() if getattr(getattr(self.settings, section), key) != value)
             raise ConfigError(
                 f"--resume would continue the run in {str(path.parent)!r} with other settings: {'; '.join(changes)}. "
                 f"Resume with the run's own settings (--config {path.parent / 'config.json'}"

@@ -52,16 +52,33 @@ class Oriented(NamedTuple):
         return [a if k else b for a, b, k in zip(self.plain.pairs, self.flipped.pairs, self.keep.tolist())]
 
 
-def _seeded_logits(queries, seeds: Tensor, batch_other: Tensor, counts_other: Tensor, shape) -> Tensor:
-    """``shape`` = ``[B, N]`` (the other graph's completed size): at each node of the other graph a
-    query was seeded from, that query's existence logit (detached); 0 elsewhere. ``counts_other``:
-    the other graphs' real node counts (``SSGMOutput.num_real_*``)."""
-    logits = queries.exist_logit.new_zeros(shape)
+def seeded_queries(out: SSGMOutput, side: str) -> Tensor:
+    """Long ``[B, N]``, ``N`` the largest real node count of the *other* graph: for each of its real
+    nodes, the index (into ``out.queries_<side>``) of the query of ``side`` seeded from it; -1
+    where none was (and on padding)."""
+    queries, seeds = (out.queries_s, out.seeds_s) if side == "s" else (out.queries_t, out.seeds_t)
+    counts_other = out.num_real_t if side == "s" else out.num_real_s
+    index = torch.full((counts_other.numel(), int(counts_other.max())), -1, dtype=torch.long, device=seeds.device)
     valid = seeds >= 0
-    node = seeds[valid]
-    graph = batch_other[node]
-    logits[graph, node - cumsum(counts_other)[graph]] = queries.exist_logit[valid].detach()
+    index[queries.batch[valid], (seeds - cumsum(counts_other)[queries.batch])[valid]] = valid.nonzero().view(-1)
+    return index
+
+
+def _seeded_logits(out: SSGMOutput, side: str, shape) -> Tensor:
+    """``shape`` = ``[B, N]`` (the other graph's completed size): at each node of the other graph a
+    query of ``side`` was seeded from, that query's existence logit (detached); 0 elsewhere."""
+    index = seeded_queries(out, side)
+    logit = (out.queries_s if side == "s" else out.queries_t).exist_logit.detach()
+    logits = logit.new_zeros(shape)
+    logits[:, :index.size(1)] = torch.where(index >= 0, logit[index.clamp(min=0)], logits.new_zeros(()))
     return logits
+
+
+def _real_masks(out: SSGMOutput) -> Tuple[Tensor, Tensor]:
+    """``[B, N1]`` / ``[B, N2]``: which nodes of the dense completed graphs of ``out.S`` are real."""
+    _, N1, N2 = out.S.shape
+    return (torch.arange(N1, device=out.S.device) < out.num_real_s.unsqueeze(1),
+            torch.arange(N2, device=out.S.device) < out.num_real_t.unsqueeze(1))
 
 
 def _connectivity(graph: CompletedGraph, edge_index: Tensor, num_graphs: int) -> Tuple[Tensor, Tensor]:
@@ -171,8 +188,8 @@ class Predictor:
         u1, u2 = threshold_to_unmatch(self.threshold(out), out.S)
         beta = self.config.dustbin_weight
         if beta > 0 and out.queries_s is not None:
-            u1 = u1 + beta * _seeded_logits(out.queries_t, out.seeds_t, out.encoded_s.batch, out.num_real_s, u1.shape)
-            u2 = u2 + beta * _seeded_logits(out.queries_s, out.seeds_s, out.encoded_t.batch, out.num_real_t, u2.shape)
+            u1 = u1 + beta * _seeded_logits(out, "t", u1.shape)
+            u2 = u2 + beta * _seeded_logits(out, "s", u2.shape)
         return u1, u2
 
     def alone_probability(self, out: SSGMOutput) -> Tuple[Tensor, Tensor]:
@@ -185,8 +202,7 @@ class Predictor:
         S = out.S.detach().double()
         u1, u2 = self.unmatched_scores(out)
         P = sinkhorn(S, out.n1, out.n2, max_iter=LossConfig.sinkhorn_iter, unmatch1=u1.double(), unmatch2=u2.double())
-        real_s = torch.arange(S.size(1), device=S.device) < out.num_real_s.unsqueeze(1)
-        real_t = torch.arange(S.size(2), device=S.device) < out.num_real_t.unsqueeze(1)
+        real_s, real_t = _real_masks(out)
         P = P * (real_s.unsqueeze(2) & real_t.unsqueeze(1))
         return ((1 - P.sum(2)).clamp(0, 1).to(out.S.dtype) * real_s,
                 (1 - P.sum(1)).clamp(0, 1).to(out.S.dtype) * real_t)
@@ -231,10 +247,7 @@ class Predictor:
         if source == "queries":
             threshold = self.model.config.exist_threshold if exist_threshold is None else exist_threshold
             return queried_nodes(out, "s", threshold), queried_nodes(out, "t", threshold)
-        X = prediction.X
-        real_s = torch.arange(X.size(1), device=X.device) < out.num_real_s.unsqueeze(1)
-        real_t = torch.arange(X.size(2), device=X.device) < out.num_real_t.unsqueeze(1)
-        nodes = transferred_nodes(X, out.pos_s, out.pos_t, real_s, real_t, *self.alone_probability(out))
+        nodes = transferred_nodes(prediction.X, out.pos_s, out.pos_t, *_real_masks(out), *self.alone_probability(out))
         if source == "seeded" and out.queries_s is not None:
             nodes = tuple(placed_by_queries(n, out, side) for n, side in zip(nodes, "st"))
         return nodes
@@ -319,13 +332,8 @@ def queried_nodes(out: SSGMOutput, side: str, exist_threshold: float) -> Optiona
 def placed_by_queries(nodes: GeneratedNodes, out: SSGMOutput, side: str) -> GeneratedNodes:
     """``nodes`` of ``side`` (each with its ``partner`` in the other graph), moved to the position
     of the query of ``side`` seeded from that partner, where there is one."""
-    q, seed = (out.queries_s, out.seeds_s) if side == "s" else (out.queries_t, out.seeds_t)
-    counts_other = out.num_real_t if side == "s" else out.num_real_s
-    # [B, N_other]: the query seeded from each real node of the other graph (-1: none)
-    which = torch.full((counts_other.numel(), int(counts_other.max())), -1, dtype=torch.long, device=seed.device)
-    valid = seed >= 0
-    which[q.batch[valid], (seed - cumsum(counts_other)[q.batch])[valid]] = valid.nonzero().view(-1)
-    chosen = which[nodes.batch, nodes.partner]
+    q = out.queries_s if side == "s" else out.queries_t
+    chosen = seeded_queries(out, side)[nodes.batch, nodes.partner]
     pos = torch.where((chosen >= 0).unsqueeze(-1), q.pos[chosen.clamp(min=0)].to(nodes.pos.dtype), nodes.pos)
     return nodes._replace(pos=pos)
 
@@ -351,4 +359,5 @@ def transferred_nodes(X: Tensor, P_s: Tensor, P_t: Tensor, real_s: Tensor, real_
             GeneratedNodes(into_t[lacks_t], where_t[:, 0], where_t[:, 1], conf_t))
 
 
-__all__ = ["Predictor", "Prediction", "Oriented", "transferred_nodes", "queried_nodes", "placed_by_queries"]
+__all__ = ["Predictor", "Prediction", "Oriented", "transferred_nodes", "queried_nodes", "placed_by_queries",
+           "seeded_queries"]
