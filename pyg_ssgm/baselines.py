@@ -30,6 +30,10 @@ All of them return *full* matchings (``min(n_s, n_t)`` pairs). That is the **def
 plain classical baseline. Set ``threshold`` (or fit it with :meth:`ClassicalMatcher.calibrate_threshold`
 on a validation set) to drop the pairs whose node affinity is below it: the partial-matching variant,
 for a fair comparison with a method that may leave nodes unmatched.
+
+With ``epipolar=True`` the solver's matching is re-matched under the epipolar geometry it implies
+(:func:`pyg_ssgm.matching.epipolar.epipolar_rematch`, the node affinity breaking ties), as
+:class:`pyg_ssgm.config.InferenceConfig` offers the model: two views of one rigid object.
 """
 from __future__ import annotations
 
@@ -47,6 +51,7 @@ from .errors import ConfigError, InvalidInputError
 from .data import RealPairs, pair_loader
 from .data.pair_data import mirrored
 from .matching import dense_connectivity
+from .matching.epipolar import epipolar_rematch
 from .nn.shape_context import shape_context
 from .metrics import MatchingReport, aggregate, as_pair_batch, batch_counts, batch_targets
 
@@ -76,6 +81,8 @@ class ClassicalMatcher:
             pairs whose node affinity :math:`s_{ij} \in [0, 1]` is below it (partial matching).
         max_iter: iterations of the QAP solvers.
         dtype: computation dtype; float64 by default so ties are broken by data, not by rounding.
+        epipolar: re-match each pair under the epipolar geometry of its matching (see the module
+            docstring); ``epipolar_threshold`` is the Sampson distance a pair must keep under.
         **solver_kwargs: passed to the pygmtools solver (e.g. ``alpha``, ``beta`` of RRWM).
 
     Calling it on a batch (anything :func:`~pyg_ssgm.metrics.as_pair_batch` accepts, e.g. what
@@ -85,7 +92,8 @@ class ClassicalMatcher:
 
     def __init__(self, solver: str = "rrwm", node_affinity: str = "auto", edge_sigma: float = 0.5,
                  node_weight: float = 1.0, threshold: Optional[float] = None, max_iter: int = 50,
-                 dtype: torch.dtype = torch.float64, mirror_test: bool = False, **solver_kwargs: Any):
+                 dtype: torch.dtype = torch.float64, mirror_test: bool = False, epipolar: bool = False,
+                 epipolar_threshold: float = 3e-3, **solver_kwargs: Any):
         if solver not in SOLVERS:
             raise ConfigError(f"solver={solver!r} is invalid: must be one of {list(SOLVERS)}.")
         if node_affinity not in NODE_AFFINITIES:
@@ -96,16 +104,19 @@ class ClassicalMatcher:
             raise ConfigError(f"node_weight must be >= 0, got {node_weight}.")
         if max_iter < 1:
             raise ConfigError(f"max_iter must be >= 1, got {max_iter}.")
+        if not epipolar_threshold > 0:
+            raise ConfigError(f"epipolar_threshold must be > 0, got {epipolar_threshold}.")
         self.solver, self.node_affinity = solver, node_affinity
         self.edge_sigma, self.node_weight = float(edge_sigma), float(node_weight)
         self.threshold = threshold
         self.max_iter, self.dtype, self.solver_kwargs = max_iter, dtype, solver_kwargs
         self.mirror_test = bool(mirror_test)
+        self.epipolar, self.epipolar_threshold = bool(epipolar), float(epipolar_threshold)
 
     def __repr__(self) -> str:
         return (f"ClassicalMatcher(solver={self.solver!r}, node_affinity={self.node_affinity!r}, "
                 f"edge_sigma={self.edge_sigma}, node_weight={self.node_weight}, threshold={self.threshold}"
-                + (", mirror_test=True)" if self.mirror_test else ")"))
+                + (", mirror_test=True" if self.mirror_test else "") + (", epipolar=True)" if self.epipolar else ")"))
 
     # ----------------------------------------------------------------------------------------------
     def __call__(self, batch: Any) -> List[Tensor]:
@@ -147,6 +158,8 @@ class ClassicalMatcher:
         sub = {k: v[idx] for k, v in dense.items()}
         S = _node_affinity(sub["d1"], sub["d2"]) * (sub["mask1"].unsqueeze(2) & sub["mask2"].unsqueeze(1))
         perm, K = self._solve(S, sub)
+        if self.epipolar:
+            perm = self._epipolar(perm, S, sub)
         if K is None:
             value[idx] = (S * perm).sum((1, 2))
         else:  # x in pygmtools' column-major vectorisation, as K
@@ -156,6 +169,17 @@ class ClassicalMatcher:
             m = perm[k, : n1[b], : n2[b]].nonzero().t().contiguous()
             out[b], affs[b] = m, S[k, m[0], m[1]]
         return list(out), list(affs), value
+
+    def _epipolar(self, perm: Tensor, S: Tensor, d: dict) -> Tensor:
+        """``perm`` re-matched pair by pair under the epipolar geometry of its matching."""
+        perm = perm.clone()
+        for k in range(perm.size(0)):
+            n1, n2 = int(d["n1"][k]), int(d["n2"][k])
+            rematch = epipolar_rematch(perm[k, :n1, :n2], S[k, :n1, :n2], d["pos1"][k, :n1], d["pos2"][k, :n2],
+                                       threshold=self.epipolar_threshold)
+            if rematch is not None:
+                perm[k, :n1, :n2] = rematch
+        return perm
 
     # ----------------------------------------------------------------------------------------------
     def _dense(self, batch: Any) -> dict:
@@ -180,7 +204,7 @@ class ClassicalMatcher:
             conn, num_edges = dense_connectivity(edge_index, node_batch, getattr(batch, f"x_{side}_ptr"), num_pairs)
             attr, _ = to_dense_batch(getattr(batch, f"edge_attr_{side}").to(self.dtype), node_batch[edge_index[0]],
                                      batch_size=num_pairs)
-            out.update({f"d{i}": desc, f"mask{i}": mask, f"n{i}": mask.sum(1), f"ne{i}": num_edges,
+            out.update({f"d{i}": desc, f"pos{i}": pos, f"mask{i}": mask, f"n{i}": mask.sum(1), f"ne{i}": num_edges,
                         f"conn{i}": conn, f"edge{i}": attr})
         return out
 

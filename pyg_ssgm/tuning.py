@@ -14,6 +14,10 @@ again until every group has been scored under the configuration as finally chose
 
 * **generated nodes** in the matching or not (first: they change the graphs that every later
   choice matches);
+* **epipolar geometry**: whether the matching is re-matched under the epipolar geometry it
+  implies (two views of one rigid object: a turn out of the image plane changes every descriptor
+  and edge, not that constraint; different objects of a class share none); before the matching,
+  whose job it changes (from the answer to the seed of the geometry);
 * **matching**: the linear assignment of the learned affinity, or the quadratic assignment
   (RRWM over the rebuilt edges) with the learned affinity as unary term and the edges compared
   once aligned, or with no unary term and the edges as they are: where the learned affinity does
@@ -51,6 +55,10 @@ GROUPS: Tuple[Tuple[str, Tuple[Option, ...]], ...] = (
     # first: the generated nodes change the graphs every later choice matches (a quadratic
     # assignment over graphs that hold them is another problem than over the real nodes alone)
     ("generated nodes", tuple({"generate_at_inference": g} for g in (True, False))),
+    # before the matching: with it, the matching is only the seed of the epipolar geometry, which
+    # may ask for another solver than a matching that must be right on its own (on turning
+    # objects, validation preferred the edges alone to the learned unary term once re-matched)
+    ("epipolar geometry", tuple({"epipolar": e} for e in (False, True))),
     ("matching", ({"solver": "hungarian"},
                   {"solver": "rrwm", "qap_node_weight": 1.0, "qap_align": True, "qap_partial": True},
                   {"solver": "rrwm", "qap_node_weight": 0.0, "qap_align": False, "qap_partial": True},
@@ -77,17 +85,18 @@ def _inert(config: InferenceConfig, group: str, has_descriptors: bool, has_decod
     """Whether no option of ``group`` can change the matching under ``config``, so that scoring
     it would spend validation passes on copies of one result: appearance without descriptors,
     the dustbin without a decoder; and the quadratic solver never reads the decoder's dustbin, its
-    whole matching not the threshold either, and with no unary term, the edges unaligned and no
-    generated node (whose place and existence follow the alignment) nothing of the affinity. (The
-    mirror test's choice of orientation reads the affinity, so with it on every group counts; a
-    pair larger than ``qap_max_nodes`` falls back to the Hungarian, which these groups would
-    change: such graphs are not the ones the quadratic option wins on.)"""
+    whole matching not the threshold either, and with no unary term, the edges unaligned, no
+    generated node (whose place and existence follow the alignment) and no epipolar re-matching
+    nothing of the affinity. (The mirror test's choice of orientation reads the affinity, so with
+    it on every group counts; a pair larger than ``qap_max_nodes`` falls back to the Hungarian,
+    which these groups would change: such graphs are not the ones the quadratic option wins on.)"""
     if (group == "appearance" and not has_descriptors) or (group == "decoder dustbin" and not has_decoder):
         return True
     if config.solver != "rrwm" or config.mirror_test:
         return False
     whole = not config.qap_partial
-    blind = whole and config.qap_node_weight == 0 and not config.qap_align and not config.generate_at_inference
+    blind = (whole and config.qap_node_weight == 0 and not config.qap_align and not config.generate_at_inference
+             and not config.epipolar)  # the re-matching reads the affinity
     return (group == "decoder dustbin" or (whole and group == "threshold shift")
             or (blind and group in ("shape context", "appearance", "alignment rounds")))
 

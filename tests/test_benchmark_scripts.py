@@ -117,8 +117,10 @@ def test_viewpoint_study_scores_every_method_on_the_same_pairs(tmp_path, monkeyp
     assert [(r["hidden"], r["bin"]) for r in result["rows"]] == [(h, b) for h in (0, 3) for b in ([30, 50], [50, 90])]
     for row in result["rows"]:
         methods = row["methods"]
-        # the calibrated solvers only where landmarks are hidden; SSGM in both settings
-        assert sum(k.endswith("val threshold") for k in methods) == (4 if row["hidden"] else 0)
+        # the calibrated solvers (4, and the Hungarian and RRWM re-matched) only where landmarks are
+        # hidden; the re-matched ones full in both settings; SSGM in both settings
+        assert sum(k.endswith("val threshold") for k in methods) == (6 if row["hidden"] else 0)
+        assert {k for k in methods if "epipolar" in k} >= {"Hungarian + epipolar, full", "RRWM + epipolar, full"}
         assert sum(k.startswith("SSGM") for k in methods) == 1
         assert {m["num_pairs"] for m in methods.values()} == {row["num_pairs"]} and row["num_pairs"] >= 1
         assert all(0.0 <= m[k] <= 1.0 for m in methods.values() for k in ("f1", "precision", "recall"))

@@ -292,6 +292,22 @@ def test_evaluate_checkpoint_reproduces_training_test_results(runner, tmp_path, 
     queried = json.loads((tmp_path / "q.json").read_text())
     assert queried["unfiltered"] == eval_results["unfiltered"] and "count_accuracy" in queried["completion"]
 
+    # the epipolar re-matching, switched on for a stored model: reported among its inference settings
+    run_ok(runner, evaluate_command, args[:2] + ["--epipolar", "--output", str(tmp_path / "e.json")])
+    assert json.loads((tmp_path / "e.json").read_text())["inference"]["epipolar"] is True
+    assert eval_results["inference"]["epipolar"] is False
+
+
+def test_evaluate_solver_with_the_epipolar_re_matching(runner, tmp_path):
+    """The flag reaches the classical solver: on the embedded data (no rigid views) it changes the matching."""
+    scores = {}
+    for flag in ("--no-epipolar", "--epipolar"):
+        out = tmp_path / f"{flag}.json"
+        run_ok(runner, evaluate_command, ["--solver", "rrwm", "--max-pairs-per-category", "2", flag,
+                                          "--output", str(out), "--no-progress"])
+        scores[flag] = json.loads(out.read_text())["unfiltered"]["mean"]["f1"]
+    assert scores["--epipolar"] != scores["--no-epipolar"]
+
 
 def test_evaluate_solver_hungarian_runs(runner, tmp_path):
     # evaluate has no option for a synthetic config: --solver scores the default embedded dataset,

@@ -40,6 +40,9 @@ from .common import (CONTEXT, DATASET_CHOICE, DataFiles, checkpoint_splits, data
 @click.option("--fit-threshold", is_flag=True, help="With --solver: leave a pair unmatched below a threshold fitted "
               "on the validation split's real pairs (at most 60 per class, the pairs training validates on), as "
               "the benchmark's classical baseline for partial pairs does. Default: a full matching.")
+@click.option("--epipolar/--no-epipolar", default=None, help="Re-match each pair under the epipolar geometry its "
+              "matching implies (InferenceConfig.epipolar; ClassicalMatcher(epipolar=True)): for two views of one "
+              "rigid object. Default: the checkpoint's setting; off for a solver.")
 @click.option("--completion-source", type=click.Choice(list(COMPLETION_SOURCES)),
               help="What the model says a graph lacks (InferenceConfig.completion_source). Default: the checkpoint's.")
 @click.option("--generation", is_flag=True,
@@ -53,7 +56,8 @@ from .common import (CONTEXT, DATASET_CHOICE, DataFiles, checkpoint_splits, data
 @click.option("--no-progress", is_flag=True, help="No progress bars (logs, CI).")
 def evaluate_command(checkpoint, solver, dataset, root, data, val_data, test_data, images, split,
                      max_pairs_per_category, batch_size, device, threads, outliers, outlier_region, extra_drop,
-                     backbone, fit_threshold, completion_source, generation, completions, output, no_progress):
+                     backbone, fit_threshold, epipolar, completion_source, generation, completions, output,
+                     no_progress):
     """Evaluate a trained model (or a classical solver) on real cross-instance pairs.
 
     \b
@@ -72,6 +76,7 @@ def evaluate_command(checkpoint, solver, dataset, root, data, val_data, test_dat
       python -m pyg_ssgm evaluate --checkpoint runs/mine/checkpoint.pt --data data/my_annotations.json \\
           --test-data data/new_annotations.json                                         # another test file
       python -m pyg_ssgm evaluate --solver rrwm --data data/my_annotations.json
+      python -m pyg_ssgm evaluate --checkpoint runs/ssgm/checkpoint.pt --epipolar      # views of one rigid object
       python -m pyg_ssgm evaluate --checkpoint runs/cub/checkpoint.pt --generation --completions completed.json
     """
     files = DataFiles(data, val_data, test_data, images)
@@ -115,6 +120,8 @@ def evaluate_command(checkpoint, solver, dataset, root, data, val_data, test_dat
                 splits = with_image_features(splits, settings.features, dataset)
             if completion_source is not None:
                 predictor.config = replace(predictor.config, completion_source=completion_source)
+            if epipolar is not None:
+                predictor.config = replace(predictor.config, epipolar=epipolar)
             predict = predictor
             if max_pairs_per_category is None:
                 max_pairs_per_category = getattr(train_cfg, f"{split}_pairs_per_category")
@@ -132,12 +139,13 @@ def evaluate_command(checkpoint, solver, dataset, root, data, val_data, test_dat
 
                 splits = with_image_features(splits, FeatureConfig(backbone=backbone), dataset,
                                              progress=not no_progress)
-            predict = ClassicalMatcher(solver)
+            predict = ClassicalMatcher(solver, epipolar=bool(epipolar))
             if fit_threshold:
                 from ..config import TrainConfig
 
                 # the validation pairs training scores (and the benchmark calibrates on)
-                predict = calibrated_solver(solver, splits["val"], TrainConfig().val_pairs_per_category)
+                predict = calibrated_solver(solver, splits["val"], TrainConfig().val_pairs_per_category,
+                                            epipolar=bool(epipolar))
                 click.echo(f"{solver}: unmatched threshold fitted on the validation pairs: "
                            + ("none beats a full matching" if predict.threshold is None
                               else f"{predict.threshold:.4g}"))

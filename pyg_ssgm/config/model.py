@@ -190,6 +190,15 @@ class InferenceConfig:
         threshold (True), or its whole matching (False: every node of the smaller graph matched,
         as a classical solver matches complete pairs; where the learned affinity fails, e.g.
         under a large change of viewpoint, it no longer cuts the pairs the edges got right).
+    epipolar: re-match under the epipolar geometry that the matching implies, for two views of
+        one rigid object (a turning object, a building, a scene): the fundamental matrix is
+        estimated from the matched pairs (RANSAC) and each point re-matched among the candidates
+        near its epipolar line, the first matching and the soft affinity deciding between them
+        (:mod:`pyg_ssgm.matching.epipolar`); the pairs are then cut as the matching cuts them.
+        Out-of-plane turns change every shape descriptor and edge but not that constraint. Two
+        different objects (two cars, two birds) share no epipolar geometry: leave it off there.
+    epipolar_threshold: the Sampson distance under which a pair satisfies the constraint, in each
+        view's normalised frame (the points' mean distance to their centroid the square root of 2).
     mirror_test: match each pair a second time with the target mirrored left-right and keep the
         matching of the higher objective (affinity minus threshold, summed over the matched
         pairs): for objects seen from either side (birds, animals), whose mirrored views no
@@ -223,10 +232,11 @@ class InferenceConfig:
         re-weighs the matching by the alignment and re-fits.
     choose_on_validation: after training, choose the generated nodes, the matching (Hungarian, or
         the quadratic problem with the learned or with no unary term, partial or whole), the
-        late-fusion weights, the alignment rounds, the threshold shift, the dustbin and the mirror
-        test on the validation split, one after the other, each kept only where it raises the
-        validation F1 (:mod:`pyg_ssgm.tuning`); the values above are where the search starts. The
-        choice and the validation figures behind it are printed and stored with the checkpoint.
+        epipolar re-matching, the late-fusion weights, the alignment rounds, the threshold shift,
+        the dustbin and the mirror test on the validation split, one after the other, each kept
+        only where it raises the validation F1 (:mod:`pyg_ssgm.tuning`); the values above are
+        where the search starts. The choice and the validation figures behind it are printed and
+        stored with the checkpoint.
         False keeps these settings exactly as given (the presets do: their settings were chosen on
         validation by the studies behind them).
     """
@@ -237,6 +247,8 @@ class InferenceConfig:
     qap_max_nodes: int = 64
     qap_align: bool = True
     qap_partial: bool = True
+    epipolar: bool = False
+    epipolar_threshold: float = 3e-3
     mirror_test: bool = False
     threshold_shift: float = 0.0
     dustbin_weight: float = 0.0
@@ -253,6 +265,7 @@ class InferenceConfig:
         if not self.qap_edge_sigma > 0 or not self.qap_node_weight >= 0 or self.qap_max_nodes < 1:
             raise ConfigError("qap_edge_sigma must be > 0, qap_node_weight >= 0 and qap_max_nodes >= 1.")
         check_choice(self, "completion_source", COMPLETION_SOURCES)
+        check_at_least(self, 0, "epipolar_threshold", strict=True)
         check_at_least(self, 0, "appearance_weight", "shape_context_weight", "dustbin_weight")
         rounds = self.inference_consensus_iterations
         if rounds is not None and rounds < 1:

@@ -18,6 +18,7 @@ from ..data.pair_data import mirrored
 from ..errors import ConfigError
 from ..matching import (dense_connectivity, hungarian, partial_hungarian, rrwm_refine, sinkhorn, size_mask,
                         threshold_to_unmatch)
+from ..matching.epipolar import epipolar_rematch
 from ..nn.alignment import apply_affine, dual_softmax, fit_affine
 from ..nn.rebuild import CompletedGraph
 from .network import SSGM
@@ -152,23 +153,50 @@ class Predictor:
         :math:`S - t` (a pair is matched only where its affinity beats the threshold :math:`t`),
         or with ``solver="rrwm"`` the second-order matching of
         :mod:`pyg_ssgm.matching.quadratic` (pairs larger than ``qap_max_nodes`` fall back), cut
-        by the threshold unless ``qap_partial`` is off."""
+        by the threshold unless ``qap_partial`` is off; with ``epipolar``, re-matched under the
+        epipolar geometry it implies and cut as it was (:meth:`epipolar_verified`)."""
         S, threshold = out.S.detach(), self.threshold(out)
         c = self.config
         if c.solver == "rrwm" and max(S.size(1), S.size(2)) <= c.qap_max_nodes:
             B = S.size(0)
             conns = _connectivity(out.completed_s, out.edges_s, B) + _connectivity(out.completed_t, out.edges_t, B)
-            mask = size_mask(out.n1, out.n2, S.size(1), S.size(2))
             # the soft first-order matching (dual softmax of S, in [0, 1]) as unary term, edge
             # agreement over the completed graphs (the target aligned on the source, or as it is)
             pos_t = apply_affine(out.alignment, out.pos_t) if c.qap_align else out.pos_t
-            soft = rrwm_refine(dual_softmax(S, mask), out.n1, out.n2, out.pos_s, pos_t, *conns,
-                               node_weight=c.qap_node_weight, edge_sigma=c.qap_edge_sigma)
+            soft = rrwm_refine(dual_softmax(S, size_mask(out.n1, out.n2, S.size(1), S.size(2))), out.n1, out.n2,
+                               out.pos_s, pos_t, *conns, node_weight=c.qap_node_weight, edge_sigma=c.qap_edge_sigma)
             X = hungarian(soft.to(S.dtype), out.n1, out.n2)
-            return X * (S >= threshold).to(X.dtype) if c.qap_partial else X
-        if c.dustbin_weight > 0 and out.queries_s is not None:
-            return hungarian(S, out.n1, out.n2, *self.unmatched_scores(out))
-        return partial_hungarian(S, out.n1, out.n2, threshold)
+            worth = S >= threshold if c.qap_partial else None  # whole: every pair kept
+            if worth is not None:
+                X = X * worth
+        elif c.dustbin_weight > 0 and out.queries_s is not None:
+            u1, u2 = self.unmatched_scores(out)
+            X = hungarian(S, out.n1, out.n2, u1, u2)
+            worth = S >= u1.unsqueeze(2) + u2.unsqueeze(1)  # what these partial assignments match
+        else:
+            X = partial_hungarian(S, out.n1, out.n2, threshold)
+            worth = S >= threshold
+        if c.epipolar:
+            soft = dual_softmax(S, size_mask(out.n1, out.n2, S.size(1), S.size(2)))
+            X = self.epipolar_verified(out, X, soft, worth)
+        return X
+
+    def epipolar_verified(self, out: SSGMOutput, X: Tensor, soft: Tensor, worth: Optional[Tensor]) -> Tensor:
+        """``X`` re-matched, pair by pair, under the epipolar geometry of its real-to-real pairs
+        (:func:`~pyg_ssgm.matching.epipolar.epipolar_rematch`, ``soft`` breaking ties), then cut
+        by ``worth`` (``None``: kept whole). Real nodes matched to a generated node keep that
+        match; a pair with too few matched points keeps ``X``."""
+        X = X.clone()
+        for b in range(X.size(0)):
+            n1, n2 = int(out.num_real_s[b]), int(out.num_real_t[b])
+            free_s = (X[b, :n1, n2:].sum(1) == 0).nonzero().view(-1)  # not matched to a generated node
+            free_t = (X[b, n1:, :n2].sum(0) == 0).nonzero().view(-1)
+            block = (free_s.unsqueeze(1), free_t.unsqueeze(0))
+            rematch = epipolar_rematch(X[b][block], soft[b][block], out.pos_s[b, free_s], out.pos_t[b, free_t],
+                                       threshold=self.config.epipolar_threshold)
+            if rematch is not None:
+                X[b][block] = rematch if worth is None else rematch * worth[b][block]
+        return X
 
     def threshold(self, out: SSGMOutput) -> Tensor:
         """The unmatched threshold the matching uses, in the units of ``out.S``: the learned one
