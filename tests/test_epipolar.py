@@ -107,3 +107,6 @@ def test_bad_epipolar_settings_are_refused():
     with pytest.raises(ConfigError, match="epipolar_threshold"):
         ClassicalMatcher("rrwm", epipolar=True, epipolar_threshold=-1.0)
     assert math.isclose(InferenceConfig().epipolar_threshold, 3e-3) and not InferenceConfig().epipolar
+    p, q = two_views()
+    with pytest.raises(ConfigError, match="rounds >= 1"):
+        epipolar_rematch(torch.eye(len(p)), torch.zeros(len(p), len(p)), p, q, rounds=0)

@@ -38,6 +38,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+from ..errors import ConfigError
 from .solvers import hungarian
 
 #: The pairs a rematch needs at least: 4 fix an affine hypothesis, one more to test it.
@@ -148,6 +149,9 @@ def epipolar_rematch(X: Tensor, affinity: Tensor, pos_s: Tensor, pos_t: Tensor, 
         The linear assignment ``[n1, n2]`` (float, 0 / 1) of the last round's score: every point of
         the smaller view matched, as the first matching is cut afterwards by whoever calls this.
     """
+    if rounds < 1 or hypotheses < 1 or not threshold > 0:
+        raise ConfigError(f"epipolar_rematch needs rounds >= 1, hypotheses >= 1 and threshold > 0; got {rounds}, "
+                          f"{hypotheses} and {threshold}.")
     i, a = X.nonzero(as_tuple=True)
     if i.numel() < MIN_PAIRS:
         return None
