@@ -51,7 +51,7 @@ from .errors import ConfigError, InvalidInputError
 from .data import RealPairs, pair_loader
 from .data.pair_data import mirrored
 from .matching import dense_connectivity
-from .matching.epipolar import epipolar_rematch
+from .matching.epipolar import epipolar_rematch_blocks
 from .nn.shape_context import shape_context
 from .metrics import MatchingReport, aggregate, as_pair_batch, batch_counts, batch_targets
 
@@ -159,7 +159,9 @@ class ClassicalMatcher:
         S = _node_affinity(sub["d1"], sub["d2"]) * (sub["mask1"].unsqueeze(2) & sub["mask2"].unsqueeze(1))
         perm, K = self._solve(S, sub)
         if self.epipolar:
-            perm = self._epipolar(perm, S, sub)
+            perm = epipolar_rematch_blocks(perm, S, sub["pos1"], sub["pos2"],
+                                           [torch.arange(int(n)) for n in sub["n1"]],
+                                           [torch.arange(int(n)) for n in sub["n2"]], self.epipolar_threshold)
         if K is None:
             value[idx] = (S * perm).sum((1, 2))
         else:  # x in pygmtools' column-major vectorisation, as K
@@ -169,17 +171,6 @@ class ClassicalMatcher:
             m = perm[k, : n1[b], : n2[b]].nonzero().t().contiguous()
             out[b], affs[b] = m, S[k, m[0], m[1]]
         return list(out), list(affs), value
-
-    def _epipolar(self, perm: Tensor, S: Tensor, d: dict) -> Tensor:
-        """``perm`` re-matched pair by pair under the epipolar geometry of its matching."""
-        perm = perm.clone()
-        for k in range(perm.size(0)):
-            n1, n2 = int(d["n1"][k]), int(d["n2"][k])
-            rematch = epipolar_rematch(perm[k, :n1, :n2], S[k, :n1, :n2], d["pos1"][k, :n1], d["pos2"][k, :n2],
-                                       threshold=self.epipolar_threshold)
-            if rematch is not None:
-                perm[k, :n1, :n2] = rematch
-        return perm
 
     # ----------------------------------------------------------------------------------------------
     def _dense(self, batch: Any) -> dict:

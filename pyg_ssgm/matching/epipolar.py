@@ -33,7 +33,7 @@ decide among the rest. Two views of *different* objects (two cars, two birds) sa
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
 from torch import Tensor
@@ -169,5 +169,19 @@ def epipolar_rematch(X: Tensor, affinity: Tensor, pos_s: Tensor, pos_t: Tensor, 
     return out.to(X.dtype)
 
 
-__all__ = ["epipolar_rematch", "sampson_distance", "sampson_matrix", "fundamental", "affine_fundamental",
-           "ransac_affine", "hartley_normalise", "MIN_PAIRS"]
+def epipolar_rematch_blocks(X: Tensor, affinity: Tensor, pos_s: Tensor, pos_t: Tensor, rows: Sequence[Tensor],
+                            cols: Sequence[Tensor], threshold: float = 3e-3) -> Tensor:
+    """``X [B, N1, N2]`` with, in each pair ``b``, the block ``rows[b] x cols[b]`` (long indices)
+    replaced by its :func:`epipolar_rematch` over ``affinity`` and the points ``pos_s [B, N1, 2]`` /
+    ``pos_t [B, N2, 2]``; a block with too few matched pairs is kept as it is."""
+    X = X.clone()
+    for b, (r, c) in enumerate(zip(rows, cols)):
+        block = (r.unsqueeze(1), c.unsqueeze(0))
+        rematch = epipolar_rematch(X[b][block], affinity[b][block], pos_s[b, r], pos_t[b, c], threshold=threshold)
+        if rematch is not None:
+            X[b][block] = rematch
+    return X
+
+
+__all__ = ["epipolar_rematch", "epipolar_rematch_blocks", "sampson_distance", "sampson_matrix", "fundamental",
+           "affine_fundamental", "ransac_affine", "hartley_normalise", "MIN_PAIRS"]

@@ -18,7 +18,7 @@ from ..data.pair_data import mirrored
 from ..errors import ConfigError
 from ..matching import (dense_connectivity, hungarian, partial_hungarian, rrwm_refine, sinkhorn, size_mask,
                         threshold_to_unmatch)
-from ..matching.epipolar import epipolar_rematch
+from ..matching.epipolar import epipolar_rematch_blocks
 from ..nn.alignment import apply_affine, dual_softmax, fit_affine
 from ..nn.rebuild import CompletedGraph
 from .network import SSGM
@@ -157,46 +157,47 @@ class Predictor:
         epipolar geometry it implies and cut as it was (:meth:`epipolar_verified`)."""
         S, threshold = out.S.detach(), self.threshold(out)
         c = self.config
-        if c.solver == "rrwm" and max(S.size(1), S.size(2)) <= c.qap_max_nodes:
+        quadratic = c.solver == "rrwm" and max(S.size(1), S.size(2)) <= c.qap_max_nodes
+        dustbin = self.unmatched_scores(out) if not quadratic and c.dustbin_weight > 0 and out.queries_s is not None \
+            else None
+        unary = None
+        if quadratic:
             B = S.size(0)
             conns = _connectivity(out.completed_s, out.edges_s, B) + _connectivity(out.completed_t, out.edges_t, B)
             # the soft first-order matching (dual softmax of S, in [0, 1]) as unary term, edge
             # agreement over the completed graphs (the target aligned on the source, or as it is)
             pos_t = apply_affine(out.alignment, out.pos_t) if c.qap_align else out.pos_t
-            soft = rrwm_refine(dual_softmax(S, size_mask(out.n1, out.n2, S.size(1), S.size(2))), out.n1, out.n2,
-                               out.pos_s, pos_t, *conns, node_weight=c.qap_node_weight, edge_sigma=c.qap_edge_sigma)
+            unary = dual_softmax(S, size_mask(out.n1, out.n2, S.size(1), S.size(2)))
+            soft = rrwm_refine(unary, out.n1, out.n2, out.pos_s, pos_t, *conns,
+                               node_weight=c.qap_node_weight, edge_sigma=c.qap_edge_sigma)
             X = hungarian(soft.to(S.dtype), out.n1, out.n2)
-            worth = S >= threshold if c.qap_partial else None  # whole: every pair kept
-            if worth is not None:
-                X = X * worth
-        elif c.dustbin_weight > 0 and out.queries_s is not None:
-            u1, u2 = self.unmatched_scores(out)
-            X = hungarian(S, out.n1, out.n2, u1, u2)
-            worth = S >= u1.unsqueeze(2) + u2.unsqueeze(1)  # what these partial assignments match
+            if c.qap_partial:
+                X = X * (S >= threshold)
+        elif dustbin is not None:
+            X = hungarian(S, out.n1, out.n2, *dustbin)
         else:
             X = partial_hungarian(S, out.n1, out.n2, threshold)
-            worth = S >= threshold
-        if c.epipolar:
-            soft = dual_softmax(S, size_mask(out.n1, out.n2, S.size(1), S.size(2)))
-            X = self.epipolar_verified(out, X, soft, worth)
-        return X
+        if not c.epipolar:
+            return X
+        if unary is None:
+            unary = dual_softmax(S, size_mask(out.n1, out.n2, S.size(1), S.size(2)))
+        X = self.epipolar_verified(out, X, unary)
+        # cut as the matching was cut (the partial assignments match exactly the pairs whose
+        # affinity beats their two unmatched scores); a whole quadratic matching stays whole
+        if dustbin is not None:
+            return X * (S >= dustbin[0].unsqueeze(2) + dustbin[1].unsqueeze(1))
+        return X if quadratic and not c.qap_partial else X * (S >= threshold)
 
-    def epipolar_verified(self, out: SSGMOutput, X: Tensor, soft: Tensor, worth: Optional[Tensor]) -> Tensor:
+    def epipolar_verified(self, out: SSGMOutput, X: Tensor, soft: Tensor) -> Tensor:
         """``X`` re-matched, pair by pair, under the epipolar geometry of its real-to-real pairs
-        (:func:`~pyg_ssgm.matching.epipolar.epipolar_rematch`, ``soft`` breaking ties), then cut
-        by ``worth`` (``None``: kept whole). Real nodes matched to a generated node keep that
-        match; a pair with too few matched points keeps ``X``."""
-        X = X.clone()
-        for b in range(X.size(0)):
-            n1, n2 = int(out.num_real_s[b]), int(out.num_real_t[b])
-            free_s = (X[b, :n1, n2:].sum(1) == 0).nonzero().view(-1)  # not matched to a generated node
-            free_t = (X[b, n1:, :n2].sum(0) == 0).nonzero().view(-1)
-            block = (free_s.unsqueeze(1), free_t.unsqueeze(0))
-            rematch = epipolar_rematch(X[b][block], soft[b][block], out.pos_s[b, free_s], out.pos_t[b, free_t],
-                                       threshold=self.config.epipolar_threshold)
-            if rematch is not None:
-                X[b][block] = rematch if worth is None else rematch * worth[b][block]
-        return X
+        (:func:`~pyg_ssgm.matching.epipolar.epipolar_rematch`, ``soft`` breaking ties), uncut.
+        Real nodes matched to a generated node keep that match; a pair with too few matched points
+        keeps ``X``."""
+        n1, n2 = out.num_real_s.tolist(), out.num_real_t.tolist()
+        # the real nodes not matched to a generated node
+        rows = [(X[b, :n1[b], n2[b]:].sum(1) == 0).nonzero().view(-1) for b in range(X.size(0))]
+        cols = [(X[b, n1[b]:, :n2[b]].sum(0) == 0).nonzero().view(-1) for b in range(X.size(0))]
+        return epipolar_rematch_blocks(X, soft, out.pos_s, out.pos_t, rows, cols, self.config.epipolar_threshold)
 
     def threshold(self, out: SSGMOutput) -> Tensor:
         """The unmatched threshold the matching uses, in the units of ``out.S``: the learned one
