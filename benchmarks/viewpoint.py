@@ -11,7 +11,9 @@ drawn (seed 0), and every method is scored on those very pairs, unfiltered (prec
 Methods: the classical solvers of ``pyg_ssgm.catalog.CLASSICAL_SOLVERS`` on the Delaunay graphs
 (Hungarian on the shape context), full matchings and, where landmarks are hidden, with an
 unmatched threshold calibrated on the validation frames; the Hungarian and RRWM also re-matched
-under the epipolar geometry of their matching (``epipolar=True``, which SSGM may choose too);
+under the epipolar geometry of their matching (``epipolar=True``, which SSGM may choose too), and
+RRWM from the pool of its, the Hungarian's and IPFP's matchings (``epipolar_pool``; SSGM may pool
+its own matchings);
 SSGM trained on the training frames as a user would (``train(Settings(), splits=...)``: it
 chooses its settings of inference on the validation frames after training), with ``--epochs``,
 and with out-of-plane training pairs (``--out-of-plane`` degrees; 0 leaves that row out) and,
@@ -24,7 +26,7 @@ with ``--set KEY=VALUE`` items, with those settings. Writes ``viewpoint.{md,json
 import torch
 
 from pyg_ssgm import viz
-from pyg_ssgm.baselines import ClassicalMatcher
+from pyg_ssgm.baselines import EPIPOLAR_POOL_SOLVERS, ClassicalMatcher
 from pyg_ssgm.benchmarking.experiments import (Study, calibrated_solver, comma_list, score_pair_list, study_parser,
                                                train_variant)
 from pyg_ssgm.benchmarking.tables import format_table
@@ -36,6 +38,7 @@ from pyg_ssgm.tuning import chosen_changes
 
 NAMES = {"hungarian": "Hungarian", "sm": "SM", "rrwm": "RRWM", "ipfp": "IPFP"}
 EPIPOLAR_SOLVERS = ("hungarian", "rrwm")
+POOL_LABEL = "RRWM + Hungarian + IPFP, epipolar pool"
 
 
 def draw(bins, per_object, seed=0):
@@ -56,11 +59,16 @@ def methods(splits, hidden, args):
     out = {f"{NAMES[s]}, full": (ClassicalMatcher(s), {}) for s in CLASSICAL_SOLVERS}
     # the epipolar re-matching that SSGM may choose, given to the solvers that do best here
     out.update({f"{NAMES[s]} + epipolar, full": (ClassicalMatcher(s, epipolar=True), {}) for s in EPIPOLAR_SOLVERS})
+    # and from a pool of the solvers' matchings, as the model may seed it from its own
+    out[f"{POOL_LABEL}, full"] = (ClassicalMatcher("rrwm", epipolar=True, epipolar_pool=EPIPOLAR_POOL_SOLVERS), {})
     if hidden:
         for s, epipolar in [(s, False) for s in CLASSICAL_SOLVERS] + [(s, True) for s in EPIPOLAR_SOLVERS]:
             matcher = calibrated_solver(s, splits["val"], args.val_pairs_per_object, epipolar=epipolar)
             label = f"{NAMES[s]}{' + epipolar' if epipolar else ''}, val threshold"
             out[label] = (matcher, {"threshold": matcher.threshold})
+        matcher = calibrated_solver("rrwm", splits["val"], args.val_pairs_per_object, epipolar=True,
+                                    epipolar_pool=EPIPOLAR_POOL_SOLVERS)
+        out[f"{POOL_LABEL}, val threshold"] = (matcher, {"threshold": matcher.threshold})
     variants = {"SSGM default": {}}
     if args.out_of_plane:
         variants[f"SSGM default + out-of-plane {args.out_of_plane:g} deg"] = {"train": {"out_of_plane": args.out_of_plane}}
@@ -155,7 +163,8 @@ def main():
                  f"{args.pairs_per_object} test pairs per object and bin (seed 0), the same for every method. "
                  f"SSGM: `train(Settings(), splits=...)` with {args.epochs} epochs (not the default 100), its "
                  "inference chosen on the validation frames; classical solvers on the Delaunay graphs (the "
-                 "Hungarian and RRWM also re-matched under the epipolar geometry of their matching), "
+                 "Hungarian and RRWM also re-matched under the epipolar geometry of their matching, and RRWM "
+                 "re-matched from the pool of its, the Hungarian's and IPFP's matchings), "
                  "full or with an unmatched threshold calibrated on the validation frames "
                  f"({args.val_pairs_per_object} pairs per object).", "", *sections],
                 epochs=args.epochs, out_of_plane=args.out_of_plane, pairs_per_object=args.pairs_per_object,

@@ -33,7 +33,10 @@ for a fair comparison with a method that may leave nodes unmatched.
 
 With ``epipolar=True`` the solver's matching is re-matched under the epipolar geometry it implies
 (:func:`pyg_ssgm.matching.epipolar.epipolar_rematch`, the node affinity breaking ties), as
-:class:`pyg_ssgm.config.InferenceConfig` offers the model: two views of one rigid object.
+:class:`pyg_ssgm.config.InferenceConfig` offers the model: two views of one rigid object. With
+``epipolar_pool`` naming other solvers, their matchings seed the re-matching too and the geometry
+that verifies the most pairs wins, as ``InferenceConfig.epipolar_pool`` does for the model's own
+matchings.
 """
 from __future__ import annotations
 
@@ -56,9 +59,13 @@ from .nn.shape_context import shape_context
 from .metrics import MatchingReport, aggregate, as_pair_batch, batch_counts, batch_targets
 
 SOLVERS = CLASSICAL_SOLVERS
+#: The solvers whose matchings seed a pooled epipolar re-matching (``epipolar_pool``) by default in
+#: the command line and the benchmarks: the Hungarian seeds the geometry best at small turns of a
+#: rigid object, RRWM at medium and IPFP at the largest ones (SM adds nothing beside RRWM).
+EPIPOLAR_POOL_SOLVERS = ("hungarian", "rrwm", "ipfp")
 NODE_AFFINITIES = ("auto", "features", "geometry")
 
-__all__ = ["ClassicalMatcher", "calibrated_solver", "shape_context", "SOLVERS"]
+__all__ = ["ClassicalMatcher", "calibrated_solver", "shape_context", "SOLVERS", "EPIPOLAR_POOL_SOLVERS"]
 
 
 def _node_affinity(d1: Tensor, d2: Tensor) -> Tensor:
@@ -83,6 +90,8 @@ class ClassicalMatcher:
         dtype: computation dtype; float64 by default so ties are broken by data, not by rounding.
         epipolar: re-match each pair under the epipolar geometry of its matching (see the module
             docstring); ``epipolar_threshold`` is the Sampson distance a pair must keep under.
+        epipolar_pool: other solvers (names as ``solver``) whose matchings seed the re-matching as
+            well (:func:`~pyg_ssgm.matching.epipolar.epipolar_rematch`'s ``alternatives``).
         **solver_kwargs: passed to the pygmtools solver (e.g. ``alpha``, ``beta`` of RRWM).
 
     Calling it on a batch (anything :func:`~pyg_ssgm.metrics.as_pair_batch` accepts, e.g. what
@@ -93,7 +102,7 @@ class ClassicalMatcher:
     def __init__(self, solver: str = "rrwm", node_affinity: str = "auto", edge_sigma: float = 0.5,
                  node_weight: float = 1.0, threshold: Optional[float] = None, max_iter: int = 50,
                  dtype: torch.dtype = torch.float64, mirror_test: bool = False, epipolar: bool = False,
-                 epipolar_threshold: float = 3e-3, **solver_kwargs: Any):
+                 epipolar_threshold: float = 3e-3, epipolar_pool: Sequence[str] = (), **solver_kwargs: Any):
         if solver not in SOLVERS:
             raise ConfigError(f"solver={solver!r} is invalid: must be one of {list(SOLVERS)}.")
         if node_affinity not in NODE_AFFINITIES:
@@ -106,17 +115,24 @@ class ClassicalMatcher:
             raise ConfigError(f"max_iter must be >= 1, got {max_iter}.")
         if not epipolar_threshold > 0:
             raise ConfigError(f"epipolar_threshold must be > 0, got {epipolar_threshold}.")
+        if isinstance(epipolar_pool, str) or any(s not in SOLVERS for s in epipolar_pool):
+            raise ConfigError(f"epipolar_pool={epipolar_pool!r} is invalid: must be a sequence of solvers out of "
+                              f"{list(SOLVERS)}.")
+        if epipolar_pool and not epipolar:
+            raise ConfigError("epipolar_pool seeds the epipolar re-matching: set epipolar=True with it.")
         self.solver, self.node_affinity = solver, node_affinity
         self.edge_sigma, self.node_weight = float(edge_sigma), float(node_weight)
         self.threshold = threshold
         self.max_iter, self.dtype, self.solver_kwargs = max_iter, dtype, solver_kwargs
         self.mirror_test = bool(mirror_test)
         self.epipolar, self.epipolar_threshold = bool(epipolar), float(epipolar_threshold)
+        self.epipolar_pool = tuple(s for s in dict.fromkeys(epipolar_pool) if s != solver)
 
     def __repr__(self) -> str:
         return (f"ClassicalMatcher(solver={self.solver!r}, node_affinity={self.node_affinity!r}, "
                 f"edge_sigma={self.edge_sigma}, node_weight={self.node_weight}, threshold={self.threshold}"
-                + (", mirror_test=True" if self.mirror_test else "") + (", epipolar=True)" if self.epipolar else ")"))
+                + (", mirror_test=True" if self.mirror_test else "") + (", epipolar=True" if self.epipolar else "")
+                + (f", epipolar_pool={self.epipolar_pool}" if self.epipolar_pool else "") + ")")
 
     # ----------------------------------------------------------------------------------------------
     def __call__(self, batch: Any) -> List[Tensor]:
@@ -159,9 +175,11 @@ class ClassicalMatcher:
         S = _node_affinity(sub["d1"], sub["d2"]) * (sub["mask1"].unsqueeze(2) & sub["mask2"].unsqueeze(1))
         perm, K = self._solve(S, sub)
         if self.epipolar:
+            pool = [self._solve(S, sub, solver)[0] for solver in self.epipolar_pool]
             perm = epipolar_rematch_blocks(perm, S, sub["pos1"], sub["pos2"],
                                            [torch.arange(int(n)) for n in sub["n1"]],
-                                           [torch.arange(int(n)) for n in sub["n2"]], self.epipolar_threshold)
+                                           [torch.arange(int(n)) for n in sub["n2"]], self.epipolar_threshold,
+                                           alternatives=pool)
         if K is None:
             value[idx] = (S * perm).sum((1, 2))
         else:  # x in pygmtools' column-major vectorisation, as K
@@ -199,15 +217,18 @@ class ClassicalMatcher:
                         f"conn{i}": conn, f"edge{i}": attr})
         return out
 
-    def _solve(self, S: Tensor, d: dict) -> Tuple[Tensor, Optional[Tensor]]:
-        """One pygmtools call for the whole padded batch: 0/1 matrices ``[B, n1max, n2max]``, and
-        the quadratic affinity matrix ``K`` (``None`` for ``"hungarian"``)."""
+    def _solve(self, S: Tensor, d: dict, solver: Optional[str] = None) -> Tuple[Tensor, Optional[Tensor]]:
+        """One pygmtools call of ``solver`` (default: the matcher's) for the whole padded batch: 0/1
+        matrices ``[B, n1max, n2max]``, and the quadratic affinity matrix ``K`` (``None`` for
+        ``"hungarian"``)."""
         n1, n2 = d["n1"], d["n2"]
-        if self.solver == "hungarian":
+        solver = solver or self.solver
+        if solver == "hungarian":
             return pygm.hungarian(S, n1, n2, backend="pytorch"), None
         K = self._affinity_matrix(d)
-        solve = {"sm": pygm.sm, "rrwm": pygm.rrwm, "ipfp": pygm.ipfp}[self.solver]
-        X = solve(K, n1, n2, max_iter=self.max_iter, backend="pytorch", **self.solver_kwargs)
+        solve = {"sm": pygm.sm, "rrwm": pygm.rrwm, "ipfp": pygm.ipfp}[solver]
+        kwargs = self.solver_kwargs if solver == self.solver else {}  # e.g. RRWM's alpha is not IPFP's
+        X = solve(K, n1, n2, max_iter=self.max_iter, backend="pytorch", **kwargs)
         return pygm.hungarian(X, n1, n2, backend="pytorch"), K
 
     def _affinity_matrix(self, d: dict) -> Tensor:

@@ -88,7 +88,9 @@ def resolve(settings: Settings, splits: Splits) -> Settings:
     * ``model.in_channels``: the width of the training instances' ``x`` (0: geometry only);
     * ``model.mirror_aware``: on exactly when the training pairs include mirror pairs
       (:func:`mirror_pairs`): a mirror-aware model needs them, and mirror pairs need a model
-      told which pairs they are.
+      told which pairs they are;
+    * ``model.keypoint_filter``: on exactly when the training instances carry descriptors and
+      some of their points have no name (outliers, clutter): the filter learns from nothing else.
     """
     model = settings.model
     width = next((i.x.size(1) for i in splits["train"] if i.x is not None), 0)
@@ -96,7 +98,11 @@ def resolve(settings: Settings, splits: Splits) -> Settings:
         raise ConfigError(f"model.in_channels is {model.in_channels} but the training instances carry {width} "
                           f"appearance features per node; set it to {width}, or leave it unset (null) to take it "
                           "from the data.")
-    return settings.replace(model=replace(model, in_channels=width, mirror_aware=mirror_pairs(settings)))
+    keypoint_filter = model.keypoint_filter
+    if keypoint_filter is None:
+        keypoint_filter = width > 0 and any(None in i.names for i in splits["train"])
+    return settings.replace(model=replace(model, in_channels=width, mirror_aware=mirror_pairs(settings),
+                                          keypoint_filter=keypoint_filter))
 
 
 def settings_from_checkpoint(state: Mapping) -> Settings:

@@ -12,12 +12,15 @@ are a wash until the mirror test is on, and then cost 7 points), so the walk goe
 again until every group has been scored under the configuration as finally chosen (at most
 ``max_sweeps`` rounds). What each group decides:
 
-* **generated nodes** in the matching or not (first: they change the graphs that every later
-  choice matches);
+* **keypoint filter**: which points the model's keypoint filter removes before matching (a model
+  trained on points without a name only; first: it decides which points there are to match);
+* **generated nodes** in the matching or not (they change the graphs that every later choice
+  matches);
 * **epipolar geometry**: whether the matching is re-matched under the epipolar geometry it
   implies (two views of one rigid object: a turn out of the image plane changes every descriptor
-  and edge, not that constraint; different objects of a class share none); before the matching,
-  whose job it changes (from the answer to the seed of the geometry);
+  and edge, not that constraint; different objects of a class share none), from it alone or from
+  a pool of the model's first matchings; before the matching, whose job it changes (from the
+  answer to the seed of the geometry);
 * **matching**: the linear assignment of the learned affinity, or the quadratic assignment
   (RRWM over the rebuilt edges) with the learned affinity as unary term and the edges compared
   once aligned, or with no unary term and the edges as they are: where the learned affinity does
@@ -52,13 +55,17 @@ Option = Dict[str, Any]
 
 #: (group, options): each option a set of :class:`~pyg_ssgm.config.InferenceConfig` values.
 GROUPS: Tuple[Tuple[str, Tuple[Option, ...]], ...] = (
-    # first: the generated nodes change the graphs every later choice matches (a quadratic
+    # first of all: which points are there to match (a model with a keypoint filter only)
+    ("keypoint filter", tuple({"keypoint_threshold": t} for t in (0.0, 0.3, 0.5))),
+    # next: the generated nodes change the graphs every later choice matches (a quadratic
     # assignment over graphs that hold them is another problem than over the real nodes alone)
     ("generated nodes", tuple({"generate_at_inference": g} for g in (True, False))),
     # before the matching: with it, the matching is only the seed of the epipolar geometry, which
     # may ask for another solver than a matching that must be right on its own (on turning
-    # objects, validation preferred the edges alone to the learned unary term once re-matched)
-    ("epipolar geometry", tuple({"epipolar": e} for e in (False, True))),
+    # objects, validation preferred the edges alone to the learned unary term once re-matched);
+    # the pool seeds the geometry from the model's other matchings too
+    ("epipolar geometry", ({"epipolar": False}, {"epipolar": True, "epipolar_pool": False},
+                           {"epipolar": True, "epipolar_pool": True})),
     ("matching", ({"solver": "hungarian"},
                   {"solver": "rrwm", "qap_node_weight": 1.0, "qap_align": True, "qap_partial": True},
                   {"solver": "rrwm", "qap_node_weight": 0.0, "qap_align": False, "qap_partial": True},
@@ -81,16 +88,18 @@ def _holds(config: InferenceConfig, option: Option) -> bool:
     return all(getattr(config, k) == v for k, v in option.items())
 
 
-def _inert(config: InferenceConfig, group: str, has_descriptors: bool, has_decoder: bool) -> bool:
+def _inert(config: InferenceConfig, group: str, has_descriptors: bool, has_decoder: bool,
+           has_filter: bool = False) -> bool:
     """Whether no option of ``group`` can change the matching under ``config``, so that scoring
     it would spend validation passes on copies of one result: appearance without descriptors,
-    the dustbin without a decoder; and the quadratic solver never reads the decoder's dustbin, its
-    whole matching not the threshold either, and with no unary term, the edges unaligned, no
-    generated node (whose place and existence follow the alignment) and no epipolar re-matching
-    nothing of the affinity. (The mirror test's choice of orientation reads the affinity, so with
+    the dustbin without a decoder, the keypoint filter without one; and the quadratic solver never
+    reads the decoder's dustbin, its whole matching not the threshold either, and with no unary
+    term, the edges unaligned, no generated node (whose place and existence follow the alignment)
+    and no epipolar re-matching nothing of the affinity. (The mirror test's choice of orientation reads the affinity, so with
     it on every group counts; a pair larger than ``qap_max_nodes`` falls back to the Hungarian,
     which these groups would change: such graphs are not the ones the quadratic option wins on.)"""
-    if (group == "appearance" and not has_descriptors) or (group == "decoder dustbin" and not has_decoder):
+    if (group == "appearance" and not has_descriptors) or (group == "decoder dustbin" and not has_decoder) \
+            or (group == "keypoint filter" and not has_filter):
         return True
     if config.solver != "rrwm" or config.mirror_test:
         return False
@@ -151,7 +160,8 @@ def choose_inference(predictor: Predictor, instances: Sequence[KeypointInstance]
             break
         group, options = groups[step % len(groups)]
         settled += 1
-        if _inert(config, group, has_descriptors, predictor.model.decoder is not None):
+        if _inert(config, group, has_descriptors, predictor.model.decoder is not None,
+                  predictor.model.keypoint_filter is not None):
             continue
         winner = None
         for option in options:

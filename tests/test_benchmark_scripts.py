@@ -119,8 +119,9 @@ def test_viewpoint_study_scores_every_method_on_the_same_pairs(tmp_path, monkeyp
         methods = row["methods"]
         # the calibrated solvers (4, and the Hungarian and RRWM re-matched) only where landmarks are
         # hidden; the re-matched ones full in both settings; SSGM in both settings
-        assert sum(k.endswith("val threshold") for k in methods) == (6 if row["hidden"] else 0)
-        assert {k for k in methods if "epipolar" in k} >= {"Hungarian + epipolar, full", "RRWM + epipolar, full"}
+        assert sum(k.endswith("val threshold") for k in methods) == (7 if row["hidden"] else 0)
+        assert {k for k in methods if "epipolar" in k} >= {"Hungarian + epipolar, full", "RRWM + epipolar, full",
+                                                            "RRWM + Hungarian + IPFP, epipolar pool, full"}
         assert sum(k.startswith("SSGM") for k in methods) == 1
         assert {m["num_pairs"] for m in methods.values()} == {row["num_pairs"]} and row["num_pairs"] >= 1
         assert all(0.0 <= m[k] <= 1.0 for m in methods.values() for k in ("f1", "precision", "recall"))

@@ -296,6 +296,14 @@ def test_evaluate_checkpoint_reproduces_training_test_results(runner, tmp_path, 
     run_ok(runner, evaluate_command, args[:2] + ["--epipolar", "--output", str(tmp_path / "e.json")])
     assert json.loads((tmp_path / "e.json").read_text())["inference"]["epipolar"] is True
     assert eval_results["inference"]["epipolar"] is False
+    run_ok(runner, evaluate_command, args[:2] + ["--epipolar", "--epipolar-pool", "--output",
+                                                 str(tmp_path / "p.json")])
+    assert json.loads((tmp_path / "p.json").read_text())["inference"]["epipolar_pool"] is True
+    refused = runner.invoke(evaluate_command, args[:2] + ["--epipolar-pool"])  # a pool of nothing
+    assert refused.exit_code != 0 and "give --epipolar too" in refused.output and "Traceback" not in refused.output
+    # the embedded data names every point: no keypoint filter to read
+    refused = runner.invoke(evaluate_command, args[:2] + ["--keypoint-threshold", "0.5"])
+    assert refused.exit_code != 0 and "has none" in refused.output and "Traceback" not in refused.output
 
 
 def test_evaluate_solver_with_the_epipolar_re_matching(runner, tmp_path):
@@ -307,6 +315,10 @@ def test_evaluate_solver_with_the_epipolar_re_matching(runner, tmp_path):
                                           "--output", str(out), "--no-progress"])
         scores[flag] = json.loads(out.read_text())["unfiltered"]["mean"]["f1"]
     assert scores["--epipolar"] != scores["--no-epipolar"]
+    out = tmp_path / "pool.json"
+    run_ok(runner, evaluate_command, ["--solver", "rrwm", "--max-pairs-per-category", "2", "--epipolar",
+                                      "--epipolar-pool", "--output", str(out), "--no-progress"])
+    assert json.loads(out.read_text())["unfiltered"]["mean"]["f1"] != scores["--epipolar"]
 
 
 def test_evaluate_solver_hungarian_runs(runner, tmp_path):

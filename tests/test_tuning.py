@@ -35,8 +35,11 @@ def test_a_change_is_kept_only_where_validation_shows_it(tiny_data):
 def test_the_generated_nodes_are_chosen_before_the_matching():
     """They change the graphs that the quadratic assignment and every later option match."""
     names = [group for group, _ in GROUPS]
-    assert names[0] == "generated nodes" and names.index("matching") == 2
-    assert names.index("epipolar geometry") == 1  # the re-matching changes what the matching is for
+    assert names[0] == "keypoint filter"  # which points there are to match, first of all
+    assert names[1] == "generated nodes" and names.index("matching") == 3
+    assert names.index("epipolar geometry") == 2  # the re-matching changes what the matching is for
+    # re-matched from the configured matching alone, or from the pool of the model's matchings
+    assert {"epipolar": True, "epipolar_pool": True} in dict(GROUPS)["epipolar geometry"]
 
 
 def test_groups_that_cannot_change_the_matching_are_not_scored(tiny_data):
@@ -92,7 +95,7 @@ def test_an_earlier_group_is_chosen_again_once_a_later_one_changed(monkeypatch):
     must go round again and drop them (the first sweep alone kept them)."""
     t = tiny(seed=0)
     _scored_by(lambda c: 5 + 3 * c.mirror_test - 2 * (c.mirror_test and c.generate_at_inference), monkeypatch)
-    groups = (GROUPS[0], GROUPS[-1])  # generated nodes, ..., mirror test
+    groups = (next(g for g in GROUPS if g[0] == "generated nodes"), GROUPS[-1])  # ..., mirror test
     assert t.predictor.config.generate_at_inference and not t.predictor.config.mirror_test
     config, rows = choose_inference(t.predictor, [], groups=groups, echo=None)
     assert config.mirror_test and not config.generate_at_inference

@@ -43,6 +43,14 @@ from .common import (CONTEXT, DATASET_CHOICE, DataFiles, checkpoint_splits, data
 @click.option("--epipolar/--no-epipolar", default=None, help="Re-match each pair under the epipolar geometry its "
               "matching implies (InferenceConfig.epipolar; ClassicalMatcher(epipolar=True)): for two views of one "
               "rigid object. Default: the checkpoint's setting; off for a solver.")
+@click.option("--epipolar-pool/--no-epipolar-pool", default=None, help="With the re-matching, seed it from several "
+              "first matchings and keep the geometry that verifies the most pairs: the model's own (InferenceConfig."
+              "epipolar_pool), or the Hungarian's, RRWM's and IPFP's for a solver. Default: the checkpoint's "
+              "setting; off for a solver.")
+@click.option("--keypoint-threshold", type=click.FloatRange(0.0, 1.0, max_open=True), help="Remove the points whose "
+              "keypoint probability is under this before matching (InferenceConfig.keypoint_threshold; a model with a "
+              "keypoint filter, which it has where its training points included some without a name); 0 keeps "
+              "every point. Default: the checkpoint's setting.")
 @click.option("--completion-source", type=click.Choice(list(COMPLETION_SOURCES)),
               help="What the model says a graph lacks (InferenceConfig.completion_source). Default: the checkpoint's.")
 @click.option("--generation", is_flag=True,
@@ -56,8 +64,8 @@ from .common import (CONTEXT, DATASET_CHOICE, DataFiles, checkpoint_splits, data
 @click.option("--no-progress", is_flag=True, help="No progress bars (logs, CI).")
 def evaluate_command(checkpoint, solver, dataset, root, data, val_data, test_data, images, split,
                      max_pairs_per_category, batch_size, device, threads, outliers, outlier_region, extra_drop,
-                     backbone, fit_threshold, epipolar, completion_source, generation, completions, output,
-                     no_progress):
+                     backbone, fit_threshold, epipolar, epipolar_pool, keypoint_threshold, completion_source,
+                     generation, completions, output, no_progress):
     """Evaluate a trained model (or a classical solver) on real cross-instance pairs.
 
     \b
@@ -77,6 +85,7 @@ def evaluate_command(checkpoint, solver, dataset, root, data, val_data, test_dat
           --test-data data/new_annotations.json                                         # another test file
       python -m pyg_ssgm evaluate --solver rrwm --data data/my_annotations.json
       python -m pyg_ssgm evaluate --checkpoint runs/ssgm/checkpoint.pt --epipolar      # views of one rigid object
+      python -m pyg_ssgm evaluate --solver rrwm --epipolar --epipolar-pool                # seeded by 3 solvers
       python -m pyg_ssgm evaluate --checkpoint runs/cub/checkpoint.pt --generation --completions completed.json
     """
     files = DataFiles(data, val_data, test_data, images)
@@ -90,7 +99,8 @@ def evaluate_command(checkpoint, solver, dataset, root, data, val_data, test_dat
         if (checkpoint is None) == (solver is None):
             raise ConfigError("give exactly one of --checkpoint or --solver.")
         for given, flag in ((completion_source is not None, "--completion-source"), (generation, "--generation"),
-                            (completions is not None, "--completions")):
+                            (completions is not None, "--completions"),
+                            (keypoint_threshold is not None, "--keypoint-threshold")):
             if given and checkpoint is None:
                 raise ConfigError(f"{flag} applies to a model: give it with --checkpoint.")
         for given, flag in ((fit_threshold, "--fit-threshold"), (backbone is not None, "--features")):
@@ -122,6 +132,16 @@ def evaluate_command(checkpoint, solver, dataset, root, data, val_data, test_dat
                 predictor.config = replace(predictor.config, completion_source=completion_source)
             if epipolar is not None:
                 predictor.config = replace(predictor.config, epipolar=epipolar)
+            if epipolar_pool is not None:
+                predictor.config = replace(predictor.config, epipolar_pool=epipolar_pool)
+            if keypoint_threshold is not None:
+                if keypoint_threshold > 0 and predictor.model.keypoint_filter is None:
+                    raise ConfigError("--keypoint-threshold reads the model's keypoint filter, and this model has none "
+                                      "(its training points all had names, or no descriptors).")
+                predictor.config = replace(predictor.config, keypoint_threshold=keypoint_threshold)
+            if predictor.config.epipolar_pool and not predictor.config.epipolar:
+                raise ConfigError("--epipolar-pool seeds the epipolar re-matching, which this model does not "
+                                  "use: give --epipolar too.")
             predict = predictor
             if max_pairs_per_category is None:
                 max_pairs_per_category = getattr(train_cfg, f"{split}_pairs_per_category")
@@ -139,13 +159,17 @@ def evaluate_command(checkpoint, solver, dataset, root, data, val_data, test_dat
 
                 splits = with_image_features(splits, FeatureConfig(backbone=backbone), dataset,
                                              progress=not no_progress)
-            predict = ClassicalMatcher(solver, epipolar=bool(epipolar))
+            from ..baselines import EPIPOLAR_POOL_SOLVERS
+
+            if epipolar_pool and not epipolar:
+                raise ConfigError("--epipolar-pool seeds the epipolar re-matching: give --epipolar too.")
+            options = {"epipolar": bool(epipolar), "epipolar_pool": EPIPOLAR_POOL_SOLVERS if epipolar_pool else ()}
+            predict = ClassicalMatcher(solver, **options)
             if fit_threshold:
                 from ..config import TrainConfig
 
                 # the validation pairs training scores (and the benchmark calibrates on)
-                predict = calibrated_solver(solver, splits["val"], TrainConfig().val_pairs_per_category,
-                                            epipolar=bool(epipolar))
+                predict = calibrated_solver(solver, splits["val"], TrainConfig().val_pairs_per_category, **options)
                 click.echo(f"{solver}: unmatched threshold fitted on the validation pairs: "
                            + ("none beats a full matching" if predict.threshold is None
                               else f"{predict.threshold:.4g}"))

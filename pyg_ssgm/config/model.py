@@ -42,6 +42,12 @@ class ModelConfig:
             told so can leave them unmatched. ``None`` (the default): on exactly when the training
             pairs include mirror pairs (``TrainConfig.mirror_rate > 0``); a model built directly
             takes it as off.
+        keypoint_filter: learn whether each point is a keypoint at all or belongs to nothing
+            (an outlier, clutter), from its appearance descriptor and the training points' names
+            (:class:`~pyg_ssgm.nn.keypoint_filter.KeypointFilter`), so that inference can remove
+            the points it rejects before matching (``InferenceConfig.keypoint_threshold``).
+            ``None`` (the default): on exactly when the training instances carry descriptors and
+            some of their points have no name; a model built directly takes it as off.
 
     Affinity (learned scalars start at these values):
         temperature: of the cosine affinity (learned, in log space).
@@ -79,6 +85,7 @@ class ModelConfig:
     knn_k: int = 6
     exist_threshold: float = 0.5
     mirror_aware: Optional[bool] = None
+    keypoint_filter: Optional[bool] = None
     temperature: float = 0.1
     match_threshold: float = 0.5
     geometric_weight: float = 10.0
@@ -116,6 +123,9 @@ class ModelConfig:
         if self.in_channels is not None and not (self.use_appearance and self.in_channels > 0) \
                 and not self.use_geometry:
             raise ConfigError("the model needs node features: enable use_geometry or give appearance features.")
+        if self.keypoint_filter and self.in_channels == 0:
+            raise ConfigError("keypoint_filter=True reads the points' appearance descriptors, and this data has none "
+                              "(in_channels=0): give the points descriptors (--features), or leave it unset.")
 
     def to_dict(self) -> Dict[str, Any]:
         return asdict(self)
@@ -139,6 +149,9 @@ class LossConfig:
         unmatched; a model used with ``InferenceConfig.generate_at_inference=False`` must decide
         exactly that. This term scores the matching among the real nodes, where such a node's row
         is empty, so the unmatched threshold learns the decision it makes at inference.
+    weight_keypoint: weight of the keypoint filter's loss (where the model has one,
+        ``ModelConfig.keypoint_filter``): the binary cross-entropy of each point's logit against
+        whether it has a name.
     cost_exist, cost_pos, cost_feat: costs of the DETR matcher that assigns the queries to the
         nodes a graph lacks (:class:`~pyg_ssgm.matching.SetMatcher`).
     """
@@ -152,6 +165,7 @@ class LossConfig:
     weight_pos: float = 1.0
     weight_feat: float = 1.0
     weight_contrastive: float = 0.0
+    weight_keypoint: float = 1.0
     eos_weight: float = 1.0
     cost_exist: float = 1.0
     cost_pos: float = 1.0
@@ -163,7 +177,7 @@ class LossConfig:
         check_at_least(self, 1, "sinkhorn_iter")
         check_at_least(self, 0, "bb_lambda", strict=True)
         check_at_least(self, 0, "weight_match", "weight_exist", "weight_pos", "weight_feat", "weight_contrastive",
-                  "weight_match_real", "eos_weight", "cost_exist", "cost_pos", "cost_feat")
+                  "weight_match_real", "weight_keypoint", "eos_weight", "cost_exist", "cost_pos", "cost_feat")
 
     def to_dict(self) -> Dict[str, Any]:
         return asdict(self)
@@ -199,6 +213,18 @@ class InferenceConfig:
         different objects (two cars, two birds) share no epipolar geometry: leave it off there.
     epipolar_threshold: the Sampson distance under which a pair satisfies the constraint, in each
         view's normalised frame (the points' mean distance to their centroid the square root of 2).
+    keypoint_threshold: remove, before matching, the points whose keypoint probability (the
+        model's :class:`~pyg_ssgm.nn.keypoint_filter.KeypointFilter`, where it has one) is under
+        this (0: keep every point). A removed point stays unmatched; each graph keeps its three
+        most probable points at least. Points that belong to nothing otherwise take the partners
+        of keypoints and bend their edges.
+    epipolar_pool: with ``epipolar``, re-match also from the model's other first matchings (the
+        linear assignment of the learned affinity, cut by the threshold; the whole quadratic
+        assignment over the rebuilt edges with the learned unary term and without:
+        :data:`~pyg_ssgm.model.predictor.EPIPOLAR_POOL`) and keep the re-matching whose geometry
+        verifies the most pairs: whichever first matching got more of a pair right seeds its
+        geometry (the linear one at small turns, the edges' at large ones). Costs one re-matching
+        per seed.
     mirror_test: match each pair a second time with the target mirrored left-right and keep the
         matching of the higher objective (affinity minus threshold, summed over the matched
         pairs): for objects seen from either side (birds, animals), whose mirrored views no
@@ -230,10 +256,11 @@ class InferenceConfig:
         inference; ``None``: as in training. One round's soft matching is diffuse on dense graphs
         and under large rotations, and its fit shrinks towards the identity; each further round
         re-weighs the matching by the alignment and re-fits.
-    choose_on_validation: after training, choose the generated nodes, the matching (Hungarian, or
-        the quadratic problem with the learned or with no unary term, partial or whole), the
-        epipolar re-matching, the late-fusion weights, the alignment rounds, the threshold shift,
-        the dustbin and the mirror test on the validation split, one after the other, each kept
+    choose_on_validation: after training, choose the keypoint filter's threshold, the generated
+        nodes, the matching (Hungarian, or the quadratic problem with the learned or with no unary
+        term, partial or whole), the epipolar re-matching (and its pool), the late-fusion weights,
+        the alignment rounds, the threshold shift, the dustbin and the mirror test on the
+        validation split, one after the other, each kept
         only where it raises the validation F1 (:mod:`pyg_ssgm.tuning`); the values above are
         where the search starts. The choice and the validation figures behind it are printed and
         stored with the checkpoint.
@@ -249,6 +276,8 @@ class InferenceConfig:
     qap_partial: bool = True
     epipolar: bool = False
     epipolar_threshold: float = 3e-3
+    epipolar_pool: bool = False
+    keypoint_threshold: float = 0.0
     mirror_test: bool = False
     threshold_shift: float = 0.0
     dustbin_weight: float = 0.0
@@ -266,6 +295,9 @@ class InferenceConfig:
             raise ConfigError("qap_edge_sigma must be > 0, qap_node_weight >= 0 and qap_max_nodes >= 1.")
         check_choice(self, "completion_source", COMPLETION_SOURCES)
         check_at_least(self, 0, "epipolar_threshold", strict=True)
+        if not 0 <= self.keypoint_threshold < 1:
+            raise ConfigError(f"keypoint_threshold must be in [0, 1) (0: keep every point), got "
+                              f"{self.keypoint_threshold}.")
         check_at_least(self, 0, "appearance_weight", "shape_context_weight", "dustbin_weight")
         rounds = self.inference_consensus_iterations
         if rounds is not None and rounds < 1:

@@ -1,6 +1,6 @@
 """Data model, pair generation and dataset readers of pyg_ssgm."""
 from .datasets import EpochSampler, GeneratedPairs, LabelledPairs, RealPairs, cross_instance_pairs, pair_loader
-from .generator import PairGenerator, add_completion_targets, make_pair
+from .generator import PairGenerator, add_completion_targets, make_pair, subset_pair
 from .graph import delaunay_edges, edge_attributes, graph_scale, knn_edges
 from .instance import KeypointInstance
 from .pair_data import PairData, mirrored
@@ -14,7 +14,7 @@ from .transforms import GeometricAugmentation
 from .views import View, ViewAugmentation
 
 __all__ = [
-    "KeypointInstance", "PairData", "mirrored", "PairGenerator", "make_pair", "add_completion_targets",
+    "KeypointInstance", "PairData", "mirrored", "PairGenerator", "make_pair", "subset_pair", "add_completion_targets",
     "GeometricAugmentation", "ViewAugmentation", "View",
     "SyntheticConfig", "SyntheticKeypoints", "load_synthetic",
     "READERS", "load_dataset", "DATASETS", "load_splits",

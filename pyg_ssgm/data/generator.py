@@ -270,6 +270,29 @@ def make_pair(inst_s: KeypointInstance, inst_t: KeypointInstance, intersection: 
     )
 
 
+def subset_pair(pair: PairData, keep_s: Tensor, keep_t: Tensor) -> PairData:
+    """``pair`` restricted to its source points ``keep_s`` and target points ``keep_t`` (long
+    indices, ascending): Delaunay edges rebuilt over the points kept, ``y`` reduced to the pairs of
+    kept points and renumbered, names, category and ``mirror`` kept. Meant for real pairs: a
+    generated pair's completion targets are not carried over."""
+    y = pair.y
+    if y is not None and y.numel():
+        new_s = torch.full((pair.pos_s.size(0),), -1, dtype=torch.long)
+        new_t = torch.full((pair.pos_t.size(0),), -1, dtype=torch.long)
+        new_s[keep_s], new_t[keep_t] = torch.arange(keep_s.numel()), torch.arange(keep_t.numel())
+        y = torch.stack([new_s[y[0]], new_t[y[1]]])
+        y = y[:, (y >= 0).all(0)]
+    names_s, names_t = getattr(pair, "names_s", None), getattr(pair, "names_t", None)
+    extra = {"mirror": pair.mirror} if getattr(pair, "mirror", None) is not None else {}
+
+    def kept(names, keep):
+        return None if names is None else [names[i] for i in keep.tolist()]
+
+    return _pair(pair.pos_s[keep_s], pair.x_s[keep_s], kept(names_s, keep_s),
+                 pair.pos_t[keep_t], pair.x_t[keep_t], kept(names_t, keep_t),
+                 y, getattr(pair, "category", None), **extra)
+
+
 def _transfer(src: Tensor, dst: Tensor, points: Tensor) -> Tensor:
     r"""``points`` mapped by the least-squares affine map taking ``src [K, 2]`` onto ``dst [K, 2]``.
 

@@ -26,6 +26,10 @@ in each view's Hartley-normalised frame (centroid at the origin, mean distance :
    projective :math:`F` (eight-point algorithm, rank 2 enforced) is re-fitted to the re-matched
    pairs within :math:`\tau` (at least 8 of them).
 
+Given other first matchings of the pair as well (``alternatives``: other solvers', a pool of
+seeds), each is re-matched so, and the re-matching whose geometry verifies the most of its pairs
+is kept.
+
 The epipolar constraint is one-dimensional (a point's partner lies on a line), so it does not
 match on its own: it removes the candidates off the line, and the first matching and the affinity
 decide among the rest. Two views of *different* objects (two cars, two birds) satisfy no common
@@ -33,7 +37,7 @@ decide among the rest. Two views of *different* objects (two cars, two birds) sa
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
@@ -126,9 +130,10 @@ def ransac_affine(p: Tensor, q: Tensor, points_s: Tensor, points_t: Tensor, thre
 
 def epipolar_rematch(X: Tensor, affinity: Tensor, pos_s: Tensor, pos_t: Tensor, threshold: float = 3e-3,
                      prior_weight: float = 2.0, cap: float = 10.0, rounds: int = 3, hypotheses: int = 2000,
-                     seed: int = 0) -> Optional[Tensor]:
+                     seed: int = 0, alternatives: Sequence[Tensor] = ()) -> Optional[Tensor]:
     r"""The re-matching of one pair under the epipolar geometry its matching implies (module
-    docstring), or ``None`` where ``X`` holds fewer than :data:`MIN_PAIRS` pairs.
+    docstring), or ``None`` where ``X`` (and every alternative) holds fewer than :data:`MIN_PAIRS`
+    pairs.
 
     Args:
         X: the first matching ``[n1, n2]`` (0 / 1) of the two views' points.
@@ -144,6 +149,11 @@ def epipolar_rematch(X: Tensor, affinity: Tensor, pos_s: Tensor, pos_t: Tensor, 
         rounds: re-matchings, each followed by a re-fit of :math:`F`.
         hypotheses: RANSAC's random subsets; drawn from a generator seeded by ``seed``, so a pair's
             rematch does not depend on the pairs batched with it.
+        alternatives: other first matchings ``[n1, n2]`` of the same pair (a pool of seeds, e.g.
+            other solvers'). Each is re-matched as ``X`` is, from its own pairs and with itself as
+            the prior, and the re-matching whose last :math:`F` verifies the most of its pairs
+            (within :math:`\tau`) is returned, ``X``'s on a tie. The right geometry lets nearly
+            every point find its partner on its line; the geometry of a seed mostly wrong does not.
 
     Returns:
         The linear assignment ``[n1, n2]`` (float, 0 / 1) of the last round's score: every point of
@@ -152,10 +162,22 @@ def epipolar_rematch(X: Tensor, affinity: Tensor, pos_s: Tensor, pos_t: Tensor, 
     if rounds < 1 or hypotheses < 1 or not threshold > 0:
         raise ConfigError(f"epipolar_rematch needs rounds >= 1, hypotheses >= 1 and threshold > 0; got {rounds}, "
                           f"{hypotheses} and {threshold}.")
+    p, q = hartley_normalise(pos_s.double()), hartley_normalise(pos_t.double())
+    best, best_verified = None, -1
+    for first in (X, *alternatives):
+        rematch = _rematch(first, affinity, p, q, threshold, prior_weight, cap, rounds, hypotheses, seed)
+        if rematch is not None and rematch[1] > best_verified:
+            best, best_verified = rematch
+    return None if best is None else best.to(X.dtype)
+
+
+def _rematch(X: Tensor, affinity: Tensor, p: Tensor, q: Tensor, threshold: float, prior_weight: float, cap: float,
+             rounds: int, hypotheses: int, seed: int) -> Optional[Tuple[Tensor, int]]:
+    """:func:`epipolar_rematch` from one first matching, over the normalised points ``p`` / ``q``:
+    the re-matching and how many of its pairs the last :math:`F` verifies."""
     i, a = X.nonzero(as_tuple=True)
     if i.numel() < MIN_PAIRS:
         return None
-    p, q = hartley_normalise(pos_s.double()), hartley_normalise(pos_t.double())
     generator = torch.Generator().manual_seed(seed)
     F = ransac_affine(p[i], q[a], p, q, threshold, hypotheses, generator)
     score_base = prior_weight * X.double() + affinity.double()
@@ -166,18 +188,21 @@ def epipolar_rematch(X: Tensor, affinity: Tensor, pos_s: Tensor, pos_t: Tensor, 
         verified = d[rows, cols] < threshold
         if verified.sum() >= 8:
             F = fundamental(p[rows[verified]], q[cols[verified]])
-    return out.to(X.dtype)
+    return out, int((sampson_distance(F, p[rows], q[cols]) < threshold).sum())
 
 
 def epipolar_rematch_blocks(X: Tensor, affinity: Tensor, pos_s: Tensor, pos_t: Tensor, rows: Sequence[Tensor],
-                            cols: Sequence[Tensor], threshold: float = 3e-3) -> Tensor:
+                            cols: Sequence[Tensor], threshold: float = 3e-3,
+                            alternatives: Sequence[Tensor] = ()) -> Tensor:
     """``X [B, N1, N2]`` with, in each pair ``b``, the block ``rows[b] x cols[b]`` (long indices)
     replaced by its :func:`epipolar_rematch` over ``affinity`` and the points ``pos_s [B, N1, 2]`` /
-    ``pos_t [B, N2, 2]``; a block with too few matched pairs is kept as it is."""
+    ``pos_t [B, N2, 2]``, the same block of each of ``alternatives`` (``[B, N1, N2]`` each) seeding
+    it too; a block with too few matched pairs is kept as it is."""
     X = X.clone()
     for b, (r, c) in enumerate(zip(rows, cols)):
         block = (r.unsqueeze(1), c.unsqueeze(0))
-        rematch = epipolar_rematch(X[b][block], affinity[b][block], pos_s[b, r], pos_t[b, c], threshold=threshold)
+        rematch = epipolar_rematch(X[b][block], affinity[b][block], pos_s[b, r], pos_t[b, c], threshold=threshold,
+                                   alternatives=[other[b][block] for other in alternatives])
         if rematch is not None:
             X[b][block] = rematch
     return X

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Dict, Optional
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.utils import cumsum
 
@@ -26,6 +27,8 @@ class Criterion(nn.Module):
       each side lacks, averaged over the two sides;
     * ``contrastive``: InfoNCE on the encoder embeddings of the true pairs
       (``weight_contrastive > 0``), at ``contrastive_temperature``.
+    * ``keypoint``: where the model has a keypoint filter and the batch names its points, the
+      binary cross-entropy of each point's keypoint logit against whether it has a name.
 
     ``out`` must come from a training forward (no ``inference``), so that it records the
     completion targets and the queries assigned to them.
@@ -110,8 +113,26 @@ class Criterion(nn.Module):
             losses["contrastive"] = info_nce(enc_s.h, enc_t.h, data.y, self.contrastive_temperature, enc_s.batch,
                                              enc_t.batch)
             total = total + c.weight_contrastive * losses["contrastive"]
+        named = _named(data)
+        if out.keypoint_logits is not None and named is not None:
+            losses["keypoint"] = F.binary_cross_entropy_with_logits(out.keypoint_logits, named.to(out.keypoint_logits))
+            total = total + c.weight_keypoint * losses["keypoint"]
         losses["loss"] = total
         return losses
+
+
+def _named(data) -> Optional[Tensor]:
+    """Bool ``[N_s + N_t]``: which points of the batch have a name (source points, then target
+    points), or ``None`` where the batch carries no names."""
+    names_s, names_t = getattr(data, "names_s", None), getattr(data, "names_t", None)
+    if names_s is None or names_t is None:
+        return None
+    # a batch holds a list of names per graph, a lone pair one list
+    graphs = [g for names in (names_s, names_t) for g in (names if names and isinstance(names[0], list) else [names])]
+    flat = [n is not None for graph in graphs for n in graph]
+    if len(flat) != data.x_s.size(0) + data.x_t.size(0):
+        return None
+    return torch.tensor(flat, dtype=torch.bool, device=data.x_s.device)
 
 
 __all__ = ["Criterion"]

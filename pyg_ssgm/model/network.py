@@ -34,6 +34,7 @@ from ..nn.consensus import Consensus, affine_consensus
 from ..nn.diagnostics import mean_pairwise_cosine
 from ..nn.encoder import GraphEncoder
 from ..nn.features import NodeFeatures, normalize_positions
+from ..nn.keypoint_filter import KeypointFilter
 from ..nn.neighbour_consensus import NeighbourConsensus
 from ..nn.query_decoder import QueryDecoder, QueryOutput
 from ..nn.query_selection import anchor_positions, query_counts, select_queries
@@ -108,6 +109,8 @@ class SSGM(nn.Module):
                              if c.mirror_aware else None)
         self.neighbour_consensus = (NeighbourConsensus(c.neighbour_consensus_channels, c.neighbour_consensus_steps)
                                     if c.neighbour_consensus_steps > 0 else None)
+        # Whether each point is a keypoint at all: read by the predictor, before any graph is built.
+        self.keypoint_filter = KeypointFilter(c.in_channels) if c.keypoint_filter else None
         self.matcher = matcher or SetMatcher()
         # Learned in log space so the temperature stays positive; the threshold is in cosine units.
         self.log_temperature = nn.Parameter(torch.tensor(float(c.temperature)).log())
@@ -118,7 +121,7 @@ class SSGM(nn.Module):
 
     def reset_parameters(self) -> None:
         for module in (self.features, self.encoder, self.decoder, self.matchability, self.query_select,
-                       self.rebuilder, self.neighbour_consensus):
+                       self.rebuilder, self.neighbour_consensus, self.keypoint_filter):
             if module is not None:
                 module.reset_parameters()
         for layer in self.mirror_shift or ():
@@ -177,7 +180,9 @@ class SSGM(nn.Module):
                                  + mean_pairwise_cosine(enc_t.h, enc_t.batch, B)),
             queries_s=queries_s, queries_t=queries_t, seeds_s=seed_s, seeds_t=seed_t, targets=targets,
             assignment=assignment, S_initial=S_initial,
-            included={"s": included_s, "t": included_t} if training else None)
+            included={"s": included_s, "t": included_t} if training else None,
+            keypoint_logits=(self.keypoint_filter(torch.cat([data.x_s, data.x_t]))
+                             if training and self.keypoint_filter is not None else None))
 
     # ------------------------------------------------------------------ stages
     def encode(self, data, num_graphs: int, shape_context: bool = False) -> Tuple[EncodedGraph, EncodedGraph]:

@@ -120,7 +120,9 @@ class SSGMOutput:
     per side ("s", "t"), the nodes it lacks, the queries assigned to them, and which queries
     joined the graph. ``S_initial``: the affinity before the neighbourhood consensus, where the
     model has one (``None`` otherwise); the loss scores it too, as DGMC does, so that the consensus
-    starts from a matching worth correcting.
+    starts from a matching worth correcting. ``keypoint_logits``: in training, where the model has
+    a keypoint filter, the logit ``[N_s + N_t]`` that each point (source points, then target
+    points) is a keypoint rather than clutter.
     """
 
     S: Tensor
@@ -147,6 +149,7 @@ class SSGMOutput:
     assignment: Optional[Dict[str, Assignment]] = None
     included: Optional[Dict[str, Tensor]] = None
     S_initial: Optional[Tensor] = None
+    keypoint_logits: Optional[Tensor] = None
 
     @property
     def num_generated_s(self) -> Tensor:

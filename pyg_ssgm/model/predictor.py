@@ -3,8 +3,8 @@ the rebuilt edges), the mirror test, and the nodes the model says each graph lac
 from __future__ import annotations
 
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Any, Iterator, List, NamedTuple, Optional, Tuple
+from dataclasses import dataclass, replace
+from typing import Any, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
@@ -14,7 +14,7 @@ from torch_geometric.utils import cumsum
 
 from ..catalog import COMPLETION_SOURCES
 from ..config import InferenceConfig, LossConfig
-from ..data.pair_data import mirrored
+from ..data import PairData, mirrored, subset_pair
 from ..errors import ConfigError
 from ..matching import (dense_connectivity, hungarian, partial_hungarian, rrwm_refine, sinkhorn, size_mask,
                         threshold_to_unmatch)
@@ -53,6 +53,28 @@ class Oriented(NamedTuple):
         return [a if k else b for a, b, k in zip(self.plain.pairs, self.flipped.pairs, self.keep.tolist())]
 
 
+class FirstMatching(NamedTuple):
+    """A matching before the epipolar re-matching (:meth:`Predictor.first_matching`): ``X [B, N1,
+    N2]``, the soft first-order matching the quadratic solver took as unary term (``None`` for the
+    linear one), the unmatched scores of a dustbin assignment (else ``None``), and whether it was
+    quadratic."""
+
+    X: Tensor
+    unary: Optional[Tensor]
+    dustbin: Optional[Tuple[Tensor, Tensor]]
+    quadratic: bool
+
+
+#: The first matchings that ``InferenceConfig.epipolar_pool`` adds as seeds of the epipolar
+#: re-matching (each as a change of the solver settings; the one configured is not repeated): the
+#: linear assignment of the learned affinity, cut by the threshold, which seeds the geometry best
+#: at small turns, and the whole quadratic assignment over the rebuilt edges with the learned unary
+#: term (edges aligned) and without (edges as they are), which do at large ones.
+EPIPOLAR_POOL = ({"solver": "hungarian"},
+                 {"solver": "rrwm", "qap_node_weight": 1.0, "qap_align": True, "qap_partial": False},
+                 {"solver": "rrwm", "qap_node_weight": 0.0, "qap_align": False, "qap_partial": False})
+
+
 def seeded_queries(out: SSGMOutput, side: str) -> Tensor:
     """Long ``[B, N]``, ``N`` the largest real node count of the *other* graph: for each of its real
     nodes, the index (into ``out.queries_<side>``) of the query of ``side`` seeded from it; -1
@@ -75,6 +97,15 @@ def _seeded_logits(out: SSGMOutput, side: str, shape) -> Tensor:
     return logits
 
 
+def _kept(probability: Tensor, threshold: float, at_least: int = 3) -> Tensor:
+    """Ascending indices of the points whose ``probability`` reaches ``threshold``, or of the
+    ``at_least`` most probable ones where fewer do (all of a smaller graph)."""
+    keep = probability >= threshold
+    if int(keep.sum()) < min(at_least, probability.numel()):
+        keep[probability.topk(min(at_least, probability.numel())).indices] = True
+    return keep.nonzero().view(-1)
+
+
 def _real_masks(out: SSGMOutput) -> Tuple[Tensor, Tensor]:
     """``[B, N1]`` / ``[B, N2]``: which nodes of the dense completed graphs of ``out.S`` are real."""
     _, N1, N2 = out.S.shape
@@ -92,7 +123,10 @@ class Predictor:
     tensors (local node indices), as ``config`` says (:class:`~pyg_ssgm.config.InferenceConfig`).
 
     The network runs in eval mode with the inference settings; a pair is matched only where its
-    affinity beats the learned threshold and its partner is a real node. With ``mirror_test``,
+    affinity beats the learned threshold and its partner is a real node. With
+    ``keypoint_threshold`` (and a model with a keypoint filter), the points the filter rejects are
+    removed first and stay unmatched (:meth:`keypoints`; :meth:`match`, :meth:`orient` and
+    :meth:`complete` take the batch as given). With ``mirror_test``,
     the target is also matched mirrored left-right, and each pair keeps the orientation of the
     higher :meth:`objective`. The model's training flag is restored afterwards.
     """
@@ -103,7 +137,28 @@ class Predictor:
 
     @torch.no_grad()
     def __call__(self, data) -> List[Tensor]:
+        if self.config.keypoint_threshold > 0 and self.model.keypoint_filter is not None:
+            data, kept = self.keypoints(data)
+            return [torch.stack([ks[m[0]], kt[m[1]]]) for m, (ks, kt) in zip(self.orient(data).pairs(), kept)]
         return self.orient(data).pairs()
+
+    @torch.no_grad()
+    def keypoints(self, data) -> Tuple[Batch, List[Tuple[Tensor, Tensor]]]:
+        """``data`` without the points the model's keypoint filter rejects (probability under
+        ``keypoint_threshold``; each graph keeps its three most probable points at least), its
+        edges rebuilt over the points kept; and per pair the original local indices of the source
+        and the target points kept (what :meth:`__call__` maps its matching back through)."""
+        with self._evaluating():
+            p_s, p_t = (torch.sigmoid(self.model.keypoint_filter(x)) for x in (data.x_s, data.x_t))
+        pairs, kept = [], []
+        for b in range(data.num_graphs):
+            pair = data.get_example(b)
+            ks = _kept(p_s[data.x_s_ptr[b]:data.x_s_ptr[b + 1]], self.config.keypoint_threshold)
+            kt = _kept(p_t[data.x_t_ptr[b]:data.x_t_ptr[b + 1]], self.config.keypoint_threshold)
+            kept.append((ks, kt))
+            whole = ks.numel() == pair.pos_s.size(0) and kt.numel() == pair.pos_t.size(0)
+            pairs.append(pair if whole else subset_pair(pair.cpu(), ks.cpu(), kt.cpu()))
+        return Batch.from_data_list(pairs, follow_batch=PairData.FOLLOW_BATCH).to(data.x_s.device), kept
 
     @contextmanager
     def _evaluating(self) -> Iterator[None]:
@@ -154,13 +209,32 @@ class Predictor:
         or with ``solver="rrwm"`` the second-order matching of
         :mod:`pyg_ssgm.matching.quadratic` (pairs larger than ``qap_max_nodes`` fall back), cut
         by the threshold unless ``qap_partial`` is off; with ``epipolar``, re-matched under the
-        epipolar geometry it implies and cut as it was (:meth:`epipolar_verified`)."""
-        S, threshold = out.S.detach(), self.threshold(out)
+        epipolar geometry it implies (with ``epipolar_pool``, the best of those of the first
+        matchings of :data:`EPIPOLAR_POOL` too) and cut as it was (:meth:`epipolar_verified`)."""
         c = self.config
+        first = self.first_matching(out, c)
+        if not c.epipolar:
+            return first.X
+        S = out.S.detach()
+        unary = first.unary if first.unary is not None else dual_softmax(S, size_mask(out.n1, out.n2, S.size(1),
+                                                                                        S.size(2)))
+        pool = [self.first_matching(out, replace(c, **seed)).X for seed in EPIPOLAR_POOL
+                if c.epipolar_pool and any(getattr(c, k) != v for k, v in seed.items())]
+        X = self.epipolar_verified(out, first.X, unary, pool)
+        # cut as the matching was cut (the partial assignments match exactly the pairs whose
+        # affinity beats their two unmatched scores); a whole quadratic matching stays whole
+        if first.dustbin is not None:
+            return X * (S >= first.dustbin[0].unsqueeze(2) + first.dustbin[1].unsqueeze(1))
+        return X if first.quadratic and not c.qap_partial else X * (S >= self.threshold(out))
+
+    def first_matching(self, out: SSGMOutput, c: InferenceConfig) -> FirstMatching:
+        """The matching of ``out`` under the solver settings of ``c`` (the threshold and the dustbin
+        as configured; :meth:`solve` without the epipolar re-matching), with what the re-matching
+        and its cut need."""
+        S, threshold = out.S.detach(), self.threshold(out)
         quadratic = c.solver == "rrwm" and max(S.size(1), S.size(2)) <= c.qap_max_nodes
         dustbin = self.unmatched_scores(out) if not quadratic and c.dustbin_weight > 0 and out.queries_s is not None \
             else None
-        unary = None
         if quadratic:
             B = S.size(0)
             conns = _connectivity(out.completed_s, out.edges_s, B) + _connectivity(out.completed_t, out.edges_t, B)
@@ -171,33 +245,22 @@ class Predictor:
             soft = rrwm_refine(unary, out.n1, out.n2, out.pos_s, pos_t, *conns,
                                node_weight=c.qap_node_weight, edge_sigma=c.qap_edge_sigma)
             X = hungarian(soft.to(S.dtype), out.n1, out.n2)
-            if c.qap_partial:
-                X = X * (S >= threshold)
-        elif dustbin is not None:
-            X = hungarian(S, out.n1, out.n2, *dustbin)
-        else:
-            X = partial_hungarian(S, out.n1, out.n2, threshold)
-        if not c.epipolar:
-            return X
-        if unary is None:
-            unary = dual_softmax(S, size_mask(out.n1, out.n2, S.size(1), S.size(2)))
-        X = self.epipolar_verified(out, X, unary)
-        # cut as the matching was cut (the partial assignments match exactly the pairs whose
-        # affinity beats their two unmatched scores); a whole quadratic matching stays whole
+            return FirstMatching(X * (S >= threshold) if c.qap_partial else X, unary, None, True)
         if dustbin is not None:
-            return X * (S >= dustbin[0].unsqueeze(2) + dustbin[1].unsqueeze(1))
-        return X if quadratic and not c.qap_partial else X * (S >= threshold)
+            return FirstMatching(hungarian(S, out.n1, out.n2, *dustbin), None, dustbin, False)
+        return FirstMatching(partial_hungarian(S, out.n1, out.n2, threshold), None, None, False)
 
-    def epipolar_verified(self, out: SSGMOutput, X: Tensor, soft: Tensor) -> Tensor:
+    def epipolar_verified(self, out: SSGMOutput, X: Tensor, soft: Tensor, pool: Sequence[Tensor] = ()) -> Tensor:
         """``X`` re-matched, pair by pair, under the epipolar geometry of its real-to-real pairs
-        (:func:`~pyg_ssgm.matching.epipolar.epipolar_rematch`, ``soft`` breaking ties), uncut.
-        Real nodes matched to a generated node keep that match; a pair with too few matched points
-        keeps ``X``."""
+        (:func:`~pyg_ssgm.matching.epipolar.epipolar_rematch`, ``soft`` breaking ties; each
+        matching of ``pool`` seeding it too), uncut. Real nodes matched to a generated node in
+        ``X`` keep that match; a pair where no seed has enough matched points keeps ``X``."""
         n1, n2 = out.num_real_s.tolist(), out.num_real_t.tolist()
         # the real nodes not matched to a generated node
         rows = [(X[b, :n1[b], n2[b]:].sum(1) == 0).nonzero().view(-1) for b in range(X.size(0))]
         cols = [(X[b, n1[b]:, :n2[b]].sum(0) == 0).nonzero().view(-1) for b in range(X.size(0))]
-        return epipolar_rematch_blocks(X, soft, out.pos_s, out.pos_t, rows, cols, self.config.epipolar_threshold)
+        return epipolar_rematch_blocks(X, soft, out.pos_s, out.pos_t, rows, cols, self.config.epipolar_threshold,
+                                       alternatives=pool)
 
     def threshold(self, out: SSGMOutput) -> Tensor:
         """The unmatched threshold the matching uses, in the units of ``out.S``: the learned one
