@@ -260,10 +260,9 @@ class InferenceConfig:
         nodes, the matching (Hungarian, or the quadratic problem with the learned or with no unary
         term, partial or whole), the epipolar re-matching (and its pool), the late-fusion weights,
         the alignment rounds, the threshold shift, the dustbin and the mirror test on the
-        validation split, one after the other, each kept
-        only where it raises the validation F1 (:mod:`pyg_ssgm.tuning`); the values above are
-        where the search starts. The choice and the validation figures behind it are printed and
-        stored with the checkpoint.
+        validation split, one after the other, each kept only where it raises the validation F1
+        (:mod:`pyg_ssgm.tuning`); the values above are where the search starts. The choice and
+        the validation figures behind it are printed and stored with the checkpoint.
         False keeps these settings exactly as given (the presets do: their settings were chosen on
         validation by the studies behind them).
     """
