@@ -175,7 +175,11 @@ class ClassicalMatcher:
         S = _node_affinity(sub["d1"], sub["d2"]) * (sub["mask1"].unsqueeze(2) & sub["mask2"].unsqueeze(1))
         perm, K = self._solve(S, sub)
         if self.epipolar:
-            pool = [self._solve(S, sub, solver)[0] for solver in self.epipolar_pool]
+            pool, shared = [], K  # one affinity matrix for every quadratic solver of the pool
+            for solver in self.epipolar_pool:
+                X, K_pool = self._solve(S, sub, solver, shared)
+                pool.append(X)
+                shared = shared if shared is not None else K_pool
             perm = epipolar_rematch_blocks(perm, S, sub["pos1"], sub["pos2"],
                                            [torch.arange(int(n)) for n in sub["n1"]],
                                            [torch.arange(int(n)) for n in sub["n2"]], self.epipolar_threshold,
@@ -217,15 +221,16 @@ class ClassicalMatcher:
                         f"conn{i}": conn, f"edge{i}": attr})
         return out
 
-    def _solve(self, S: Tensor, d: dict, solver: Optional[str] = None) -> Tuple[Tensor, Optional[Tensor]]:
+    def _solve(self, S: Tensor, d: dict, solver: Optional[str] = None,
+               K: Optional[Tensor] = None) -> Tuple[Tensor, Optional[Tensor]]:
         """One pygmtools call of ``solver`` (default: the matcher's) for the whole padded batch: 0/1
         matrices ``[B, n1max, n2max]``, and the quadratic affinity matrix ``K`` (``None`` for
-        ``"hungarian"``)."""
+        ``"hungarian"``; built here unless given)."""
         n1, n2 = d["n1"], d["n2"]
         solver = solver or self.solver
         if solver == "hungarian":
             return pygm.hungarian(S, n1, n2, backend="pytorch"), None
-        K = self._affinity_matrix(d)
+        K = K if K is not None else self._affinity_matrix(d)
         solve = {"sm": pygm.sm, "rrwm": pygm.rrwm, "ipfp": pygm.ipfp}[solver]
         kwargs = self.solver_kwargs if solver == self.solver else {}  # e.g. RRWM's alpha is not IPFP's
         X = solve(K, n1, n2, max_iter=self.max_iter, backend="pytorch", **kwargs)

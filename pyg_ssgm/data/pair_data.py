@@ -5,7 +5,7 @@ import copy
 from typing import Any
 
 import torch
-from torch_geometric.data import Data
+from torch_geometric.data import Batch, Data
 
 from ..errors import InvalidInputError
 
@@ -101,3 +101,12 @@ def mirrored(data: Any, side: str = "t", tell: bool = True) -> Any:
             flipped[:, 0] = -flipped[:, 0]
             setattr(out, key, flipped)
     return out
+
+
+def pair_field(data: Any, key: str, b: int) -> Any:
+    """Field ``key`` of pair ``b`` of a batch (or of a single pair): a batch holds a list per pair
+    for a field that is not a tensor (names, category)."""
+    value = getattr(data, key, None)
+    if isinstance(data, Batch) and isinstance(value, (list, tuple)):
+        return value[b]
+    return value

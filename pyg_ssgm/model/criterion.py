@@ -7,9 +7,11 @@ from typing import Dict, Optional
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch_geometric.data import Batch
 from torch_geometric.utils import cumsum
 
 from ..config import LossConfig
+from ..data.pair_data import pair_field
 from ..matching import (blackbox_hungarian, hamming_loss, info_nce, matching_cross_entropy, set_prediction_loss,
                         sinkhorn, size_mask, threshold_to_unmatch)
 from .output import SSGMOutput
@@ -113,8 +115,8 @@ class Criterion(nn.Module):
             losses["contrastive"] = info_nce(enc_s.h, enc_t.h, data.y, self.contrastive_temperature, enc_s.batch,
                                              enc_t.batch)
             total = total + c.weight_contrastive * losses["contrastive"]
-        named = _named(data)
-        if out.keypoint_logits is not None and named is not None:
+        named = _named(data) if out.keypoint_logits is not None else None  # a model without a filter reads no name
+        if named is not None:
             losses["keypoint"] = F.binary_cross_entropy_with_logits(out.keypoint_logits, named.to(out.keypoint_logits))
             total = total + c.weight_keypoint * losses["keypoint"]
         losses["loss"] = total
@@ -124,12 +126,10 @@ class Criterion(nn.Module):
 def _named(data) -> Optional[Tensor]:
     """Bool ``[N_s + N_t]``: which points of the batch have a name (source points, then target
     points), or ``None`` where the batch carries no names."""
-    names_s, names_t = getattr(data, "names_s", None), getattr(data, "names_t", None)
-    if names_s is None or names_t is None:
+    if getattr(data, "names_s", None) is None or getattr(data, "names_t", None) is None:
         return None
-    # a batch holds a list of names per graph, a lone pair one list
-    graphs = [g for names in (names_s, names_t) for g in (names if names and isinstance(names[0], list) else [names])]
-    flat = [n is not None for graph in graphs for n in graph]
+    num_pairs = data.num_graphs if isinstance(data, Batch) else 1
+    flat = [n is not None for key in ("names_s", "names_t") for b in range(num_pairs) for n in pair_field(data, key, b)]
     if len(flat) != data.x_s.size(0) + data.x_t.size(0):
         return None
     return torch.tensor(flat, dtype=torch.bool, device=data.x_s.device)

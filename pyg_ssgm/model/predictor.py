@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from typing import Any, Iterator, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
@@ -15,6 +15,7 @@ from torch_geometric.utils import cumsum
 from ..catalog import COMPLETION_SOURCES
 from ..config import InferenceConfig, LossConfig
 from ..data import PairData, mirrored, subset_pair
+from ..data.pair_data import pair_field
 from ..errors import ConfigError
 from ..matching import (dense_connectivity, hungarian, partial_hungarian, rrwm_refine, sinkhorn, size_mask,
                         threshold_to_unmatch)
@@ -369,8 +370,8 @@ class Predictor:
             run = 0 if keep[b] else 1
             source, target = per_run[run][0][b], per_run[run][1][b]
             result.append(Completion(matches, source, target, mirrored=run == 1,
-                                     names_s=_pair_field(data, "names_s", b), names_t=_pair_field(data, "names_t", b),
-                                     category=_pair_field(data, "category", b)))
+                                     names_s=pair_field(data, "names_s", b), names_t=pair_field(data, "names_t", b),
+                                     category=pair_field(data, "category", b)))
         return result
 
     def _pixel_points(self, prediction: Prediction, flipped: bool, completion_source: Optional[str],
@@ -394,14 +395,6 @@ class Predictor:
             sides.append([GeneratedPoints(pos[mine], partner[mine], confidence[mine])
                           for mine in (nodes.batch == b for b in range(B))])
         return sides[0], sides[1]
-
-
-def _pair_field(data, key: str, b: int) -> Any:
-    """Field ``key`` of pair ``b`` of a batch (or of a single pair): a batch holds a list per pair."""
-    value = getattr(data, key, None)
-    if isinstance(data, Batch) and isinstance(value, (list, tuple)):
-        return value[b]
-    return value
 
 
 def queried_nodes(out: SSGMOutput, side: str, exist_threshold: float) -> Optional[GeneratedNodes]:
