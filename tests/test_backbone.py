@@ -8,7 +8,7 @@ from torch import nn
 
 from pyg_ssgm.data.instance import KeypointInstance
 from pyg_ssgm.errors import CheckpointError, ConfigError, DatasetNotFoundError, InvalidInputError, MissingExtraError
-from pyg_ssgm.features import FeatureConfig, attach_features
+from pyg_ssgm.features import FeatureConfig, attach_features, build_backbone
 from pyg_ssgm.nn import backbone as bb
 from pyg_ssgm.nn.backbone import RELU4_2, RELU5_1, VGG16Features, sample_at_keypoints
 
@@ -248,3 +248,35 @@ def test_attach_features_errors(tmp_path, random_vgg, monkeypatch):
     monkeypatch.setitem(sys.modules, "PIL.Image", None)
     with pytest.raises(MissingExtraError, match=r"pyg_ssgm\[images\]"):
         run(with_path)
+
+
+def test_several_image_sizes(tmp_path, random_vgg):
+    """``image_size=(S, s)``: the image is loaded at ``S``, also resized to ``s`` with its
+    keypoints, and each stage's part is the normalised sum of the two; one size stays an integer
+    (runs saved before several sizes existed keep their cache key)."""
+    assert FeatureConfig().sizes == (384, 256)
+    assert FeatureConfig(image_size=[64, 32]).image_size == (64, 32)
+    assert FeatureConfig(image_size=[64]).image_size == 64 and FeatureConfig(image_size=64).identity()["image_size"] == 64
+    for bad in ([64, 64], [64, 30], [], [64, True]):
+        with pytest.raises(ConfigError, match="image_size"):
+            FeatureConfig(image_size=bad)
+    torch.manual_seed(0)
+    images, pos = torch.rand(2, 3, 64, 64), torch.tensor([[10.0, 20.0], [40.0, 50.0], [33.0, 3.0]])
+    batch = torch.tensor([0, 0, 1])
+    net = build_backbone(_vgg_features(tmp_path, image_size=(64, 32)))  # what attach_features builds
+    with torch.no_grad():
+        both = net(images, pos, batch, sizes=[32])
+        small = net(nn.functional.interpolate(images, size=(32, 32), mode="bilinear", align_corners=False,
+                                              antialias=True), pos / 2, batch)
+        large = net(images, pos, batch)
+    want = torch.cat([nn.functional.normalize(large[:, k:k + 512] + small[:, k:k + 512], dim=-1) for k in (0, 512)], 1)
+    assert torch.allclose(both, want, atol=1e-5) and not torch.allclose(both, large, atol=1e-3)
+    # attach_features gives the backbone the sizes after the first, and keeps a one-size backbone's signature
+    img = (torch.rand(48, 64, 3) * 255).to(torch.uint8).numpy()
+    inst = KeypointInstance(pos=torch.tensor([[10.0, 9.0]]), names=["p"], image=img, id="i")
+    out = attach_features([inst], _vgg_features(tmp_path / "two", image_size=(64, 32)), "toy", progress=False)
+    seen = RecordingBackbone(1024)
+    attach_features([inst], _vgg_features(tmp_path / "one", image_size=64), "toy", backbone=seen, progress=False)
+    (image, _, _), = seen.calls
+    with torch.no_grad():
+        assert torch.allclose(out[0].x, net(image, torch.tensor([[10.0, 12.0]]), sizes=[32]), atol=1e-5)

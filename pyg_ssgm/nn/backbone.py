@@ -163,7 +163,10 @@ class ImageBackbone(nn.Module):
 
     with :math:`f^{(s)}(p_i)` stage ``s``'s map bilinearly sampled at the keypoint
     (:func:`sample_at_keypoints`), so ``out_channels`` is the sum of the chosen stages' channels
-    and every stage weighs the same whatever its scale.
+    and every stage weighs the same whatever its scale. Given other image sizes
+    (``forward(..., sizes=...)``), each stage's part is the normalised sum of its normalised
+    parts at every size: the network sees a part differently at each scale, and the sum describes
+    it better across instances than any one size (see :class:`~pyg_ssgm.features.FeatureConfig`).
 
     Args:
         stages: names of the stages to sample (a subset of ``STAGES``; default ``DEFAULT_STAGES``).
@@ -207,7 +210,8 @@ class ImageBackbone(nn.Module):
                                     f"{type(self).__name__}, got {tuple(images.shape[-2:])}.")
         return self.stage_maps((images - self.mean) / self.std)
 
-    def forward(self, images: Tensor, pos: Union[Tensor, Sequence[Tensor]], batch: Optional[Tensor] = None) -> Tensor:
+    def forward(self, images: Tensor, pos: Union[Tensor, Sequence[Tensor]], batch: Optional[Tensor] = None,
+                sizes: Sequence[int] = ()) -> Tensor:
         r"""Descriptors of keypoints, PyG-style.
 
         Args:
@@ -218,17 +222,32 @@ class ImageBackbone(nn.Module):
                 or a list of ``B`` per-image ``[N_b, 2]`` tensors (concatenated in order).
             batch: ``[N]`` image index of each row of ``pos`` (PyG's ``batch`` vector); needed
                 when ``pos`` is one tensor and ``B > 1``; must be ``None`` with a list.
+            sizes: square sides ``s`` the images are also resized to (bilinearly, antialiased
+                when shrinking), the keypoints following as ``p * (s / W, s / H)``; each
+                stage's part is then summed over the sizes (normalised parts, the sum normalised
+                again with ``normalize``; averaged without).
 
         Returns:
             ``[N, out_channels]``: the chosen stages at each keypoint, row ``i`` for ``pos[i]``.
         """
         pos, batch = _as_pos_batch(pos, batch, images.size(0), images.device)
+        H, W = images.size(-2), images.size(-1)
+        parts = self._parts(images, pos, batch)
+        for side in sizes:
+            resized = F.interpolate(images, size=(side, side), mode="bilinear", align_corners=False,
+                                    antialias=side < max(H, W)).clamp_(0.0, 1.0)
+            moved = pos * pos.new_tensor([side / W, side / H])
+            parts = [a + b for a, b in zip(parts, self._parts(resized, moved, batch))]
+        if sizes:  # one size: its parts are as sampled (and normalised once), bit for bit
+            parts = [F.normalize(p, dim=-1) if self.normalize else p / (1 + len(sizes)) for p in parts]
+        return torch.cat(parts, dim=-1)
+
+    def _parts(self, images: Tensor, pos: Tensor, batch: Tensor) -> List[Tensor]:
+        """Each chosen stage sampled at the keypoints (normalised with ``normalize``)."""
         maps = self.feature_maps(images)
         size = (images.size(-2), images.size(-1))
         parts = [sample_at_keypoints(maps[s], pos, batch, size) for s in self.stages]
-        if self.normalize:
-            parts = [F.normalize(p, dim=-1) for p in parts]
-        return torch.cat(parts, dim=-1)
+        return [F.normalize(p, dim=-1) for p in parts] if self.normalize else parts
 
     def __repr__(self) -> str:  # the layers are a fixed, pretrained network: name what is chosen
         return f"{type(self).__name__}(stages={list(self.stages)}, out_channels={self.out_channels})"

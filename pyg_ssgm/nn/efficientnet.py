@@ -24,7 +24,8 @@ stage         channels  stride
 The default, ``stage6`` (192 values, stride 32), was chosen on Willow's *training* split
 (``python benchmarks/willow_stages.py``, nearest-neighbour matching of each stage's raw
 descriptors across the training images): it carries the part identity that transfers across
-instances best; finer stages are too local, ``stage7`` and the head too global.
+instances best; finer stages are too local, ``stage7`` and the head too global. The same probe
+chose the image sizes :class:`~pyg_ssgm.features.FeatureConfig` samples it at (384 and 256).
 """
 from __future__ import annotations
 
