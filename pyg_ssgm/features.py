@@ -162,6 +162,11 @@ class FeatureConfig:
         return self.image_size if isinstance(self.image_size, tuple) else (self.image_size,)
 
     @property
+    def _image_size_json(self) -> Any:
+        """``image_size`` as JSON holds it: one size an integer, several a list."""
+        return self.image_size if isinstance(self.image_size, int) else list(self.image_size)
+
+    @property
     def out_channels(self) -> int:
         """Width ``F`` of the descriptors (the chosen stages' channels summed)."""
         return sum(self.backbone_class.STAGES[s] for s in self.resolved_stages)
@@ -187,8 +192,7 @@ class FeatureConfig:
                 build_backbone(self)  # raises the backbone's own error, which says where to get the file
             weights = ["sha256", file_digest(path)]
         return {"format": CACHE_FORMAT, "backbone": self.backbone, "weights": weights,
-                "stages": list(self.resolved_stages),
-                "image_size": self.image_size if isinstance(self.image_size, int) else list(self.image_size),
+                "stages": list(self.resolved_stages), "image_size": self._image_size_json,
                 "crop_to_bbox": self.crop_to_bbox}
 
     def view_key(self) -> str:
@@ -205,7 +209,7 @@ class FeatureConfig:
         """JSON-friendly settings, for checkpoints (:meth:`from_dict` reads them back)."""
         d = {f.name: getattr(self, f.name) for f in fields(self)}
         d["stages"] = None if self.stages is None else list(self.stages)
-        d["image_size"] = self.image_size if isinstance(self.image_size, int) else list(self.image_size)
+        d["image_size"] = self._image_size_json
         d["view"] = self.view.to_dict()
         return d
 

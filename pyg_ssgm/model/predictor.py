@@ -3,6 +3,7 @@ the rebuilt edges), the mirror test, and the nodes the model says each graph lac
 from __future__ import annotations
 
 from contextlib import contextmanager
+from functools import cached_property
 from dataclasses import dataclass, replace
 from typing import Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
@@ -56,14 +57,32 @@ class Oriented(NamedTuple):
 
 class FirstMatching(NamedTuple):
     """A matching before the epipolar re-matching (:meth:`Predictor.first_matching`): ``X [B, N1,
-    N2]``, the soft first-order matching the quadratic solver took as unary term (``None`` for the
-    linear one), the unmatched scores of a dustbin assignment (else ``None``), and whether it was
+    N2]``, the unmatched scores of a dustbin assignment (else ``None``), and whether it was
     quadratic."""
 
     X: Tensor
-    unary: Optional[Tensor]
     dustbin: Optional[Tuple[Tensor, Tensor]]
     quadratic: bool
+
+
+class SoftInputs:
+    """What every matching of one output reads beside ``S``, computed on first use and once: the
+    soft first-order matching (dual softmax of ``S``, in [0, 1]: the quadratic solver's unary term
+    and the epipolar re-matching's tie-breaker) and the dense connectivity of both completed
+    graphs (the quadratic solver's edges). A pool of first matchings shares one."""
+
+    def __init__(self, out: SSGMOutput):
+        self.out = out
+
+    @cached_property
+    def unary(self) -> Tensor:
+        S = self.out.S.detach()
+        return dual_softmax(S, size_mask(self.out.n1, self.out.n2, S.size(1), S.size(2)))
+
+    @cached_property
+    def connectivity(self) -> Tuple[Tensor, ...]:
+        out, B = self.out, self.out.S.size(0)
+        return _connectivity(out.completed_s, out.edges_s, B) + _connectivity(out.completed_t, out.edges_t, B)
 
 
 #: The first matchings that ``InferenceConfig.epipolar_pool`` adds as seeds of the epipolar
@@ -212,44 +231,41 @@ class Predictor:
         by the threshold unless ``qap_partial`` is off; with ``epipolar``, re-matched under the
         epipolar geometry it implies (with ``epipolar_pool``, the best of those of the first
         matchings of :data:`EPIPOLAR_POOL` too) and cut as it was (:meth:`epipolar_verified`)."""
-        c = self.config
-        first = self.first_matching(out, c)
+        c, inputs = self.config, SoftInputs(out)
+        first = self.first_matching(out, c, inputs)
         if not c.epipolar:
             return first.X
         S = out.S.detach()
-        unary = first.unary if first.unary is not None else dual_softmax(S, size_mask(out.n1, out.n2, S.size(1),
-                                                                                        S.size(2)))
-        pool = [self.first_matching(out, replace(c, **seed)).X for seed in EPIPOLAR_POOL
+        pool = [self.first_matching(out, replace(c, **seed), inputs).X for seed in EPIPOLAR_POOL
                 if c.epipolar_pool and any(getattr(c, k) != v for k, v in seed.items())]
-        X = self.epipolar_verified(out, first.X, unary, pool)
+        X = self.epipolar_verified(out, first.X, inputs.unary, pool)
         # cut as the matching was cut (the partial assignments match exactly the pairs whose
         # affinity beats their two unmatched scores); a whole quadratic matching stays whole
         if first.dustbin is not None:
             return X * (S >= first.dustbin[0].unsqueeze(2) + first.dustbin[1].unsqueeze(1))
         return X if first.quadratic and not c.qap_partial else X * (S >= self.threshold(out))
 
-    def first_matching(self, out: SSGMOutput, c: InferenceConfig) -> FirstMatching:
+    def first_matching(self, out: SSGMOutput, c: InferenceConfig,
+                       inputs: Optional[SoftInputs] = None) -> FirstMatching:
         """The matching of ``out`` under the solver settings of ``c`` (the threshold and the dustbin
-        as configured; :meth:`solve` without the epipolar re-matching), with what the re-matching
-        and its cut need."""
+        as configured; :meth:`solve` without the epipolar re-matching), with what its cut needs;
+        ``inputs``: ``out``'s, where several matchings of it are made."""
         S, threshold = out.S.detach(), self.threshold(out)
+        inputs = inputs or SoftInputs(out)
         quadratic = c.solver == "rrwm" and max(S.size(1), S.size(2)) <= c.qap_max_nodes
         dustbin = self.unmatched_scores(out) if not quadratic and c.dustbin_weight > 0 and out.queries_s is not None \
             else None
         if quadratic:
-            B = S.size(0)
-            conns = _connectivity(out.completed_s, out.edges_s, B) + _connectivity(out.completed_t, out.edges_t, B)
-            # the soft first-order matching (dual softmax of S, in [0, 1]) as unary term, edge
-            # agreement over the completed graphs (the target aligned on the source, or as it is)
+            # the soft first-order matching as unary term, edge agreement over the completed
+            # graphs (the target aligned on the source, or as it is)
             pos_t = apply_affine(out.alignment, out.pos_t) if c.qap_align else out.pos_t
-            unary = dual_softmax(S, size_mask(out.n1, out.n2, S.size(1), S.size(2)))
-            soft = rrwm_refine(unary, out.n1, out.n2, out.pos_s, pos_t, *conns,
+            soft = rrwm_refine(inputs.unary, out.n1, out.n2, out.pos_s, pos_t, *inputs.connectivity,
                                node_weight=c.qap_node_weight, edge_sigma=c.qap_edge_sigma)
             X = hungarian(soft.to(S.dtype), out.n1, out.n2)
-            return FirstMatching(X * (S >= threshold) if c.qap_partial else X, unary, None, True)
+            return FirstMatching(X * (S >= threshold) if c.qap_partial else X, None, True)
         if dustbin is not None:
-            return FirstMatching(hungarian(S, out.n1, out.n2, *dustbin), None, dustbin, False)
-        return FirstMatching(partial_hungarian(S, out.n1, out.n2, threshold), None, None, False)
+            return FirstMatching(hungarian(S, out.n1, out.n2, *dustbin), dustbin, False)
+        return FirstMatching(partial_hungarian(S, out.n1, out.n2, threshold), None, False)
 
     def epipolar_verified(self, out: SSGMOutput, X: Tensor, soft: Tensor, pool: Sequence[Tensor] = ()) -> Tensor:
         """``X`` re-matched, pair by pair, under the epipolar geometry of its real-to-real pairs
