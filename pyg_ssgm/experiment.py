@@ -89,8 +89,10 @@ def resolve(settings: Settings, splits: Splits) -> Settings:
     * ``model.mirror_aware``: on exactly when the training pairs include mirror pairs
       (:func:`mirror_pairs`): a mirror-aware model needs them, and mirror pairs need a model
       told which pairs they are;
-    * ``model.keypoint_filter``: on exactly when the training instances carry descriptors and
-      some of their points have no name (outliers, clutter): the filter learns from nothing else.
+    * ``model.keypoint_filter``: on exactly when some of the training instances' points have no
+      name (outliers, clutter): the filter learns from nothing else; and then
+      ``model.keypoint_filter_geometry`` on too (for a geometry-only model it is all the filter
+      reads).
     """
     model = settings.model
     width = next((i.x.size(1) for i in splits["train"] if i.x is not None), 0)
@@ -98,11 +100,14 @@ def resolve(settings: Settings, splits: Splits) -> Settings:
         raise ConfigError(f"model.in_channels is {model.in_channels} but the training instances carry {width} "
                           f"appearance features per node; set it to {width}, or leave it unset (null) to take it "
                           "from the data.")
-    keypoint_filter = model.keypoint_filter
+    keypoint_filter, geometry = model.keypoint_filter, model.keypoint_filter_geometry
     if keypoint_filter is None:
-        keypoint_filter = width > 0 and any(None in i.names for i in splits["train"])
+        readable = width > 0 or geometry is not False  # the filter has something to read
+        keypoint_filter = readable and any(None in i.names for i in splits["train"])
+    if geometry is None:
+        geometry = bool(keypoint_filter)
     return settings.replace(model=replace(model, in_channels=width, mirror_aware=mirror_pairs(settings),
-                                          keypoint_filter=keypoint_filter))
+                                          keypoint_filter=keypoint_filter, keypoint_filter_geometry=geometry))
 
 
 def settings_from_checkpoint(state: Mapping) -> Settings:
@@ -267,7 +272,10 @@ def load_model(path: Union[str, os.PathLike], device: Union[str, torch.device] =
         model, _, predictor = build_model(settings)
         model.to(device).load_state_dict(state["model"])
         if state.get("chosen_inference") is not None:
-            predictor.config = InferenceConfig(**state["chosen_inference"])
+            chosen = dict(state["chosen_inference"])
+            # a choice made before the config refused a pool without the re-matching (it did nothing)
+            chosen["epipolar_pool"] = chosen.get("epipolar_pool", False) and chosen.get("epipolar", False)
+            predictor.config = InferenceConfig(**chosen)
     model.eval()
     return predictor, settings
 

@@ -61,6 +61,17 @@ def clear_run_folder(out_dir: Path) -> None:
         shutil.rmtree(out_dir / "tensorboard")
 
 
+def clip_groups(model: torch.nn.Module) -> List[List[torch.Tensor]]:
+    """The parameters whose gradient norm is clipped together: the keypoint filter's apart from
+    the rest. The filter reads the raw inputs and shares no weight with the matching, so clipped
+    apart it leaves the matching's training exactly as it is without a filter."""
+    filt = getattr(model, "keypoint_filter", None)
+    if filt is None:
+        return [list(model.parameters())]
+    own = {id(p) for p in filt.parameters()}
+    return [[p for p in model.parameters() if id(p) not in own], list(filt.parameters())]
+
+
 class Trainer:
     """Runs :meth:`fit` over the parts of an :class:`~pyg_ssgm.experiment.Experiment`."""
 
@@ -247,7 +258,8 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if self.cfg.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+                for group in clip_groups(self.model):
+                    torch.nn.utils.clip_grad_norm_(group, self.cfg.grad_clip)
             self.optimizer.step()
             self.step = step + 1
             for key, value in losses.items():
@@ -318,4 +330,4 @@ def train(settings: Optional[Settings] = None, splits: Optional[Mapping[str, Lis
     return trainer, results
 
 
-__all__ = ["Trainer", "train", "check_run_folder", "clear_run_folder", "RUN_FILES"]
+__all__ = ["Trainer", "train", "check_run_folder", "clear_run_folder", "clip_groups", "RUN_FILES"]

@@ -64,7 +64,7 @@ GROUPS: Tuple[Tuple[str, Tuple[Option, ...]], ...] = (
     # may ask for another solver than a matching that must be right on its own (on turning
     # objects, validation preferred the edges alone to the learned unary term once re-matched);
     # the pool seeds the geometry from the model's other matchings too
-    ("epipolar geometry", ({"epipolar": False}, {"epipolar": True, "epipolar_pool": False},
+    ("epipolar geometry", ({"epipolar": False, "epipolar_pool": False}, {"epipolar": True, "epipolar_pool": False},
                            {"epipolar": True, "epipolar_pool": True})),
     ("matching", ({"solver": "hungarian"},
                   {"solver": "rrwm", "qap_node_weight": 1.0, "qap_align": True, "qap_partial": True},

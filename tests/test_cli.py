@@ -300,7 +300,9 @@ def test_evaluate_checkpoint_reproduces_training_test_results(runner, tmp_path, 
                                                  str(tmp_path / "p.json")])
     assert json.loads((tmp_path / "p.json").read_text())["inference"]["epipolar_pool"] is True
     refused = runner.invoke(evaluate_command, args[:2] + ["--epipolar-pool"])  # a pool of nothing
-    assert refused.exit_code != 0 and "give --epipolar too" in refused.output and "Traceback" not in refused.output
+    assert refused.exit_code != 0 and "(--epipolar)" in refused.output and "Traceback" not in refused.output
+    run_ok(runner, evaluate_command, args[:2] + ["--no-epipolar", "--output", str(tmp_path / "n.json")])
+    assert json.loads((tmp_path / "n.json").read_text())["inference"]["epipolar_pool"] is False
     # the embedded data names every point: no keypoint filter to read
     refused = runner.invoke(evaluate_command, args[:2] + ["--keypoint-threshold", "0.5"])
     assert refused.exit_code != 0 and "has none" in refused.output and "Traceback" not in refused.output

@@ -170,6 +170,8 @@ def test_the_solvers_pool_their_matchings():
 
 
 def test_bad_epipolar_settings_are_refused():
+    with pytest.raises(ConfigError, match="epipolar_pool seeds the epipolar re-matching, which is off"):
+        InferenceConfig(epipolar_pool=True)  # a pool of seeds for a re-matching that does not run
     with pytest.raises(ConfigError, match="epipolar_threshold"):
         InferenceConfig(epipolar_threshold=0.0)
     with pytest.raises(ConfigError, match="epipolar_threshold"):

@@ -245,6 +245,17 @@ def test_checkpoints_of_format_1_are_still_read(run_copy, tmp_path):
     assert load_checkpoint(run / "checkpoint.pt")["epoch"] == 2
 
 
+def test_a_stored_choice_of_a_pool_without_the_re_matching_still_loads(run_copy):
+    """Before the config refused it, the choice could keep the pool after switching the epipolar
+    re-matching off (it did nothing): such a checkpoint loads, with the pool off."""
+    run, _ = run_copy
+    state = load_checkpoint(run / "checkpoint.pt")
+    state["chosen_inference"] = {**state["chosen_inference"], "epipolar": False, "epipolar_pool": True}
+    torch.save(state, run / "checkpoint.pt")
+    predictor, _ = load_model(run / "checkpoint.pt")
+    assert predictor.config.epipolar_pool is False and predictor.config.epipolar is False
+
+
 def test_evaluation_needs_no_optimiser_state(runner, run_copy, tmp_path):
     run, _ = run_copy
     state = load_checkpoint(run / "checkpoint.pt")

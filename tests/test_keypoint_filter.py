@@ -10,7 +10,7 @@ from pyg_ssgm.config import InferenceConfig
 from pyg_ssgm.data import KeypointInstance, make_pair, subset_pair
 from pyg_ssgm.errors import ConfigError
 from pyg_ssgm.experiment import resolve
-from pyg_ssgm.nn.keypoint_filter import KeypointFilter
+from pyg_ssgm.nn.keypoint_filter import GEOMETRY_CHANNELS, KeypointFilter, point_geometry
 from pyg_ssgm.tuning import GROUPS, choose_inference
 
 
@@ -52,12 +52,77 @@ def test_the_data_decides_whether_a_model_has_a_filter():
     geometry = {"train": [KeypointInstance(i.pos, i.names, i.category) for i in splits["train"]], "val": [], "test": []}
     base = tiny_settings_of()
     unset = base.replace(model=replace(base.model, in_channels=None))
-    assert resolve(unset, splits).model.keypoint_filter is True
-    assert resolve(unset, clean).model.keypoint_filter is False  # every point named: nothing to learn from
-    assert resolve(unset, geometry).model.keypoint_filter is False  # no descriptor to read
-    forced = base.replace(model=replace(base.model, in_channels=None, keypoint_filter=True))
-    with pytest.raises(ConfigError, match="keypoint_filter=True reads the points' appearance descriptors"):
+    resolved = resolve(unset, splits).model
+    assert resolved.keypoint_filter is True and resolved.keypoint_filter_geometry is True
+    clean_model = resolve(unset, clean).model  # every point named: nothing to learn from
+    assert clean_model.keypoint_filter is False and clean_model.keypoint_filter_geometry is False
+    assert resolve(unset, geometry).model.keypoint_filter is True  # no descriptor: where the points lie
+    blind = base.replace(model=replace(base.model, in_channels=None, keypoint_filter_geometry=False))
+    assert resolve(blind, geometry).model.keypoint_filter is False  # nothing left to read
+    assert resolve(blind, splits).model.keypoint_filter_geometry is False  # a setting given is kept
+    forced = base.replace(model=replace(base.model, in_channels=None, keypoint_filter=True,
+                                        keypoint_filter_geometry=False))
+    with pytest.raises(ConfigError, match="keypoint_filter_geometry=False reads the points' appearance"):
         resolve(forced, geometry)
+
+
+def test_point_geometry_is_where_a_point_lies_in_its_own_set():
+    g = torch.Generator().manual_seed(0)
+    pos = torch.rand(13, 2, generator=g) * 100
+    batch = torch.tensor([0] * 8 + [1] * 3 + [2] * 2)  # sets of 8, 3 (fewer than NEIGHBOURS) and 2 points
+    geometry = point_geometry(pos, batch, 3)
+    assert geometry.shape == (13, GEOMETRY_CHANNELS) and torch.isfinite(geometry).all()
+    moved = torch.cat([pos[:8] * 3 + 7, pos[8:]])  # one set moved and scaled: nothing changes
+    assert torch.allclose(point_geometry(moved, batch, 3), geometry, atol=1e-4)
+    alone = point_geometry(pos[:8], torch.zeros(8, dtype=torch.long), 1)  # a set's terms are its own
+    assert torch.allclose(alone, geometry[:8])
+    single = point_geometry(torch.zeros(1, 2), torch.zeros(1, dtype=torch.long), 1)
+    assert torch.isfinite(single).all()
+
+
+def scattered(seed: int, n_named: int = 10, n_clutter: int = 6) -> KeypointInstance:
+    """Named points on a jittered grid of one object; clutter anywhere in a box four times wider."""
+    g = torch.Generator().manual_seed(seed)
+    grid = torch.stack(torch.meshgrid(torch.arange(5.0), torch.arange(2.0), indexing="ij"), -1).view(-1, 2)
+    named = (grid[:n_named] + torch.randn(n_named, 2, generator=g) * 0.1) * 10 + 100
+    clutter = torch.rand(n_clutter, 2, generator=g) * 200 + 20
+    return KeypointInstance(torch.cat([named, clutter]), [f"k{i}" for i in range(n_named)] + [None] * n_clutter, "c")
+
+
+def test_a_filter_without_descriptors_learns_clutter_from_where_it_lies():
+    torch.manual_seed(0)
+    filt = KeypointFilter(0, geometry=True)
+    data = [scattered(s) for s in range(16)]
+    pos = torch.cat([d.pos for d in data])
+    batch = torch.cat([torch.full((d.num_nodes,), i) for i, d in enumerate(data)])
+    named = torch.tensor([n is not None for d in data for n in d.names], dtype=torch.float)
+    optimiser = torch.optim.Adam(filt.parameters(), 1e-2)
+    for _ in range(300):
+        optimiser.zero_grad()
+        torch.nn.functional.binary_cross_entropy_with_logits(filt(pos.new_zeros(len(pos), 0), pos, batch, 16),
+                                                             named).backward()
+        optimiser.step()
+    filt.eval()
+    test = [scattered(s) for s in range(100, 120)]
+    pos = torch.cat([d.pos for d in test])
+    batch = torch.cat([torch.full((d.num_nodes,), i) for i, d in enumerate(test)])
+    truth = torch.tensor([n is not None for d in test for n in d.names])
+    logits = filt(pos.new_zeros(len(pos), 0), pos, batch, len(test))
+    assert ((logits > 0) == truth).float().mean() >= 0.85
+    assert logits[truth].mean() > logits[~truth].mean() + 2.0
+
+
+def test_a_geometry_only_model_trains_its_filter(one_thread):
+    t = tiny(seed=0, in_channels=0, keypoint_filter=True)
+    assert t.model.keypoint_filter.geometry  # nothing else to read
+    batch = to_batch([make_pair(scattered(1), scattered(2)), make_pair(scattered(3), scattered(4))])
+    t.model.train()
+    losses = t.criterion(t.model(batch), batch)
+    losses["loss"].backward()
+    assert t.model.keypoint_filter.score.weight.grad.abs().sum() > 0
+    t.predictor.config = InferenceConfig(**{**t.predictor.config.to_dict(), "keypoint_threshold": 0.5})
+    data, kept = t.predictor.keypoints(batch)
+    assert data.num_graphs == 2 and all(len(ks) >= 3 and len(kt) >= 3 for ks, kt in kept)
 
 
 def test_the_criterion_trains_the_filter_on_names():
@@ -114,3 +179,19 @@ def test_the_choice_scores_the_filter_only_where_there_is_one(tiny_data):
     assert t.model.keypoint_filter is None
     _, rows = choose_inference(t.predictor, tiny_data.val, max_pairs_per_category=2, echo=None, groups=GROUPS[:1])
     assert {row["group"] for row in rows} == {"start"}
+
+
+def test_the_filter_leaves_the_matching_it_trains_beside_as_it_is(tmp_path, one_thread):
+    """The filter reads the raw inputs and its gradient is clipped apart: a run with it trains
+    every other weight exactly as the same run without it."""
+    from conftest import make_trainer
+
+    weights = {}
+    for name, filt in (("with", True), ("without", False)):
+        trainer = make_trainer(tmp_path / name, model={"max_clutter": 3, "keypoint_filter": filt,
+                                                       "choose_on_validation": False})
+        assert (trainer.model.keypoint_filter is not None) == filt
+        trainer.fit()
+        weights[name] = {k: v for k, v in trainer.model.state_dict().items() if not k.startswith("keypoint_filter.")}
+    assert weights["with"].keys() == weights["without"].keys()
+    assert all(torch.equal(weights["with"][k], weights["without"][k]) for k in weights["with"])

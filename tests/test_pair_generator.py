@@ -275,7 +275,7 @@ def _cluttered(seed=0, named=10, unnamed=5):
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_unnamed_points_get_no_partner_and_a_place_of_their_own(seed):
     """Clutter belongs to nothing: in a training pair an unnamed point has no partner and no
-    completion target, and the target's copy is drawn anew inside the named keypoints' box."""
+    completion target, and the target's copy is drawn anew inside the box of the instance's points."""
     inst = _cluttered(seed)
     aug = GeometricAugmentation(rotation=0.0, jitter=0.0, perspective=0.0, scale=(1.0, 1.0), anisotropy=0.0, shear=0.0,
                                 translation=0.0)
@@ -291,13 +291,29 @@ def test_unnamed_points_get_no_partner_and_a_place_of_their_own(seed):
     clutter_t = [i for i, n in enumerate(data.names_t) if n is None]
     assert clutter_s and clutter_t and named_s
     assert torch.allclose(data.pos_s[named_s], inst.pos[[int(data.names_s[i][1:]) for i in named_s]], atol=1e-4)
-    low, high = inst.pos[:10].min(0).values, inst.pos[:10].max(0).values
+    low, high = inst.pos.min(0).values, inst.pos.max(0).values
     moved = data.pos_t[clutter_t]
     assert ((moved >= low - 1e-4) & (moved <= high + 1e-4)).all()
     assert not any(torch.allclose(data.pos_t[j], data.pos_s[i]) for i in clutter_s for j in clutter_t)
     # switched off, an unnamed point is matched to its own copy, as before
     old = PairGenerator(drop_rate=0.0, redraw_unnamed=False)(inst, torch.Generator().manual_seed(seed))
     assert old.y.size(1) == inst.num_nodes
+
+
+def test_redrawn_clutter_spreads_as_the_instances_own():
+    """Clutter drawn across a whole image stays spread across it in the target copy, not pulled
+    into the keypoints' box (where a keypoint filter could no longer tell it by its place)."""
+    g = torch.Generator().manual_seed(0)
+    pos = torch.cat([torch.rand(10, 2, generator=g) * 10 + 45, torch.tensor([[0.0, 0.0], [100.0, 100.0]]),
+                     torch.rand(8, 2, generator=g) * 100])
+    inst = KeypointInstance(pos=pos, names=[f"k{i}" for i in range(10)] + [None] * 10, category="c")
+    aug = GeometricAugmentation(rotation=0.0, jitter=0.0, perspective=0.0, scale=(1.0, 1.0), anisotropy=0.0, shear=0.0,
+                                translation=0.0)
+    generate = PairGenerator(drop_rate=0.0, augmentation=aug, shuffle=False)
+    clutter = torch.cat([generate(inst, torch.Generator().manual_seed(s)).pos_t[10:] for s in range(5)])
+    outside = ((clutter < 45) | (clutter > 55)).any(-1).float().mean()
+    assert outside > 0.8  # uniform over [0, 100]^2: 99 % of points lie outside the keypoints' box
+    assert ((clutter >= 0) & (clutter <= 100)).all()
 
 
 def test_instances_without_clutter_are_generated_exactly_as_before():

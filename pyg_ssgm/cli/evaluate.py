@@ -128,20 +128,15 @@ def evaluate_command(checkpoint, solver, dataset, root, data, val_data, test_dat
                                                     else outlier_region or "box"))
             if settings.features is not None:  # the same image features the model was trained on
                 splits = with_image_features(splits, settings.features, dataset)
-            if completion_source is not None:
-                predictor.config = replace(predictor.config, completion_source=completion_source)
-            if epipolar is not None:
-                predictor.config = replace(predictor.config, epipolar=epipolar)
-            if epipolar_pool is not None:
-                predictor.config = replace(predictor.config, epipolar_pool=epipolar_pool)
-            if keypoint_threshold is not None:
-                if keypoint_threshold > 0 and predictor.model.keypoint_filter is None:
-                    raise ConfigError("--keypoint-threshold reads the model's keypoint filter, and this model has none "
-                                      "(its training points all had names, or no descriptors).")
-                predictor.config = replace(predictor.config, keypoint_threshold=keypoint_threshold)
-            if predictor.config.epipolar_pool and not predictor.config.epipolar:
-                raise ConfigError("--epipolar-pool seeds the epipolar re-matching, which this model does not "
-                                  "use: give --epipolar too.")
+            if keypoint_threshold and predictor.model.keypoint_filter is None:
+                raise ConfigError("--keypoint-threshold reads the model's keypoint filter, and this model has none "
+                                  "(its training points all had names).")
+            changes = {key: value for key, value in (("completion_source", completion_source), ("epipolar", epipolar),
+                                                     ("epipolar_pool", epipolar_pool),
+                                                     ("keypoint_threshold", keypoint_threshold)) if value is not None}
+            if epipolar is False and epipolar_pool is None:
+                changes["epipolar_pool"] = False  # what seeds a re-matching switched off goes with it
+            predictor.config = replace(predictor.config, **changes)  # a pool without --epipolar: a ConfigError
             predict = predictor
             if max_pairs_per_category is None:
                 max_pairs_per_category = getattr(train_cfg, f"{split}_pairs_per_category")
@@ -161,8 +156,6 @@ def evaluate_command(checkpoint, solver, dataset, root, data, val_data, test_dat
                                              progress=not no_progress)
             from ..baselines import EPIPOLAR_POOL_SOLVERS
 
-            if epipolar_pool and not epipolar:
-                raise ConfigError("--epipolar-pool seeds the epipolar re-matching: give --epipolar too.")
             options = {"epipolar": bool(epipolar), "epipolar_pool": EPIPOLAR_POOL_SOLVERS if epipolar_pool else ()}
             predict = ClassicalMatcher(solver, **options)
             if fit_threshold:

@@ -46,8 +46,14 @@ class ModelConfig:
             (an outlier, clutter), from its appearance descriptor and the training points' names
             (:class:`~pyg_ssgm.nn.keypoint_filter.KeypointFilter`), so that inference can remove
             the points it rejects before matching (``InferenceConfig.keypoint_threshold``).
-            ``None`` (the default): on exactly when the training instances carry descriptors and
-            some of their points have no name; a model built directly takes it as off.
+            ``None`` (the default): on exactly when some of the training instances' points have no
+            name; a model built directly takes it as off.
+        keypoint_filter_geometry: the filter also reads where each point lies in its own point
+            set (:func:`~pyg_ssgm.nn.keypoint_filter.point_geometry`: its distance from the set's
+            median, its nearest neighbours, its shape context), which geometry-only models have
+            to go on. ``None`` (the default): on wherever the filter is; a model built directly
+            takes it as off where it has descriptors (the filter of runs saved before it read
+            descriptors alone).
 
     Affinity (learned scalars start at these values):
         temperature: of the cosine affinity (learned, in log space).
@@ -86,6 +92,7 @@ class ModelConfig:
     exist_threshold: float = 0.5
     mirror_aware: Optional[bool] = None
     keypoint_filter: Optional[bool] = None
+    keypoint_filter_geometry: Optional[bool] = None
     temperature: float = 0.1
     match_threshold: float = 0.5
     geometric_weight: float = 10.0
@@ -123,9 +130,10 @@ class ModelConfig:
         if self.in_channels is not None and not (self.use_appearance and self.in_channels > 0) \
                 and not self.use_geometry:
             raise ConfigError("the model needs node features: enable use_geometry or give appearance features.")
-        if self.keypoint_filter and self.in_channels == 0:
-            raise ConfigError("keypoint_filter=True reads the points' appearance descriptors, and this data has none "
-                              "(in_channels=0): give the points descriptors (--features), or leave it unset.")
+        if self.keypoint_filter and self.in_channels == 0 and self.keypoint_filter_geometry is False:
+            raise ConfigError("keypoint_filter=True with keypoint_filter_geometry=False reads the points' appearance "
+                              "descriptors alone, and this data has none (in_channels=0): give the points "
+                              "descriptors (--features), or leave keypoint_filter_geometry unset.")
 
     def to_dict(self) -> Dict[str, Any]:
         return asdict(self)
@@ -217,7 +225,8 @@ class InferenceConfig:
         model's :class:`~pyg_ssgm.nn.keypoint_filter.KeypointFilter`, where it has one) is under
         this (0: keep every point). A removed point stays unmatched; each graph keeps its three
         most probable points at least. Points that belong to nothing otherwise take the partners
-        of keypoints and bend their edges.
+        of keypoints and bend their edges. The default, 0.5, removes what the filter finds more
+        likely clutter than keypoint; a model without a filter ignores it.
     epipolar_pool: with ``epipolar``, re-match also from the model's other first matchings (the
         linear assignment of the learned affinity, cut by the threshold; the whole quadratic
         assignment over the rebuilt edges with the learned unary term and without:
@@ -276,7 +285,7 @@ class InferenceConfig:
     epipolar: bool = False
     epipolar_threshold: float = 3e-3
     epipolar_pool: bool = False
-    keypoint_threshold: float = 0.0
+    keypoint_threshold: float = 0.5
     mirror_test: bool = False
     threshold_shift: float = 0.0
     dustbin_weight: float = 0.0
@@ -294,6 +303,9 @@ class InferenceConfig:
             raise ConfigError("qap_edge_sigma must be > 0, qap_node_weight >= 0 and qap_max_nodes >= 1.")
         check_choice(self, "completion_source", COMPLETION_SOURCES)
         check_at_least(self, 0, "epipolar_threshold", strict=True)
+        if self.epipolar_pool and not self.epipolar:
+            raise ConfigError("epipolar_pool seeds the epipolar re-matching, which is off: set epipolar=True with it "
+                              "(--epipolar), or leave the pool off.")
         if not 0 <= self.keypoint_threshold < 1:
             raise ConfigError(f"keypoint_threshold must be in [0, 1) (0: keep every point), got "
                               f"{self.keypoint_threshold}.")

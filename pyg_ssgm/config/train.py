@@ -26,7 +26,8 @@ class TrainConfig:
     ``mirror_aware`` model; see :class:`~pyg_ssgm.data.PairGenerator`);
     ``repeats`` generated pairs per training instance and epoch. Optimisation:
     ``epochs``, ``batch_size``, ``lr`` (decayed to 0 along a cosine over the epochs unless
-    ``lr_schedule="constant"``), ``weight_decay``, ``grad_clip``. ``supervised`` trains on
+    ``lr_schedule="constant"``), ``weight_decay``, ``grad_clip`` (the gradient norm, the keypoint
+    filter's apart from the rest: :func:`~pyg_ssgm.trainer.clip_groups`). ``supervised`` trains on
     real pairs with their labels instead (the upper bound). ``pseudo_labels`` adds, to the generated
     pairs, the training split's own unlabelled real pairs with cycle-consistent pseudo-labels from
     a classical solver (:mod:`pyg_ssgm.pseudo_labels`; ``pseudo_min_agreement`` is the share of

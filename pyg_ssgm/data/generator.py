@@ -24,11 +24,12 @@ class _View(NamedTuple):
 
 
 def _redrawn(view: _View, unnamed: Tensor, generator: Optional[torch.Generator]) -> _View:
-    """``view`` with its ``unnamed`` points drawn anew, uniform in the bounding box of the others,
-    and their descriptors shuffled among them: clutter independent of the other copy's."""
+    """``view`` with its ``unnamed`` points drawn anew, uniform in the bounding box of all its
+    points, and their descriptors shuffled among them: clutter independent of the other copy's,
+    spread as the instance's own is (inside the keypoints' box, or across the whole image)."""
     index = unnamed.nonzero().view(-1)
     pos = view.pos.clone()
-    pos[index] = uniform_in_box(view.pos[~unnamed], index.numel(), generator)
+    pos[index] = uniform_in_box(view.pos, index.numel(), generator)
     x = view.x
     if x is not None and x.numel():
         x = x.clone()
@@ -95,9 +96,11 @@ class PairGenerator:
             clutter: ``names`` entry ``None``) belong to nothing, so on a real pair they have no
             partner; two copies of one instance would give each its own copy as a partner, and a
             model would learn to match clutter. On (the default), the target's unnamed points are
-            drawn anew, uniform in the bounding box of its named keypoints (as
-            :func:`~pyg_ssgm.data.add_outliers` draws them), with the unnamed points' descriptors
-            shuffled among them, and have no partner and no completion target. Instances with no
+            drawn anew, uniform in the bounding box of all the instance's points (so they spread
+            as its own clutter does: inside the keypoints' box where
+            :func:`~pyg_ssgm.data.add_outliers` drew them there, across the image where it drew
+            them in the image), with the unnamed points' descriptors shuffled among them, and
+            have no partner and no completion target. Instances with no
             unnamed point, or no named one, are unaffected (no random number is drawn).
     """
 

@@ -110,7 +110,9 @@ class SSGM(nn.Module):
         self.neighbour_consensus = (NeighbourConsensus(c.neighbour_consensus_channels, c.neighbour_consensus_steps)
                                     if c.neighbour_consensus_steps > 0 else None)
         # Whether each point is a keypoint at all: read by the predictor, before any graph is built.
-        self.keypoint_filter = KeypointFilter(c.in_channels) if c.keypoint_filter else None
+        # (a filter without descriptors reads the geometry whatever the setting: there is nothing else)
+        self.keypoint_filter = (KeypointFilter(c.in_channels, geometry=bool(c.keypoint_filter_geometry)
+                                               or not c.in_channels) if c.keypoint_filter else None)
         self.matcher = matcher or SetMatcher()
         # Learned in log space so the temperature stays positive; the threshold is in cosine units.
         self.log_temperature = nn.Parameter(torch.tensor(float(c.temperature)).log())
@@ -181,7 +183,8 @@ class SSGM(nn.Module):
             queries_s=queries_s, queries_t=queries_t, seeds_s=seed_s, seeds_t=seed_t, targets=targets,
             assignment=assignment, S_initial=S_initial,
             included={"s": included_s, "t": included_t} if training else None,
-            keypoint_logits=(self.keypoint_filter(torch.cat([data.x_s, data.x_t]))
+            keypoint_logits=(self.keypoint_filter(torch.cat([data.x_s, data.x_t]), torch.cat([data.pos_s, data.pos_t]),
+                                                  torch.cat([data.x_s_batch, data.x_t_batch + B]), 2 * B)
                              if training and self.keypoint_filter is not None else None))
 
     # ------------------------------------------------------------------ stages

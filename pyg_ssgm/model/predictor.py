@@ -169,7 +169,9 @@ class Predictor:
         edges rebuilt over the points kept; and per pair the original local indices of the source
         and the target points kept (what :meth:`__call__` maps its matching back through)."""
         with self._evaluating():
-            p_s, p_t = (torch.sigmoid(self.model.keypoint_filter(x)) for x in (data.x_s, data.x_t))
+            p_s, p_t = (torch.sigmoid(self.model.keypoint_filter(data[f"x_{side}"], data[f"pos_{side}"],
+                                                                 data[f"x_{side}_batch"], data.num_graphs))
+                        for side in "st")
         pairs, kept = [], []
         for b in range(data.num_graphs):
             pair = data.get_example(b)
