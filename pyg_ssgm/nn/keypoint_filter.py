@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Optional
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.utils import to_dense_batch
 
@@ -36,16 +37,15 @@ def point_geometry(pos: Tensor, batch: Tensor, num_graphs: int) -> Tensor:
     radius = (dense - median.unsqueeze(1)).norm(dim=-1)
     radius = radius / _set_median(torch.where(mask, radius, nan)).clamp(min=1e-12).unsqueeze(1)
 
-    distance = torch.cdist(dense, dense)
     others = mask.unsqueeze(1) & mask.unsqueeze(2) & ~torch.eye(dense.size(1), dtype=torch.bool, device=pos.device)
-    count = others.sum(-1).clamp(min=1)
-    mean = (distance * others).sum(-1) / count
+    distance = torch.cdist(dense, dense) * others
+    mean = distance.sum(-1) / others.sum(-1).clamp(min=1)
     mean = mean / _set_median(torch.where(mask, mean, nan)).clamp(min=1e-12).unsqueeze(1)
-    nearest = distance.masked_fill(~others, float("inf")).sort(dim=-1).values[..., :NEIGHBOURS]
-    if nearest.size(-1) < NEIGHBOURS:  # every graph of the batch smaller than NEIGHBOURS + 1
-        nearest = torch.cat([nearest, nearest.new_full((*nearest.shape[:2], NEIGHBOURS - nearest.size(-1)),
-                                                       float("inf"))], -1)
-    farthest = torch.where(torch.isinf(nearest), torch.zeros_like(nearest), nearest).amax(-1, keepdim=True)
+    # the nearest others, as many columns as NEIGHBOURS even in a batch of smaller sets
+    distance = F.pad(distance.masked_fill(~others, float("inf")), (0, max(NEIGHBOURS - dense.size(1), 0)),
+                     value=float("inf"))
+    nearest = distance.sort(dim=-1).values[..., :NEIGHBOURS]
+    farthest = nearest.masked_fill(torch.isinf(nearest), 0.0).amax(-1, keepdim=True)
     nearest = torch.where(torch.isinf(nearest), farthest, nearest)  # too few others: repeat the farthest
     spacing = _set_median(torch.where(mask, nearest[..., 0], nan)).clamp(min=1e-12)
     nearest = (nearest / spacing.view(-1, 1, 1)).clamp(min=1e-6).log()
