@@ -92,7 +92,7 @@ def resolve(settings: Settings, splits: Splits) -> Settings:
     * ``model.keypoint_filter``: on exactly when some of the training instances' points have no
       name (outliers, clutter): the filter learns from nothing else; and then
       ``model.keypoint_filter_geometry`` on too (for a geometry-only model it is all the filter
-      reads).
+      reads), and ``model.keypoint_filter_memory`` where the points carry descriptors.
     """
     model = settings.model
     width = next((i.x.size(1) for i in splits["train"] if i.x is not None), 0)
@@ -106,8 +106,12 @@ def resolve(settings: Settings, splits: Splits) -> Settings:
         keypoint_filter = readable and any(None in i.names for i in splits["train"])
     if geometry is None:
         geometry = bool(keypoint_filter)
+    memory = model.keypoint_filter_memory
+    if memory is None:  # on descriptors, validation took it; on the geometry alone it did not
+        memory = bool(keypoint_filter) and width > 0
     return settings.replace(model=replace(model, in_channels=width, mirror_aware=mirror_pairs(settings),
-                                          keypoint_filter=keypoint_filter, keypoint_filter_geometry=geometry))
+                                          keypoint_filter=keypoint_filter, keypoint_filter_geometry=geometry,
+                                          keypoint_filter_memory=memory))
 
 
 def settings_from_checkpoint(state: Mapping) -> Settings:

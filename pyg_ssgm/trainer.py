@@ -30,6 +30,7 @@ from .evaluation import completion_quality, evaluate_matching, report_to_dict
 from .tuning import choose_inference
 from .files import prepare_output_dir, write_text_atomic
 from .metrics_log import MetricsLog
+from .model.memory import remember_training_points
 
 
 #: The files a run writes in its folder (with its ``tensorboard`` folder): finding one there means
@@ -194,6 +195,9 @@ class Trainer:
         log = MetricsLog(self.out_dir, resume=resume) if self.is_main else None
         if self.is_main:
             write_text_atomic(self.out_dir / "config.json", json.dumps(self.settings.to_dict(), indent=2))
+        memory = self.model.keypoint_filter.memory if self.model.keypoint_filter is not None else None
+        if memory is not None and self.epoch < self.cfg.epochs:
+            memory.clear()  # training goes on: what the filter remembers is fitted again at the end
         try:
             if self.pending_row:  # resumed after a Ctrl-C in validation: complete that epoch's row
                 self._log_epoch(log)
@@ -208,6 +212,9 @@ class Trainer:
         finally:
             if log is not None:
                 log.close()
+        if memory is not None:
+            remember_training_points(self.model, self.splits["train"])
+            self.save()
         if self.is_main and self.settings.inference.choose_on_validation:
             self.choose_inference()
         results = self.test() if self.is_main else {}

@@ -10,7 +10,7 @@ from pyg_ssgm.config import InferenceConfig
 from pyg_ssgm.data import KeypointInstance, make_pair, subset_pair
 from pyg_ssgm.errors import ConfigError
 from pyg_ssgm.experiment import resolve
-from pyg_ssgm.nn.keypoint_filter import GEOMETRY_CHANNELS, KeypointFilter, point_geometry
+from pyg_ssgm.nn.keypoint_filter import GEOMETRY_CHANNELS, KeypointFilter, KeypointMemory, point_geometry
 from pyg_ssgm.tuning import GROUPS, choose_inference
 
 
@@ -54,6 +54,7 @@ def test_the_data_decides_whether_a_model_has_a_filter():
     unset = base.replace(model=replace(base.model, in_channels=None))
     resolved = resolve(unset, splits).model
     assert resolved.keypoint_filter is True and resolved.keypoint_filter_geometry is True
+    assert resolved.keypoint_filter_memory is True and resolve(unset, geometry).model.keypoint_filter_memory is False
     clean_model = resolve(unset, clean).model  # every point named: nothing to learn from
     assert clean_model.keypoint_filter is False and clean_model.keypoint_filter_geometry is False
     assert resolve(unset, geometry).model.keypoint_filter is True  # no descriptor: where the points lie
@@ -195,3 +196,52 @@ def test_the_filter_leaves_the_matching_it_trains_beside_as_it_is(tmp_path, one_
         weights[name] = {k: v for k, v in trainer.model.state_dict().items() if not k.startswith("keypoint_filter.")}
     assert weights["with"].keys() == weights["without"].keys()
     assert all(torch.equal(weights["with"][k], weights["without"][k]) for k in weights["with"])
+
+
+def test_the_memory_corrects_the_score_by_the_nearest_training_points():
+    """Clutter that no single linear score separates (keypoints at both ends of channel 0, clutter
+    in the middle) is told apart by its nearest training points; each training point is scored
+    against the other instances only, and an empty memory changes nothing."""
+    g = torch.Generator().manual_seed(0)
+
+    def points(n_inst):
+        f, named, owner = [], [], []
+        for b in range(n_inst):
+            keypoints = torch.randn(8, 4, generator=g) * 0.2 + torch.tensor([3.0, 1.0, 0.0, 0.0]) * torch.tensor(
+                [1.0, -1.0] * 4).view(8, 1)  # two clusters, at +3 and -3 in channel 0
+            clutter = torch.randn(6, 4, generator=g) * 0.2 + torch.tensor([0.0, 0.0, 3.0, 0.0])
+            f += [keypoints, clutter]
+            named += [torch.ones(8, dtype=torch.bool), torch.zeros(6, dtype=torch.bool)]
+            owner.append(torch.full((14,), b))
+        return torch.cat(f), torch.cat(named), torch.cat(owner)
+
+    memory = KeypointMemory(4, k=3)
+    f, named, owner = points(6)
+    logit = torch.zeros(len(f))  # a linear score that says nothing
+    assert torch.equal(memory(logit, f), logit)  # empty: nothing changes
+    memory.fit(f, named, owner, logit)
+    assert memory.fitted and memory.keys.shape == (len(f), 4)
+    test, truth, _ = points(2)
+    corrected = memory(torch.zeros(len(test)), test)
+    assert corrected[truth].min() > corrected[~truth].max()
+    alone = memory.score(f[:1], exclude=owner[:1], owner=owner)  # its own instance left out: still named
+    assert alone.item() > 0
+    fresh = KeypointMemory(4, k=3)  # a checkpoint's memory loads into an empty one
+    fresh.load_state_dict(memory.state_dict())
+    assert torch.equal(fresh(torch.zeros(len(test)), test), corrected)
+    memory.clear()
+    assert not memory.fitted
+
+
+def test_a_trained_filter_remembers_its_training_points(tmp_path, one_thread):
+    from conftest import make_trainer
+    from pyg_ssgm.experiment import load_model
+
+    trainer = make_trainer(tmp_path / "run", model={"max_clutter": 3, "choose_on_validation": False})
+    memory = trainer.model.keypoint_filter.memory
+    trainer.fit()
+    points = sum(inst.num_nodes for inst in trainer.splits["train"])
+    assert memory.fitted and memory.keys.size(0) == points
+    predictor, _ = load_model(tmp_path / "run" / "checkpoint.pt")
+    assert torch.equal(predictor.model.keypoint_filter.memory.keys, memory.keys)
+    assert torch.equal(predictor.model.keypoint_filter.memory.coef, memory.coef)

@@ -54,6 +54,11 @@ class ModelConfig:
             to go on. ``None`` (the default): on wherever the filter is; a model built directly
             takes it as off where it has descriptors (the filter of runs saved before it read
             descriptors alone).
+        keypoint_filter_memory: after training, the filter keeps its training points and corrects
+            its score at inference by each point's nearest named and unnamed training points
+            (:class:`~pyg_ssgm.nn.keypoint_filter.KeypointMemory`). ``None`` (the default): on
+            wherever the filter reads descriptors (on the geometry alone validation turned it
+            down); a model built directly takes it as off.
 
     Affinity (learned scalars start at these values):
         temperature: of the cosine affinity (learned, in log space).
@@ -93,6 +98,7 @@ class ModelConfig:
     mirror_aware: Optional[bool] = None
     keypoint_filter: Optional[bool] = None
     keypoint_filter_geometry: Optional[bool] = None
+    keypoint_filter_memory: Optional[bool] = None
     temperature: float = 0.1
     match_threshold: float = 0.5
     geometric_weight: float = 10.0

@@ -40,7 +40,8 @@ RESUME_MAY_CHANGE = {"train": ("epochs", "device", "num_workers", "eval_every", 
 INTRODUCED = {"train": {"outlier_region": "box",  # outliers were drawn in the keypoints' box
                         "pseudo_ratio": None},  # every pseudo-labelled pair, every epoch
               "model": {"keypoint_filter": False,  # no keypoint filter
-                        "keypoint_filter_geometry": False},  # a filter read descriptors alone
+                        "keypoint_filter_geometry": False,  # a filter read descriptors alone
+                        "keypoint_filter_memory": False},  # and kept no memory of the training points
               "loss": {"weight_keypoint": 1.0},  # (read only by a keypoint filter)
               "inference": {"epipolar": False, "epipolar_threshold": 3e-3,  # no epipolar re-matching
                             "epipolar_pool": False, "keypoint_threshold": 0.0}}

@@ -112,7 +112,8 @@ class SSGM(nn.Module):
         # Whether each point is a keypoint at all: read by the predictor, before any graph is built.
         # (a filter without descriptors reads the geometry whatever the setting: there is nothing else)
         self.keypoint_filter = (KeypointFilter(c.in_channels, geometry=bool(c.keypoint_filter_geometry)
-                                               or not c.in_channels) if c.keypoint_filter else None)
+                                               or not c.in_channels, memory=bool(c.keypoint_filter_memory))
+                                if c.keypoint_filter else None)
         self.matcher = matcher or SetMatcher()
         # Learned in log space so the temperature stays positive; the threshold is in cosine units.
         self.log_temperature = nn.Parameter(torch.tensor(float(c.temperature)).log())
