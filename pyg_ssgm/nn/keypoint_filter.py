@@ -137,17 +137,18 @@ class KeypointMemory(nn.Module):
         s = self.score(f, exclude=owner, owner=owner)
         z = torch.stack([logit, s], -1)
         mean, std = z.mean(0), z.std(0).clamp(min=1e-6)
-        head = nn.Linear(2, 1).to(f.device)
+        # from zero (no random draw): an input that does not vary keeps weight 0
+        params = torch.zeros(3, dtype=z.dtype, device=z.device, requires_grad=True)
         with torch.enable_grad():
-            optimiser = torch.optim.LBFGS(head.parameters(), max_iter=100)
+            optimiser = torch.optim.LBFGS([params], max_iter=100)
 
             def closure():
                 optimiser.zero_grad()
-                loss = F.binary_cross_entropy_with_logits(head((z - mean) / std).squeeze(-1), named.to(z.dtype))
+                loss = F.binary_cross_entropy_with_logits((z - mean) / std @ params[:2] + params[2], named.to(z.dtype))
                 loss.backward()
                 return loss
             optimiser.step(closure)
-        w, b = head.weight.detach().view(-1) / std, head.bias.detach().view(())
+        w, b = params.detach()[:2] / std, params.detach()[2]
         self.coef = torch.stack([w[0], w[1], b - (w * mean).sum()])
 
     def forward(self, logit: Tensor, f: Tensor) -> Tensor:
