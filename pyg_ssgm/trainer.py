@@ -83,6 +83,7 @@ class Trainer:
         self.optimizer, self.loader, self.net = exp.optimizer, exp.loader, exp.net
         self.splits, self.device, self.is_main = exp.splits, exp.device, exp.is_main
         self.progress = progress and exp.is_main
+        self.clip_groups = clip_groups(self.model)  # the same parameters every step
         self.out_dir = Path(self.cfg.output_dir)
         self.epoch, self.step = 0, 0
         self.running: Dict[str, float] = {}  # loss sums of the epoch in progress (kept across a resume)
@@ -265,7 +266,7 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if self.cfg.grad_clip > 0:
-                for group in clip_groups(self.model):
+                for group in self.clip_groups:
                     torch.nn.utils.clip_grad_norm_(group, self.cfg.grad_clip)
             self.optimizer.step()
             self.step = step + 1

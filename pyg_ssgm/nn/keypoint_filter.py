@@ -63,8 +63,8 @@ def _set_median(values: Tensor) -> Tensor:
 class KeypointMemory(nn.Module):
     r"""What the training points looked like, kept to correct the filter's score at inference.
 
-    The filter's standardised inputs :math:`f_m` of the training points are kept with whether each
-    has a name. A point's nearest-neighbour score is
+    The directions of the filter's standardised inputs :math:`f_m` of the training points are kept
+    with whether each has a name. A point's nearest-neighbour score is
 
     .. math::
         s_i = \frac{1}{k} \sum_{m \in N_k^+(i)} \cos(f_i, f_m) - \frac{1}{k} \sum_{m \in N_k^-(i)} \cos(f_i, f_m),
@@ -108,7 +108,7 @@ class KeypointMemory(nn.Module):
         """``[N]`` nearest-neighbour scores :math:`s_i` of inputs ``f [N, channels]``; with
         ``exclude [N]`` and ``owner [M]`` (ids of the instance of each point and of each kept point),
         a point's own instance is left out."""
-        keys = F.normalize(self.keys, dim=-1)
+        keys = self.keys  # unit rows: normalised once, when fitted
         k_pos = min(self.k, int(self.named.sum()))
         k_neg = min(self.k, int((~self.named).sum()))
         out = []
@@ -133,7 +133,7 @@ class KeypointMemory(nn.Module):
             keep = torch.randperm(f.size(0), generator=torch.Generator().manual_seed(0))[:self.capacity]
             keep = keep.to(f.device)
             f, named, owner, logit = f[keep], named[keep], owner[keep], logit[keep]
-        self.keys, self.named = f.detach().clone(), named.clone()
+        self.keys, self.named = F.normalize(f.detach(), dim=-1), named.clone()
         s = self.score(f, exclude=owner, owner=owner)
         z = torch.stack([logit, s], -1)
         mean, std = z.mean(0), z.std(0).clamp(min=1e-6)
