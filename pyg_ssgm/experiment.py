@@ -92,7 +92,9 @@ def resolve(settings: Settings, splits: Splits) -> Settings:
     * ``model.keypoint_filter``: on exactly when some of the training instances' points have no
       name (outliers, clutter): the filter learns from nothing else; and then
       ``model.keypoint_filter_geometry`` on too (for a geometry-only model it is all the filter
-      reads), and ``model.keypoint_filter_memory`` where the points carry descriptors.
+      reads), and ``model.keypoint_filter_memory`` where the points carry descriptors;
+    * ``inference.keypoint_prior``: its default for the filter the model has
+      (:meth:`~pyg_ssgm.config.InferenceConfig.resolved_keypoint_prior`).
     """
     model = settings.model
     width = next((i.x.size(1) for i in splits["train"] if i.x is not None), 0)
@@ -109,9 +111,12 @@ def resolve(settings: Settings, splits: Splits) -> Settings:
     memory = model.keypoint_filter_memory
     if memory is None:  # on descriptors, validation took it; on the geometry alone it did not
         memory = bool(keypoint_filter) and width > 0
+    inference = settings.inference
     return settings.replace(model=replace(model, in_channels=width, mirror_aware=mirror_pairs(settings),
                                           keypoint_filter=keypoint_filter, keypoint_filter_geometry=geometry,
-                                          keypoint_filter_memory=memory))
+                                          keypoint_filter_memory=memory),
+                            inference=replace(inference, keypoint_prior=inference.resolved_keypoint_prior(
+                                bool(keypoint_filter) and width > 0)))
 
 
 def settings_from_checkpoint(state: Mapping) -> Settings:

@@ -30,6 +30,8 @@ again until every group has been scored under the configuration as finally chose
 * **shape context**, **appearance**: the late-fusion weights of the raw descriptors (appearance
   only where the pairs have descriptors);
 * **alignment rounds** at inference;
+* **keypoint prior**: how much the keypoint filter's doubt about a point kept costs it in the
+  matching (a model with a filter);
 * **threshold shift**: a stricter unmatched threshold than the one learned on training pairs;
 * **decoder dustbin**: how much the decoder's existence estimates decide which nodes stay
   unmatched (``dustbin_weight``);
@@ -76,6 +78,11 @@ GROUPS: Tuple[Tuple[str, Tuple[Option, ...]], ...] = (
     ("shape context", tuple({"shape_context_weight": w} for w in (0.0, 10.0, 20.0))),
     ("appearance", tuple({"appearance_weight": w} for w in (0.0, 20.0, 40.0))),
     ("alignment rounds", tuple({"inference_consensus_iterations": r} for r in (2, 12))),
+    # how much the keypoint filter's doubt about the points kept costs them in the matching: after
+    # the matching, whose choice it would otherwise pre-empt (on outliers in the image, geometry
+    # only, the prior taken first turned the edges' quadratic matching down: validation 0.367
+    # against 0.400 once chosen the other way round)
+    ("keypoint prior", tuple({"keypoint_prior": g} for g in (0.0, 0.1, 0.2, 0.4))),
     # stricter where real pairs hold points that belong to nothing (outliers), as a classical
     # solver's threshold is fitted on validation
     ("threshold shift", tuple({"threshold_shift": d} for d in (0.0, 0.05, 0.1, 0.2))),
@@ -88,25 +95,32 @@ def _holds(config: InferenceConfig, option: Option) -> bool:
     return all(getattr(config, k) == v for k, v in option.items())
 
 
+def _absent(group: str, has_descriptors: bool, has_decoder: bool, has_filter: bool) -> bool:
+    """Whether the pairs or the model lack what ``group`` sets, whatever the configuration:
+    appearance without descriptors, the dustbin without a decoder, the keypoint filter and its
+    prior without one (such a group is neither scored nor printed)."""
+    return ((group == "appearance" and not has_descriptors) or (group == "decoder dustbin" and not has_decoder)
+            or (group in ("keypoint filter", "keypoint prior") and not has_filter))
+
+
 def _inert(config: InferenceConfig, group: str, has_descriptors: bool, has_decoder: bool,
            has_filter: bool = False) -> bool:
     """Whether no option of ``group`` can change the matching under ``config``, so that scoring
-    it would spend validation passes on copies of one result: appearance without descriptors,
-    the dustbin without a decoder, the keypoint filter without one; and the quadratic solver never
-    reads the decoder's dustbin, its whole matching not the threshold either, and with no unary
-    term, the edges unaligned, no generated node (whose place and existence follow the alignment)
-    and no epipolar re-matching nothing of the affinity. (The mirror test's choice of orientation reads the affinity, so with
-    it on every group counts; a pair larger than ``qap_max_nodes`` falls back to the Hungarian,
-    which these groups would change: such graphs are not the ones the quadratic option wins on.)"""
-    if (group == "appearance" and not has_descriptors) or (group == "decoder dustbin" and not has_decoder) \
-            or (group == "keypoint filter" and not has_filter):
+    it would spend validation passes on copies of one result: a group :func:`_absent` here; and the
+    quadratic solver never reads the decoder's dustbin, its whole matching neither the threshold
+    nor the keypoint prior, and with no unary term, the edges unaligned, no generated node (whose
+    place and existence follow the alignment) and no epipolar re-matching nothing of the affinity.
+    (The mirror test's choice of orientation reads the affinity, so with it on every group counts;
+    a pair larger than ``qap_max_nodes`` falls back to the Hungarian, which these groups would
+    change: such graphs are not the ones the quadratic option wins on.)"""
+    if _absent(group, has_descriptors, has_decoder, has_filter):
         return True
     if config.solver != "rrwm" or config.mirror_test:
         return False
     whole = not config.qap_partial
     blind = (whole and config.qap_node_weight == 0 and not config.qap_align and not config.generate_at_inference
              and not config.epipolar)  # the re-matching reads the affinity
-    return (group == "decoder dustbin" or (whole and group == "threshold shift")
+    return (group == "decoder dustbin" or (whole and group in ("threshold shift", "keypoint prior"))
             or (blind and group in ("shape context", "appearance", "alignment rounds")))
 
 
@@ -131,7 +145,10 @@ def choose_inference(predictor: Predictor, instances: Sequence[KeypointInstance]
     table as it goes (``None``: silent)."""
     if isinstance(max_sweeps, bool) or not isinstance(max_sweeps, int) or max_sweeps < 1:
         raise ConfigError(f"max_sweeps must be an integer >= 1 (rounds over the groups), got {max_sweeps!r}.")
-    has_descriptors = any(inst.x is not None and inst.x.numel() for inst in instances)
+    present = (any(inst.x is not None and inst.x.numel() for inst in instances),  # descriptors, decoder, filter
+               predictor.model.decoder is not None, predictor.model.keypoint_filter is not None)
+    # the settings this model and these pairs can use: the only ones scored, and printed
+    settable = [k for group, opts in groups if not _absent(group, *present) for o in opts for k in o]
     rows: List[Dict[str, Any]] = []
 
     def score(config: InferenceConfig, group: str, option: Option, sweep: int) -> Tuple[float, List[float]]:
@@ -150,8 +167,7 @@ def choose_inference(predictor: Predictor, instances: Sequence[KeypointInstance]
 
     start = time.perf_counter()
     config = replace(predictor.config, choose_on_validation=False)
-    best, best_pairs = score(config, "start", {k: v for k, v in asdict(config).items()
-                                               if any(k in o for _, opts in groups for o in opts)}, 0)
+    best, best_pairs = score(config, "start", {k: v for k, v in asdict(config).items() if k in settable}, 0)
     rows[-1]["kept"] = True
     report(rows[-1])
     settled = 0  # groups in a row scored under the current configuration without a change
@@ -160,8 +176,7 @@ def choose_inference(predictor: Predictor, instances: Sequence[KeypointInstance]
             break
         group, options = groups[step % len(groups)]
         settled += 1
-        if _inert(config, group, has_descriptors, predictor.model.decoder is not None,
-                  predictor.model.keypoint_filter is not None):
+        if _inert(config, group, *present):
             continue
         winner = None
         for option in options:
@@ -178,7 +193,7 @@ def choose_inference(predictor: Predictor, instances: Sequence[KeypointInstance]
             rows[winner[3]]["kept"] = True
             settled = 1  # this group was just decided under the new configuration
     if echo is not None:
-        echo(f"  chosen: {_describe({k: getattr(config, k) for _, opts in groups for o in opts for k in o})} "
+        echo(f"  chosen: {_describe({k: getattr(config, k) for k in settable})} "
              f"(val F1 {best:.4f}; {time.perf_counter() - start:.0f} s)")
     return config, rows
 

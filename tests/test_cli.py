@@ -304,8 +304,9 @@ def test_evaluate_checkpoint_reproduces_training_test_results(runner, tmp_path, 
     run_ok(runner, evaluate_command, args[:2] + ["--no-epipolar", "--output", str(tmp_path / "n.json")])
     assert json.loads((tmp_path / "n.json").read_text())["inference"]["epipolar_pool"] is False
     # the embedded data names every point: no keypoint filter to read
-    refused = runner.invoke(evaluate_command, args[:2] + ["--keypoint-threshold", "0.5"])
-    assert refused.exit_code != 0 and "has none" in refused.output and "Traceback" not in refused.output
+    for flag in ("--keypoint-threshold", "--keypoint-prior"):
+        refused = runner.invoke(evaluate_command, args[:2] + [flag, "0.5"])
+        assert refused.exit_code != 0 and "has none" in refused.output and "Traceback" not in refused.output
 
 
 def test_evaluate_solver_with_the_epipolar_re_matching(runner, tmp_path):

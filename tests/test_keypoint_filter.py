@@ -58,6 +58,11 @@ def test_the_data_decides_whether_a_model_has_a_filter():
     clean_model = resolve(unset, clean).model  # every point named: nothing to learn from
     assert clean_model.keypoint_filter is False and clean_model.keypoint_filter_geometry is False
     assert resolve(unset, geometry).model.keypoint_filter is True  # no descriptor: where the points lie
+    # the filter's doubt weighs in the matching by default where it reads descriptors; a value set stays
+    assert resolve(unset, splits).inference.keypoint_prior == 0.2
+    assert resolve(unset, geometry).inference.keypoint_prior == resolve(unset, clean).inference.keypoint_prior == 0.0
+    given = unset.replace(inference=replace(unset.inference, keypoint_prior=0.4))
+    assert resolve(given, splits).inference.keypoint_prior == resolve(given, geometry).inference.keypoint_prior == 0.4
     blind = base.replace(model=replace(base.model, in_channels=None, keypoint_filter_geometry=False))
     assert resolve(blind, geometry).model.keypoint_filter is False  # nothing left to read
     assert resolve(blind, splits).model.keypoint_filter_geometry is False  # a setting given is kept
@@ -153,15 +158,10 @@ def test_the_predictor_removes_what_the_filter_rejects(one_thread):
     """A filter that rejects clutter by hand: no removed point is matched, and the matching is the
     one of the pair built without them, in the original indices."""
     t = tiny(seed=0, keypoint_filter=True)
-    with torch.no_grad():
-        t.model.keypoint_filter.score.weight.zero_()
-        t.model.keypoint_filter.score.weight[0, 0] = 10.0  # channel 0: +1 named, -1 clutter
-        t.model.keypoint_filter.score.bias.zero_()
-    t.model.keypoint_filter.norm.running_mean.zero_()
-    t.model.keypoint_filter.norm.running_var.fill_(1.0)
+    _hand_filter(t)
     pairs = [make_pair(cluttered(seed=1), cluttered(seed=2)), make_pair(cluttered(seed=3), cluttered(seed=4))]
     batch = to_batch(pairs)
-    config = InferenceConfig(**{**t.predictor.config.to_dict(), "keypoint_threshold": 0.5})
+    config = InferenceConfig(**{**t.predictor.config.to_dict(), "keypoint_threshold": 0.5, "keypoint_prior": 0.0})
     t.predictor.config = config
     matchings = t.predictor(batch)
     clean = to_batch([make_pair(*(inst.subset(list(range(8))) for inst in (cluttered(seed=a), cluttered(seed=b))))
@@ -174,12 +174,83 @@ def test_the_predictor_removes_what_the_filter_rejects(one_thread):
     assert any((m >= 8).any() for m in t.predictor(batch))  # unfiltered, clutter takes partners
 
 
+def _hand_filter(t, weight: float = 10.0):
+    """``t``'s keypoint filter set by hand: channel 0 (+1 named, -1 clutter in :func:`cluttered`)."""
+    filt = t.model.keypoint_filter
+    with torch.no_grad():
+        filt.score.weight.zero_()
+        filt.score.weight[0, 0] = weight
+        filt.score.bias.zero_()
+    filt.norm.running_mean.zero_()
+    filt.norm.running_var.fill_(1.0)
+
+
+def test_the_keypoint_prior_makes_doubtful_points_pay_to_be_matched(one_thread):
+    """With ``keypoint_prior`` each point kept pays gamma * -log p on top of half the threshold; a
+    prior large enough leaves the doubtful points unmatched, and 0 is the plain filter."""
+    t = tiny(seed=0, keypoint_filter=True)
+    _hand_filter(t, weight=1.0)  # soft: clutter has p near 0.27, keypoints near 0.73
+    batch = to_batch([make_pair(cluttered(seed=1), cluttered(seed=2)), make_pair(cluttered(seed=3), cluttered(seed=4))])
+    base = InferenceConfig(**{**t.predictor.config.to_dict(), "keypoint_threshold": 0.0, "keypoint_prior": None})
+    t.predictor.config = base
+    assert t.predictor.keypoint_prior() == 0.2  # unset: the default for a filter that reads descriptors
+    base = replace(base, keypoint_prior=0.0)
+    t.predictor.config = base
+    plain = t.predictor(batch)
+    assert any((m >= 8).any() for m in plain)  # nothing removed: clutter takes partners
+    t.predictor.config = replace(base, keypoint_prior=0.0)
+    assert all(torch.equal(a, b) for a, b in zip(plain, t.predictor(batch)))
+    # the unmatched scores grow by gamma / temperature * -log p on the real nodes, nowhere else
+    t.predictor.config = replace(base, keypoint_prior=0.5)
+    data, _ = t.predictor.keypoints(batch)
+    prediction = t.predictor.match(data)
+    out = prediction.output
+    u1, _ = t.predictor.unmatched_scores(out)
+    t.predictor.config = base
+    v1, _ = t.predictor.unmatched_scores(out)
+    t.model.keypoint_filter.eval()  # running statistics, as the predictor reads it
+    p = torch.sigmoid(t.model.keypoint_filter(batch.x_s, batch.pos_s, batch.x_s_batch, batch.num_graphs))
+    n = int(out.num_real_s[0])
+    expected = 0.5 / t.model.temperature.detach() * -torch.log(p[:n])
+    assert torch.allclose(u1[0, :n] - v1[0, :n], expected, atol=1e-4)
+    assert torch.equal(u1[0, n:], v1[0, n:])
+    # a prior this large matches no point of clutter, and fewer pairs in all
+    t.predictor.config = replace(base, keypoint_prior=50.0)
+    strict = t.predictor(batch)
+    assert all((m < 8).all() for m in strict)
+    assert sum(m.size(1) for m in strict) < sum(m.size(1) for m in plain)
+    with pytest.raises(ConfigError, match="keypoint_prior"):
+        InferenceConfig(keypoint_prior=-0.1)
+
+
+def test_a_whole_quadratic_matching_ignores_the_prior_and_a_cut_one_pays_it(one_thread):
+    """What the choice skips as inert changes nothing; cut by the unmatched scores, the quadratic
+    matching leaves the doubtful points unmatched as the linear one does."""
+    t = tiny(seed=0, keypoint_filter=True)
+    _hand_filter(t, weight=1.0)
+    batch = to_batch([make_pair(cluttered(seed=1), cluttered(seed=2))])
+    whole = InferenceConfig(**{**t.predictor.config.to_dict(), "keypoint_threshold": 0.0, "keypoint_prior": 0.0,
+                               "solver": "rrwm", "qap_partial": False, "mirror_test": False})
+    t.predictor.config = whole
+    plain = t.predictor(batch)
+    t.predictor.config = replace(whole, keypoint_prior=50.0)
+    assert torch.equal(plain[0], t.predictor(batch)[0])
+    t.predictor.config = replace(whole, qap_partial=True, keypoint_prior=50.0)
+    assert (t.predictor(batch)[0] < 8).all()
+
+
 def test_the_choice_scores_the_filter_only_where_there_is_one(tiny_data):
     assert GROUPS[0][0] == "keypoint filter"
     t = tiny(seed=0)
     assert t.model.keypoint_filter is None
-    _, rows = choose_inference(t.predictor, tiny_data.val, max_pairs_per_category=2, echo=None, groups=GROUPS[:1])
-    assert {row["group"] for row in rows} == {"start"}
+    printed = []
+    _, rows = choose_inference(t.predictor, tiny_data.val, max_pairs_per_category=2, echo=printed.append,
+                               groups=[g for g in GROUPS if g[0] in ("keypoint filter", "keypoint prior",
+                                                                      "generated nodes")])
+    assert {row["group"] for row in rows} <= {"start", "generated nodes"}
+    # nor reports settings the model cannot use
+    assert not any("keypoint" in line for line in printed) and "keypoint_threshold" not in rows[0]["option"]
+    assert "generate_at_inference" in rows[0]["option"]
 
 
 def test_the_filter_leaves_the_matching_it_trains_beside_as_it_is(tmp_path, one_thread):

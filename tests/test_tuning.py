@@ -38,6 +38,8 @@ def test_the_generated_nodes_are_chosen_before_the_matching():
     assert names[0] == "keypoint filter"  # which points there are to match, first of all
     assert names[1] == "generated nodes" and names.index("matching") == 3
     assert names.index("epipolar geometry") == 2  # the re-matching changes what the matching is for
+    # the cost of the filter's doubt is scored under the matching chosen, beside the threshold
+    assert names.index("keypoint prior") == names.index("threshold shift") - 1
     # re-matched from the configured matching alone, or from the pool of the model's matchings
     assert {"epipolar": True, "epipolar_pool": True} in dict(GROUPS)["epipolar geometry"]
 

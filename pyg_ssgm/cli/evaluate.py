@@ -51,6 +51,9 @@ from .common import (CONTEXT, DATASET_CHOICE, DataFiles, checkpoint_splits, data
               "keypoint probability is under this before matching (InferenceConfig.keypoint_threshold; a model with a "
               "keypoint filter, which it has where its training points included some without a name); 0 keeps "
               "every point. Default: the checkpoint's setting.")
+@click.option("--keypoint-prior", type=click.FloatRange(0.0), help="How much each point kept must win to be matched, "
+              "in units of its doubt -log p (InferenceConfig.keypoint_prior; a model with a keypoint filter); 0: the "
+              "filter only removes. Default: the checkpoint's setting.")
 @click.option("--completion-source", type=click.Choice(list(COMPLETION_SOURCES)),
               help="What the model says a graph lacks (InferenceConfig.completion_source). Default: the checkpoint's.")
 @click.option("--generation", is_flag=True,
@@ -64,8 +67,8 @@ from .common import (CONTEXT, DATASET_CHOICE, DataFiles, checkpoint_splits, data
 @click.option("--no-progress", is_flag=True, help="No progress bars (logs, CI).")
 def evaluate_command(checkpoint, solver, dataset, root, data, val_data, test_data, images, split,
                      max_pairs_per_category, batch_size, device, threads, outliers, outlier_region, extra_drop,
-                     backbone, fit_threshold, epipolar, epipolar_pool, keypoint_threshold, completion_source,
-                     generation, completions, output, no_progress):
+                     backbone, fit_threshold, epipolar, epipolar_pool, keypoint_threshold, keypoint_prior,
+                     completion_source, generation, completions, output, no_progress):
     """Evaluate a trained model (or a classical solver) on real cross-instance pairs.
 
     \b
@@ -100,7 +103,8 @@ def evaluate_command(checkpoint, solver, dataset, root, data, val_data, test_dat
             raise ConfigError("give exactly one of --checkpoint or --solver.")
         for given, flag in ((completion_source is not None, "--completion-source"), (generation, "--generation"),
                             (completions is not None, "--completions"),
-                            (keypoint_threshold is not None, "--keypoint-threshold")):
+                            (keypoint_threshold is not None, "--keypoint-threshold"),
+                            (keypoint_prior is not None, "--keypoint-prior")):
             if given and checkpoint is None:
                 raise ConfigError(f"{flag} applies to a model: give it with --checkpoint.")
         for given, flag in ((fit_threshold, "--fit-threshold"), (backbone is not None, "--features")):
@@ -128,12 +132,14 @@ def evaluate_command(checkpoint, solver, dataset, root, data, val_data, test_dat
                                                     else outlier_region or "box"))
             if settings.features is not None:  # the same image features the model was trained on
                 splits = with_image_features(splits, settings.features, dataset)
-            if keypoint_threshold and predictor.model.keypoint_filter is None:
-                raise ConfigError("--keypoint-threshold reads the model's keypoint filter, and this model has none "
-                                  "(its training points all had names).")
+            for value, flag in ((keypoint_threshold, "--keypoint-threshold"), (keypoint_prior, "--keypoint-prior")):
+                if value and predictor.model.keypoint_filter is None:
+                    raise ConfigError(f"{flag} reads the model's keypoint filter, and this model has none "
+                                      "(its training points all had names).")
             changes = {key: value for key, value in (("completion_source", completion_source), ("epipolar", epipolar),
                                                      ("epipolar_pool", epipolar_pool),
-                                                     ("keypoint_threshold", keypoint_threshold)) if value is not None}
+                                                     ("keypoint_threshold", keypoint_threshold),
+                                                     ("keypoint_prior", keypoint_prior)) if value is not None}
             if epipolar is False and epipolar_pool is None:
                 changes["epipolar_pool"] = False  # what seeds a re-matching switched off goes with it
             predictor.config = replace(predictor.config, **changes)  # a pool without --epipolar: a ConfigError

@@ -199,7 +199,7 @@ class LossConfig:
 
 @dataclass
 class InferenceConfig:
-    """How a trained model matches: settings chosen on validation data, never learned.
+    r"""How a trained model matches: settings chosen on validation data, never learned.
 
     solver: how the discrete matching is solved: "hungarian" (linear assignment of the affinity)
         or "rrwm" (the affinity as the unary term of a quadratic assignment with edge-to-edge
@@ -233,6 +233,17 @@ class InferenceConfig:
         most probable points at least. Points that belong to nothing otherwise take the partners
         of keypoints and bend their edges. The default, 0.5, removes what the filter finds more
         likely clutter than keypoint; a model without a filter ignores it.
+    keypoint_prior: how much a point the keypoint filter doubts must win to be matched: each
+        point kept pays :math:`\gamma \cdot (-\log p)` (``keypoint_prior`` :math:`\gamma`, in
+        the threshold's cosine units; :math:`p` its keypoint probability) on top of its half of
+        the unmatched threshold, so a pair of doubtful points is matched only where its affinity
+        beats the threshold by their doubt. It spends the filter's probability where the matching
+        decides, instead of only cutting at ``keypoint_threshold`` (0: the filter only removes;
+        a model without a filter ignores it). ``None`` (the default): 0.2 where the filter reads
+        appearance descriptors, 0 where it reads where the points lie alone
+        (:meth:`resolved_keypoint_prior`; training writes the value into the run's settings). On
+        validation 0.2 gained 1.2 to 2.7 points over 0 in each of three models with descriptors,
+        and lost up to 2.2 on the geometry alone.
     epipolar_pool: with ``epipolar``, re-match also from the model's other first matchings (the
         linear assignment of the learned affinity, cut by the threshold; the whole quadratic
         assignment over the rebuilt edges with the learned unary term and without:
@@ -292,6 +303,7 @@ class InferenceConfig:
     epipolar_threshold: float = 3e-3
     epipolar_pool: bool = False
     keypoint_threshold: float = 0.5
+    keypoint_prior: Optional[float] = None
     mirror_test: bool = False
     threshold_shift: float = 0.0
     dustbin_weight: float = 0.0
@@ -316,9 +328,18 @@ class InferenceConfig:
             raise ConfigError(f"keypoint_threshold must be in [0, 1) (0: keep every point), got "
                               f"{self.keypoint_threshold}.")
         check_at_least(self, 0, "appearance_weight", "shape_context_weight", "dustbin_weight")
+        if self.keypoint_prior is not None:
+            check_at_least(self, 0, "keypoint_prior", note="0: the keypoint filter only removes points")
         rounds = self.inference_consensus_iterations
         if rounds is not None and rounds < 1:
             raise ConfigError(f"inference_consensus_iterations must be >= 1 or None (as in training), got {rounds}.")
+
+    def resolved_keypoint_prior(self, reads_descriptors: bool) -> float:
+        """``keypoint_prior`` as set, or where unset (``None``) its default for a keypoint filter
+        that reads appearance descriptors (``reads_descriptors``) or only where points lie."""
+        if self.keypoint_prior is not None:
+            return self.keypoint_prior
+        return 0.2 if reads_descriptors else 0.0
 
     def to_dict(self) -> Dict[str, Any]:
         return asdict(self)

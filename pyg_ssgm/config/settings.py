@@ -44,7 +44,8 @@ INTRODUCED = {"train": {"outlier_region": "box",  # outliers were drawn in the k
                         "keypoint_filter_memory": False},  # and kept no memory of the training points
               "loss": {"weight_keypoint": 1.0},  # (read only by a keypoint filter)
               "inference": {"epipolar": False, "epipolar_threshold": 3e-3,  # no epipolar re-matching
-                            "epipolar_pool": False, "keypoint_threshold": 0.0}}
+                            "epipolar_pool": False, "keypoint_threshold": 0.0,
+                            "keypoint_prior": 0.0}}  # the filter only removed points
 
 
 def _names(cls) -> set:

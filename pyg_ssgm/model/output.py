@@ -107,7 +107,7 @@ class Completion:
 
 @dataclass
 class SSGMOutput:
-    """What :meth:`SSGM.forward <pyg_ssgm.SSGM.forward>` returns for a batch of ``B`` pairs.
+    r"""What :meth:`SSGM.forward <pyg_ssgm.SSGM.forward>` returns for a batch of ``B`` pairs.
 
     ``S [B, N1, N2]`` is the affinity over the *completed* graphs (``n1``, ``n2`` nodes, the
     first ``num_real_s[b]`` / ``num_real_t[b]`` of them real, the rest generated); a pair is worth
@@ -122,7 +122,11 @@ class SSGMOutput:
     model has one (``None`` otherwise); the loss scores it too, as DGMC does, so that the consensus
     starts from a matching worth correcting. ``keypoint_logits``: in training, where the model has
     a keypoint filter, the logit ``[N_s + N_t]`` that each point (source points, then target
-    points) is a keypoint rather than clutter.
+    points) is a keypoint rather than clutter. ``keypoint_doubt``: at inference, where the
+    predictor weighs the keypoint filter's probability :math:`p` in the matching
+    (``InferenceConfig.keypoint_prior``), :math:`-\log p` of each node of the dense completed
+    graphs (``[B, N1]``, ``[B, N2]``; 0 on generated nodes and padding); the network leaves it
+    ``None``.
     """
 
     S: Tensor
@@ -150,6 +154,7 @@ class SSGMOutput:
     included: Optional[Dict[str, Tensor]] = None
     S_initial: Optional[Tensor] = None
     keypoint_logits: Optional[Tensor] = None
+    keypoint_doubt: Optional[Tuple[Tensor, Tensor]] = None
 
     @property
     def num_generated_s(self) -> Tensor:

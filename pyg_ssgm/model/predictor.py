@@ -8,10 +8,11 @@ from dataclasses import dataclass, replace
 from typing import Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 from torch.profiler import record_function
 from torch_geometric.data import Batch
-from torch_geometric.utils import cumsum
+from torch_geometric.utils import cumsum, to_dense_batch
 
 from ..catalog import COMPLETION_SOURCES
 from ..config import InferenceConfig, LossConfig
@@ -57,11 +58,11 @@ class Oriented(NamedTuple):
 
 class FirstMatching(NamedTuple):
     """A matching before the epipolar re-matching (:meth:`Predictor.first_matching`): ``X [B, N1,
-    N2]``, the unmatched scores of a dustbin assignment (else ``None``), and whether it was
-    quadratic."""
+    N2]``, the per-node unmatched scores it was cut by where they are not all half the threshold
+    (the decoder's dustbin, the keypoint doubt; else ``None``), and whether it was quadratic."""
 
     X: Tensor
-    dustbin: Optional[Tuple[Tensor, Tensor]]
+    unmatched: Optional[Tuple[Tensor, Tensor]]
     quadratic: bool
 
 
@@ -146,7 +147,8 @@ class Predictor:
     affinity beats the learned threshold and its partner is a real node. With
     ``keypoint_threshold`` (and a model with a keypoint filter), the points the filter rejects are
     removed first and stay unmatched (:meth:`keypoints`; :meth:`match`, :meth:`orient` and
-    :meth:`complete` take the batch as given). With ``mirror_test``,
+    :meth:`complete` take the batch as given); with ``keypoint_prior``, the points kept pay their
+    doubt to be matched (:meth:`unmatched_scores`). With ``mirror_test``,
     the target is also matched mirrored left-right, and each pair keeps the orientation of the
     higher :meth:`objective`. The model's training flag is restored afterwards.
     """
@@ -157,30 +159,40 @@ class Predictor:
 
     @torch.no_grad()
     def __call__(self, data) -> List[Tensor]:
-        if self.config.keypoint_threshold > 0 and self.model.keypoint_filter is not None:
+        filtering = self.config.keypoint_threshold > 0 or self.keypoint_prior() > 0
+        if filtering and self.model.keypoint_filter is not None:
             data, kept = self.keypoints(data)
             return [torch.stack([ks[m[0]], kt[m[1]]]) for m, (ks, kt) in zip(self.orient(data).pairs(), kept)]
         return self.orient(data).pairs()
 
     @torch.no_grad()
     def keypoints(self, data) -> Tuple[Batch, List[Tuple[Tensor, Tensor]]]:
-        """``data`` without the points the model's keypoint filter rejects (probability under
+        r"""``data`` without the points the model's keypoint filter rejects (probability under
         ``keypoint_threshold``; each graph keeps its three most probable points at least), its
         edges rebuilt over the points kept; and per pair the original local indices of the source
-        and the target points kept (what :meth:`__call__` maps its matching back through)."""
+        and the target points kept (what :meth:`__call__` maps its matching back through). With
+        ``keypoint_prior``, the batch carries each point's :math:`-\log p` as ``doubt_s`` and
+        ``doubt_t`` (read by :meth:`match`)."""
         with self._evaluating():
-            p_s, p_t = (torch.sigmoid(self.model.keypoint_filter(data[f"x_{side}"], data[f"pos_{side}"],
-                                                                 data[f"x_{side}_batch"], data.num_graphs))
-                        for side in "st")
-        pairs, kept = [], []
+            logit_s, logit_t = (self.model.keypoint_filter(data[f"x_{side}"], data[f"pos_{side}"],
+                                                          data[f"x_{side}_batch"], data.num_graphs) for side in "st")
+        pairs, kept, doubt_s, doubt_t = [], [], [], []
+        weighed = self.keypoint_prior() > 0
         for b in range(data.num_graphs):
             pair = data.get_example(b)
-            ks = _kept(p_s[data.x_s_ptr[b]:data.x_s_ptr[b + 1]], self.config.keypoint_threshold)
-            kt = _kept(p_t[data.x_t_ptr[b]:data.x_t_ptr[b + 1]], self.config.keypoint_threshold)
+            ls, lt = logit_s[data.x_s_ptr[b]:data.x_s_ptr[b + 1]], logit_t[data.x_t_ptr[b]:data.x_t_ptr[b + 1]]
+            ks = _kept(torch.sigmoid(ls), self.config.keypoint_threshold)
+            kt = _kept(torch.sigmoid(lt), self.config.keypoint_threshold)
             kept.append((ks, kt))
+            if weighed:
+                doubt_s.append(F.softplus(-ls[ks]))  # -log sigmoid(l), stable
+                doubt_t.append(F.softplus(-lt[kt]))
             whole = ks.numel() == pair.pos_s.size(0) and kt.numel() == pair.pos_t.size(0)
             pairs.append(pair if whole else subset_pair(pair.cpu(), ks.cpu(), kt.cpu()))
-        return Batch.from_data_list(pairs, follow_batch=PairData.FOLLOW_BATCH).to(data.x_s.device), kept
+        batch = Batch.from_data_list(pairs, follow_batch=PairData.FOLLOW_BATCH).to(data.x_s.device)
+        if weighed:
+            batch.doubt_s, batch.doubt_t = torch.cat(doubt_s), torch.cat(doubt_t)
+        return batch, kept
 
     @contextmanager
     def _evaluating(self) -> Iterator[None]:
@@ -218,6 +230,10 @@ class Predictor:
         """The network's output on ``data`` as it stands (no mirror test) and its matching. The
         model should be in eval mode (:meth:`__call__` takes care of it)."""
         out = self.model(data, inference=self.config, return_attention=return_attention)
+        if getattr(data, "doubt_s", None) is not None:  # set by keypoints()
+            out = replace(out, keypoint_doubt=(
+                to_dense_batch(data.doubt_s, data.x_s_batch, max_num_nodes=out.S.size(1), batch_size=out.S.size(0))[0],
+                to_dense_batch(data.doubt_t, data.x_t_batch, max_num_nodes=out.S.size(2), batch_size=out.S.size(0))[0]))
         with record_function("ssgm.solver"):
             X = self.solve(out)
         B = out.S.size(0)
@@ -243,9 +259,11 @@ class Predictor:
         X = self.epipolar_verified(out, first.X, inputs.unary, pool)
         # cut as the matching was cut (the partial assignments match exactly the pairs whose
         # affinity beats their two unmatched scores); a whole quadratic matching stays whole
-        if first.dustbin is not None:
-            return X * (S >= first.dustbin[0].unsqueeze(2) + first.dustbin[1].unsqueeze(1))
-        return X if first.quadratic and not c.qap_partial else X * (S >= self.threshold(out))
+        if first.quadratic and not c.qap_partial:
+            return X
+        if first.unmatched is not None:
+            return X * (S >= first.unmatched[0].unsqueeze(2) + first.unmatched[1].unsqueeze(1))
+        return X * (S >= self.threshold(out))
 
     def first_matching(self, out: SSGMOutput, c: InferenceConfig,
                        inputs: Optional[SoftInputs] = None) -> FirstMatching:
@@ -255,8 +273,11 @@ class Predictor:
         S, threshold = out.S.detach(), self.threshold(out)
         inputs = inputs or SoftInputs(out)
         quadratic = c.solver == "rrwm" and max(S.size(1), S.size(2)) <= c.qap_max_nodes
-        dustbin = self.unmatched_scores(out) if not quadratic and c.dustbin_weight > 0 and out.queries_s is not None \
-            else None
+        # per-node unmatched scores where some node's differs from half the threshold (the
+        # quadratic matching never reads the decoder's dustbin)
+        dustbin = not quadratic and c.dustbin_weight > 0 and out.queries_s is not None
+        per_node = self.unmatched_scores(out, dustbin=dustbin) \
+            if dustbin or (out.keypoint_doubt is not None and self.keypoint_prior(c) > 0) else None
         if quadratic:
             # the soft first-order matching as unary term, edge agreement over the completed
             # graphs (the target aligned on the source, or as it is)
@@ -264,9 +285,12 @@ class Predictor:
             soft = rrwm_refine(inputs.unary, out.n1, out.n2, out.pos_s, pos_t, *inputs.connectivity,
                                node_weight=c.qap_node_weight, edge_sigma=c.qap_edge_sigma)
             X = hungarian(soft.to(S.dtype), out.n1, out.n2)
-            return FirstMatching(X * (S >= threshold) if c.qap_partial else X, None, True)
-        if dustbin is not None:
-            return FirstMatching(hungarian(S, out.n1, out.n2, *dustbin), dustbin, False)
+            if not c.qap_partial:
+                return FirstMatching(X, None, True)
+            cut = threshold if per_node is None else per_node[0].unsqueeze(2) + per_node[1].unsqueeze(1)
+            return FirstMatching(X * (S >= cut), per_node, True)
+        if per_node is not None:
+            return FirstMatching(hungarian(S, out.n1, out.n2, *per_node), per_node, False)
         return FirstMatching(partial_hungarian(S, out.n1, out.n2, threshold), None, False)
 
     def epipolar_verified(self, out: SSGMOutput, X: Tensor, soft: Tensor, pool: Sequence[Tensor] = ()) -> Tensor:
@@ -289,18 +313,30 @@ class Predictor:
         shift = self.config.threshold_shift
         return threshold + shift / self.model.temperature.detach() if shift else threshold
 
-    def unmatched_scores(self, out: SSGMOutput) -> Tuple[Tensor, Tensor]:
+    def keypoint_prior(self, config: Optional[InferenceConfig] = None) -> float:
+        """``keypoint_prior`` of ``config`` (default: :attr:`config`) for this model: 0 without a
+        keypoint filter; where unset, its default for the filter the model has."""
+        filt = self.model.keypoint_filter
+        return 0.0 if filt is None else (config or self.config).resolved_keypoint_prior(filt.in_channels > 0)
+
+    def unmatched_scores(self, out: SSGMOutput, dustbin: bool = True) -> Tuple[Tensor, Tensor]:
         r"""``[B, N1]`` and ``[B, N2]``: each node's score for staying unmatched in the partial
         assignment. Half the learned threshold :math:`t` each, so that a pair is matched where its
-        affinity beats :math:`t`; with ``dustbin_weight`` :math:`\beta > 0`, plus :math:`\beta`
-        times the existence logit of the query of the other graph seeded from the node: the
-        decoder's belief that the node's partner is missing there, so that the decoder decides who
-        stays unmatched (a node no query was seeded from keeps :math:`t / 2`)."""
+        affinity beats :math:`t`; with ``dustbin_weight`` :math:`\beta > 0` (and ``dustbin``),
+        plus :math:`\beta` times the existence logit of the query of the other graph seeded from
+        the node: the decoder's belief that the node's partner is missing there, so that the
+        decoder decides who stays unmatched (a node no query was seeded from keeps :math:`t / 2`);
+        with ``keypoint_prior`` :math:`\gamma > 0`, plus :math:`\gamma` times the node's doubt
+        :math:`-\log p` (``out.keypoint_doubt``), in the units of :math:`S` as the threshold
+        shift is."""
         u1, u2 = threshold_to_unmatch(self.threshold(out), out.S)
-        beta = self.config.dustbin_weight
-        if beta > 0 and out.queries_s is not None:
+        beta, gamma = self.config.dustbin_weight, self.keypoint_prior()
+        if dustbin and beta > 0 and out.queries_s is not None:
             u1 = u1 + beta * _seeded_logits(out, "t", u1.shape)
             u2 = u2 + beta * _seeded_logits(out, "s", u2.shape)
+        if gamma > 0 and out.keypoint_doubt is not None:
+            scale = gamma / self.model.temperature.detach()
+            u1, u2 = u1 + scale * out.keypoint_doubt[0], u2 + scale * out.keypoint_doubt[1]
         return u1, u2
 
     def alone_probability(self, out: SSGMOutput) -> Tuple[Tensor, Tensor]:
@@ -321,12 +357,11 @@ class Predictor:
     def objective(self, prediction: Prediction) -> Tensor:
         """``[B]`` value of each pair's partial matching, the quantity the solver maximises: the sum
         over matched pairs (generated nodes included) of the affinity minus the two nodes'
-        unmatched scores (the threshold, without the decoder's dustbin)."""
+        unmatched scores (:meth:`unmatched_scores`: half the threshold each, plus the decoder's
+        dustbin and the keypoint doubt where they are configured)."""
         out, X = prediction.output, prediction.X
-        if self.config.dustbin_weight > 0 and out.queries_s is not None:
-            u1, u2 = self.unmatched_scores(out)
-            return ((out.S - u1.unsqueeze(2) - u2.unsqueeze(1)) * X).sum((1, 2))
-        return ((out.S - self.threshold(out)) * X).sum((1, 2))
+        u1, u2 = self.unmatched_scores(out)
+        return ((out.S - u1.unsqueeze(2) - u2.unsqueeze(1)) * X).sum((1, 2))
 
     @torch.no_grad()
     def generated_nodes(self, prediction: Prediction, completion_source: Optional[str] = None,
