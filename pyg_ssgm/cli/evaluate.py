@@ -51,9 +51,10 @@ from .common import (CONTEXT, DATASET_CHOICE, DataFiles, checkpoint_splits, data
               "keypoint probability is under this before matching (InferenceConfig.keypoint_threshold; a model with a "
               "keypoint filter, which it has where its training points included some without a name); 0 keeps "
               "every point. Default: the checkpoint's setting.")
-@click.option("--keypoint-prior", type=click.FloatRange(0.0), help="How much each point kept must win to be matched, "
-              "in units of its doubt -log p (InferenceConfig.keypoint_prior; a model with a keypoint filter); 0: the "
-              "filter only removes. Default: the checkpoint's setting.")
+@click.option("--keypoint-prior", type=click.FloatRange(0.0), help="Each point kept pays this times its doubt, -log p "
+              "(p its keypoint probability), on top of half the unmatched threshold, in the threshold's cosine units "
+              "(InferenceConfig.keypoint_prior; a model with a keypoint filter); 0: the filter only removes points. "
+              "Default: the checkpoint's setting.")
 @click.option("--completion-source", type=click.Choice(list(COMPLETION_SOURCES)),
               help="What the model says a graph lacks (InferenceConfig.completion_source). Default: the checkpoint's.")
 @click.option("--generation", is_flag=True,
