@@ -2,6 +2,7 @@ r"""From the network's affinity to correspondences: the partial matching (Hungar
 the rebuilt edges), the mirror test, and the nodes the model says each graph lacks."""
 from __future__ import annotations
 
+import copy
 from contextlib import contextmanager
 from functools import cached_property
 from dataclasses import dataclass, replace
@@ -176,10 +177,9 @@ class Predictor:
         with self._evaluating():
             logit_s, logit_t = (self.model.keypoint_filter(data[f"x_{side}"], data[f"pos_{side}"],
                                                           data[f"x_{side}_batch"], data.num_graphs) for side in "st")
-        pairs, kept, doubt_s, doubt_t = [], [], [], []
+        kept, doubt_s, doubt_t = [], [], []
         weighed = self.keypoint_prior() > 0
         for b in range(data.num_graphs):
-            pair = data.get_example(b)
             ls, lt = logit_s[data.x_s_ptr[b]:data.x_s_ptr[b + 1]], logit_t[data.x_t_ptr[b]:data.x_t_ptr[b + 1]]
             ks = _kept(torch.sigmoid(ls), self.config.keypoint_threshold)
             kt = _kept(torch.sigmoid(lt), self.config.keypoint_threshold)
@@ -187,9 +187,15 @@ class Predictor:
             if weighed:
                 doubt_s.append(F.softplus(-ls[ks]))  # -log sigmoid(l), stable
                 doubt_t.append(F.softplus(-lt[kt]))
-            whole = ks.numel() == pair.pos_s.size(0) and kt.numel() == pair.pos_t.size(0)
-            pairs.append(pair if whole else subset_pair(pair.cpu(), ks.cpu(), kt.cpu()))
-        batch = Batch.from_data_list(pairs, follow_batch=PairData.FOLLOW_BATCH).to(data.x_s.device)
+        whole = [ks.numel() == len(ls) and kt.numel() == len(lt)
+                 for (ks, kt), ls, lt in zip(kept, logit_s.split(data.x_s_ptr.diff().tolist()),
+                                             logit_t.split(data.x_t_ptr.diff().tolist()))]
+        if all(whole):  # nothing removed: the batch as it is (a shallow copy, to carry the doubt)
+            batch = copy.copy(data)
+        else:  # only the pairs that lost points are rebuilt
+            pairs = [data.get_example(b) if whole[b] else subset_pair(data.get_example(b).cpu(), ks.cpu(), kt.cpu())
+                     for b, (ks, kt) in enumerate(kept)]
+            batch = Batch.from_data_list(pairs, follow_batch=PairData.FOLLOW_BATCH).to(data.x_s.device)
         if weighed:
             batch.doubt_s, batch.doubt_t = torch.cat(doubt_s), torch.cat(doubt_t)
         return batch, kept
@@ -277,7 +283,7 @@ class Predictor:
         # quadratic matching never reads the decoder's dustbin)
         dustbin = not quadratic and c.dustbin_weight > 0 and out.queries_s is not None
         per_node = self.unmatched_scores(out, dustbin=dustbin) \
-            if dustbin or (out.keypoint_doubt is not None and self.keypoint_prior(c) > 0) else None
+            if dustbin or (out.keypoint_doubt is not None and self.keypoint_prior() > 0) else None
         if quadratic:
             # the soft first-order matching as unary term, edge agreement over the completed
             # graphs (the target aligned on the source, or as it is)
@@ -313,11 +319,11 @@ class Predictor:
         shift = self.config.threshold_shift
         return threshold + shift / self.model.temperature.detach() if shift else threshold
 
-    def keypoint_prior(self, config: Optional[InferenceConfig] = None) -> float:
-        """``keypoint_prior`` of ``config`` (default: :attr:`config`) for this model: 0 without a
-        keypoint filter; where unset, its default for the filter the model has."""
+    def keypoint_prior(self) -> float:
+        """``config.keypoint_prior`` for this model: 0 without a keypoint filter; where unset, its
+        default for the filter the model has."""
         filt = self.model.keypoint_filter
-        return 0.0 if filt is None else (config or self.config).resolved_keypoint_prior(filt.in_channels > 0)
+        return 0.0 if filt is None else self.config.resolved_keypoint_prior(filt.in_channels > 0)
 
     def unmatched_scores(self, out: SSGMOutput, dustbin: bool = True) -> Tuple[Tensor, Tensor]:
         r"""``[B, N1]`` and ``[B, N2]``: each node's score for staying unmatched in the partial
