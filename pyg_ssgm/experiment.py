@@ -19,8 +19,8 @@ from torch import nn
 from torch.utils.data import Dataset
 from torch_geometric.loader import DataLoader
 
-from .checkpoint import EVALUATION_ENTRIES, load_checkpoint, restoring, stored_settings
-from .config import InferenceConfig, Settings
+from .checkpoint import EVALUATION_ENTRIES, absent_introduced, load_checkpoint, restoring, stored_settings
+from .config import INTRODUCED, InferenceConfig, Settings, split_sections
 from .data import GeneratedPairs, KeypointInstance, PairData
 from .data.instance import check_name_types
 from .data.datasets import EpochConcat, EpochSampler, LabelledPairs
@@ -120,8 +120,13 @@ def resolve(settings: Settings, splits: Splits) -> Settings:
 
 
 def settings_from_checkpoint(state: Mapping) -> Settings:
-    """The (resolved) settings a training checkpoint was written with."""
-    return Settings.from_dict(stored_settings(state))
+    """The (resolved) settings a training checkpoint was written with; a setting added since it
+    was saved takes the value that does what the run did (:data:`~pyg_ssgm.config.INTRODUCED`),
+    not today's default."""
+    stored = split_sections({k: v for k, v in stored_settings(state).items() if v is not None})
+    for section, keys in absent_introduced(stored, INTRODUCED).items():
+        stored[section].update(keys)
+    return Settings.from_dict(stored)
 
 
 # --------------------------------------------------------------------------------------- parts
@@ -281,7 +286,8 @@ def load_model(path: Union[str, os.PathLike], device: Union[str, torch.device] =
         model, _, predictor = build_model(settings)
         model.to(device).load_state_dict(state["model"])
         if state.get("chosen_inference") is not None:
-            chosen = dict(state["chosen_inference"])
+            # a choice stored before a setting existed: that setting as the run had it
+            chosen = {**INTRODUCED["inference"], **state["chosen_inference"]}
             # a choice made before the config refused a pool without the re-matching (it did nothing)
             chosen["epipolar_pool"] = chosen.get("epipolar_pool", False) and chosen.get("epipolar", False)
             predictor.config = InferenceConfig(**chosen)

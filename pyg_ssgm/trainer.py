@@ -213,11 +213,11 @@ class Trainer:
         finally:
             if log is not None:
                 log.close()
-        if memory is not None:
+        if memory is not None:  # refitted on every run to the end, a resumed one too
             remember_training_points(self.model, self.splits["train"])
+        chosen = self.is_main and self.settings.inference.choose_on_validation and self.choose_inference()
+        if memory is not None and not chosen:  # the choice saves the memory with it
             self.save()
-        if self.is_main and self.settings.inference.choose_on_validation:
-            self.choose_inference()
         results = self.test() if self.is_main else {}
         if self.is_main:
             results["inference"] = asdict(self.predictor.config)
@@ -226,15 +226,16 @@ class Trainer:
             write_text_atomic(self.out_dir / "test_results.json", json.dumps(report_to_dict(results), indent=2))
         return results
 
-    def choose_inference(self) -> None:
+    def choose_inference(self) -> bool:
         """Choose the predictor's settings of inference on the validation pairs
         (:func:`~pyg_ssgm.tuning.choose_inference`), print the choice and save it with the
-        checkpoint. Without a validation pair, the settings stay as they are, and say so."""
+        checkpoint. Without a validation pair, the settings stay as they are, and say so. Returns
+        whether it chose (and saved)."""
         val = self.splits["val"]
         if not has_pairs(val):
             if self.progress:
                 tqdm.write("Inference settings kept as given: no validation pair to choose them on.")
-            return
+            return False
         echo = tqdm.write if self.progress else None
         if echo is not None:
             echo("Choosing the settings of inference on the validation pairs:")
@@ -242,6 +243,7 @@ class Trainer:
             self.predictor, val, max_pairs_per_category=self.cfg.val_pairs_per_category, device=self.device,
             echo=echo)
         self.save()
+        return True
 
     def _train_epoch(self, log: Optional[MetricsLog]) -> None:
         epoch, exp = self.epoch, self.experiment

@@ -19,6 +19,8 @@ from pyg_ssgm.generation import (ALL_QUERIES, affine_transfer, auroc, completion
                                  generation_measures, inference_switch, lacking, lacking_scores, pck,
                                  placement_measures, tps_transfer)
 from pyg_ssgm.metrics import batch_targets
+from pyg_ssgm.model.completion import paired_existence
+from pyg_ssgm.nn.query_decoder import QueryOutput
 from pyg_ssgm.model.predictor import Oriented, Prediction
 
 NAMES = [f"kp{i}" for i in range(8)]
@@ -219,8 +221,69 @@ def test_queries_give_partners_in_the_other_graph_and_their_existence():
         seeded = out.seeds_t >= 0
         assert torch.equal(every_t.partner[seeded], out.seeds_t[seeded] - first[out.queries_t.batch[seeded]])
         assert (every_t.partner[~seeded] == -1).all()
-    kept_s, _ = t.predictor.generated_nodes(prediction, "queries")
+    by_query = Predictor(t.model, replace(t.predictor.config, count_per_pair=False))
+    kept_s, _ = by_query.generated_nodes(prediction, "queries")
     assert (kept_s.confidence > t.model.config.exist_threshold).all()
+
+
+def _queries(logits, batch):
+    logits = torch.tensor(logits)
+    return QueryOutput(logits.new_zeros(len(logits), 1), torch.tensor(batch), logits, logits.new_zeros(len(logits), 2),
+                       logits.new_zeros(len(logits), 1))
+
+
+def test_a_paired_count_decides_both_sides_together():
+    """The source lacks n_t - c nodes and the target n_s - c: one number. Alone, the source's
+    queries say 2 and the target's 0 (inconsistent with n_t - n_s = 1); together, the target's
+    doubtful query exists (3.4 - 0.2 against 3.0)."""
+    s, t = _queries([3.0, 0.4, -5.0], [0, 0, 0]), _queries([-0.2, -4.0], [0, 0])
+    exists_s, exists_t = paired_existence(s, t, torch.tensor([4]), torch.tensor([5]), 0.5)
+    assert exists_s.tolist() == [True, True, False] and exists_t.tolist() == [True, False]
+    # a stricter threshold: the same pair, now one node in common fewer is less likely than more
+    exists_s, exists_t = paired_existence(s, t, torch.tensor([4]), torch.tensor([5]), 0.8)
+    assert exists_s.tolist() == [True, False, False] and exists_t.tolist() == [False, False]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_a_paired_count_is_the_most_likely_consistent_one(seed):
+    """Brute force over the counts in common, on random pairs of a batch (some with more lacking
+    nodes than queries: then every query exists)."""
+    g = torch.Generator().manual_seed(seed)
+    n_s, n_t = torch.randint(1, 9, (4,), generator=g), torch.randint(1, 9, (4,), generator=g)
+    q_s, q_t = torch.randint(1, 5, (4,), generator=g), torch.randint(1, 5, (4,), generator=g)
+    s = _queries(torch.randn(int(q_s.sum()), generator=g).tolist(), torch.arange(4).repeat_interleave(q_s).tolist())
+    t = _queries(torch.randn(int(q_t.sum()), generator=g).tolist(), torch.arange(4).repeat_interleave(q_t).tolist())
+    exists_s, exists_t = paired_existence(s, t, n_s, n_t, 0.5)
+    for b in range(4):
+        ls, lt = s.exist_logit[s.batch == b], t.exist_logit[t.batch == b]
+
+        def top(logits, k):
+            return float(logits.sort(descending=True).values[:k].sum())
+
+        value = {c: top(ls, int(n_t[b]) - c) + top(lt, int(n_s[b]) - c) for c in range(int(min(n_s[b], n_t[b])) + 1)}
+        best = max(value.values())
+        made_s, made_t = int(exists_s[s.batch == b].sum()), int(exists_t[t.batch == b].sum())
+        assert any(abs(value[c] - best) < 1e-5 and made_s == min(int(n_t[b]) - c, len(ls))
+                   and made_t == min(int(n_s[b]) - c, len(lt)) for c in value)
+        # the queries that exist are the most probable ones of their graph
+        if 0 < made_s < len(ls):
+            assert ls[exists_s[s.batch == b]].min() >= ls[~exists_s[s.batch == b]].max()
+
+
+def test_the_queries_count_per_pair_unless_told_otherwise(real_batch):
+    t = tiny(seed=0)
+    prediction = t.predictor.match(real_batch)
+    out = prediction.output
+    paired = t.predictor.generated_nodes(prediction, "queries")
+    by_query = Predictor(t.model, replace(t.predictor.config, count_per_pair=False)).generated_nodes(prediction,
+                                                                                                     "queries")
+    made = [torch.bincount(n.batch, minlength=real_batch.num_graphs) for n in paired]
+    queries = [torch.bincount(q.batch, minlength=real_batch.num_graphs) for q in (out.queries_s, out.queries_t)]
+    enough = (out.num_real_t - out.num_real_s).abs() <= torch.minimum(*queries)
+    assert torch.equal((made[0] - made[1])[enough], (out.num_real_t - out.num_real_s)[enough])
+    threshold = t.model.config.exist_threshold
+    assert torch.equal(by_query[0].confidence, torch.sigmoid(out.queries_s.exist_logit)[
+        torch.sigmoid(out.queries_s.exist_logit) > threshold])
 
 
 def test_seeded_nodes_are_the_matchings_placed_by_their_queries():
@@ -328,9 +391,14 @@ def test_evaluate_writes_the_generation_and_the_completions(tmp_path):
     # the default command is unchanged: no generation measures
     plain = runner.invoke(evaluate_command, ["--checkpoint", checkpoint, "--output", str(tmp_path / "p.json")])
     assert plain.exit_code == 0 and "generation" not in json.loads((tmp_path / "p.json").read_text())
+    assert json.loads((tmp_path / "p.json").read_text())["inference"]["count_per_pair"] is True
+    by_query = runner.invoke(evaluate_command, ["--checkpoint", checkpoint, "--completion-source", "queries",
+                                                "--count-per-query", "--output", str(tmp_path / "q.json")])
+    assert by_query.exit_code == 0, by_query.output
+    assert json.loads((tmp_path / "q.json").read_text())["inference"]["count_per_pair"] is False
 
 
-@pytest.mark.parametrize("flag", [["--generation"], ["--completions", "x.json"]])
+@pytest.mark.parametrize("flag", [["--generation"], ["--completions", "x.json"], ["--count-per-query"]])
 def test_generation_options_need_a_checkpoint(flag):
     from pyg_ssgm.cli.evaluate import evaluate_command
 

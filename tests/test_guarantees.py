@@ -384,6 +384,22 @@ def test_resume_of_a_run_saved_before_a_setting_existed(runner, failures, run_co
     assert [r["epoch"] for r in read_metrics(run)] == [1, 2]
 
 
+def test_a_run_saved_before_a_setting_existed_loads_as_it_ran(run_copy):
+    """Settings added since a run was saved load with the value that does what the run did
+    (``INTRODUCED``), in its settings and in its stored choice, not with today's defaults."""
+    run, _ = run_copy
+    predictor, settings = load_model(run / "checkpoint.pt")
+    assert predictor.config.count_per_pair and settings.inference.count_per_pair  # today's default
+    state = load_checkpoint(run / "checkpoint.pt")
+    for stored in (state["inference_config"], state.get("chosen_inference") or {}):
+        for key in ("count_per_pair", "keypoint_prior"):
+            stored.pop(key, None)
+    save_checkpoint(state, run / "checkpoint.pt")
+    predictor, settings = load_model(run / "checkpoint.pt")
+    for config in (predictor.config, settings.inference):
+        assert config.count_per_pair is False and config.keypoint_prior == 0.0
+
+
 # --------------------------------------------------------------------------- silent wrong results
 
 

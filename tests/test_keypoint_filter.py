@@ -298,18 +298,24 @@ def test_the_memory_corrects_the_score_by_the_nearest_training_points():
     assert alone.item() > 0
     fresh = KeypointMemory(4, k=3)  # a checkpoint's memory loads into an empty one
     fresh.load_state_dict(memory.state_dict())
+    assert (fresh.k_named, fresh.k_unnamed) == (memory.k_named, memory.k_unnamed) == (3, 3)
     assert torch.equal(fresh(torch.zeros(len(test)), test), corrected)
     memory.clear()
     assert not memory.fitted
 
 
-def test_a_trained_filter_remembers_its_training_points(tmp_path, one_thread):
+@pytest.mark.parametrize("choose", [False, True], ids=["as-given", "chosen-on-validation"])
+def test_a_trained_filter_remembers_its_training_points(tmp_path, one_thread, choose, monkeypatch):
     from conftest import make_trainer
     from pyg_ssgm.experiment import load_model
 
-    trainer = make_trainer(tmp_path / "run", model={"max_clutter": 3, "choose_on_validation": False})
+    trainer = make_trainer(tmp_path / "run", model={"max_clutter": 3, "choose_on_validation": choose})
     memory = trainer.model.keypoint_filter.memory
+    saves = []
+    original = trainer.save
+    monkeypatch.setattr(trainer, "save", lambda: saves.append(memory.fitted) or original())
     trainer.fit()
+    assert saves[-1] and saves.count(True) == 1  # saved once with what it remembers
     points = sum(inst.num_nodes for inst in trainer.splits["train"])
     assert memory.fitted and memory.keys.size(0) == points
     predictor, _ = load_model(tmp_path / "run" / "checkpoint.pt")

@@ -592,7 +592,7 @@ def test_matching_decided_completion_counts_what_the_matching_leaves(generated_b
     for b, pairs in enumerate(prediction.pairs):
         assert int((into_s.batch == b).sum()) == int(out.num_real_t[b]) - pairs.size(1)
         assert int((into_t.batch == b).sum()) == int(out.num_real_s[b]) - pairs.size(1)
-    queries = Predictor(t.model, replace(t.predictor.config, completion_source="queries"))
+    queries = Predictor(t.model, replace(t.predictor.config, completion_source="queries", count_per_pair=False))
     queried_s, _ = queries.generated_nodes(prediction)
     assert queried_s.pos.size(0) == int((torch.sigmoid(out.queries_s.exist_logit) > 0.5).sum())
 

@@ -57,6 +57,9 @@ from .common import (CONTEXT, DATASET_CHOICE, DataFiles, checkpoint_splits, data
               "Default: the checkpoint's setting.")
 @click.option("--completion-source", type=click.Choice(list(COMPLETION_SOURCES)),
               help="What the model says a graph lacks (InferenceConfig.completion_source). Default: the checkpoint's.")
+@click.option("--count-per-pair/--count-per-query", default=None, help="Under --completion-source queries, decide "
+              "which queries exist as one count per pair, from both sides' existence estimates (InferenceConfig."
+              "count_per_pair), or each query alone against the model's threshold. Default: the checkpoint's.")
 @click.option("--generation", is_flag=True,
               help="Also measure the generated nodes on the real pairs (a checkpoint; a few more passes): their count "
                    "against what the names say each graph lacks, where they go (1 and 3 common keypoints hidden from "
@@ -69,7 +72,7 @@ from .common import (CONTEXT, DATASET_CHOICE, DataFiles, checkpoint_splits, data
 def evaluate_command(checkpoint, solver, dataset, root, data, val_data, test_data, images, split,
                      max_pairs_per_category, batch_size, device, threads, outliers, outlier_region, extra_drop,
                      backbone, fit_threshold, epipolar, epipolar_pool, keypoint_threshold, keypoint_prior,
-                     completion_source, generation, completions, output, no_progress):
+                     completion_source, count_per_pair, generation, completions, output, no_progress):
     """Evaluate a trained model (or a classical solver) on real cross-instance pairs.
 
     \b
@@ -103,6 +106,7 @@ def evaluate_command(checkpoint, solver, dataset, root, data, val_data, test_dat
         if (checkpoint is None) == (solver is None):
             raise ConfigError("give exactly one of --checkpoint or --solver.")
         for given, flag in ((completion_source is not None, "--completion-source"), (generation, "--generation"),
+                            (count_per_pair is not None, "--count-per-pair"),
                             (completions is not None, "--completions"),
                             (keypoint_threshold is not None, "--keypoint-threshold"),
                             (keypoint_prior is not None, "--keypoint-prior")):
@@ -138,6 +142,7 @@ def evaluate_command(checkpoint, solver, dataset, root, data, val_data, test_dat
                     raise ConfigError(f"{flag} reads the model's keypoint filter, and this model has none "
                                       "(its training points all had names).")
             changes = {key: value for key, value in (("completion_source", completion_source), ("epipolar", epipolar),
+                                                     ("count_per_pair", count_per_pair),
                                                      ("epipolar_pool", epipolar_pool),
                                                      ("keypoint_threshold", keypoint_threshold),
                                                      ("keypoint_prior", keypoint_prior)) if value is not None}

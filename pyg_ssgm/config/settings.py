@@ -45,7 +45,8 @@ INTRODUCED = {"train": {"outlier_region": "box",  # outliers were drawn in the k
               "loss": {"weight_keypoint": 1.0},  # (read only by a keypoint filter)
               "inference": {"epipolar": False, "epipolar_threshold": 3e-3,  # no epipolar re-matching
                             "epipolar_pool": False, "keypoint_threshold": 0.0,
-                            "keypoint_prior": 0.0}}  # the filter only removed points
+                            "keypoint_prior": 0.0,  # the filter only removed points
+                            "count_per_pair": False}}  # each query existed on its own
 
 
 def _names(cls) -> set:

@@ -25,6 +25,7 @@ from ..matching import (dense_connectivity, hungarian, partial_hungarian, rrwm_r
 from ..matching.epipolar import epipolar_rematch_blocks
 from ..nn.alignment import apply_affine, dual_softmax, fit_affine
 from ..nn.rebuild import CompletedGraph
+from .completion import paired_existence
 from .network import SSGM
 from .output import Completion, GeneratedNodes, GeneratedPoints, SSGMOutput
 
@@ -378,8 +379,11 @@ class Predictor:
         configuration's), whether or not ``generate_at_inference`` let them into the matching.
         ``None`` for a side without queries under "queries".
 
-        * "queries": the decoder's queries whose existence passes ``exist_threshold`` (default: the
-          model's; -1 takes every query, e.g. to score their places alone); confidence:
+        * "queries": the decoder's queries that exist: with ``exist_threshold``, those whose
+          existence probability passes it (-1 takes every query, e.g. to score their places
+          alone); by default, as one count per pair decides (``InferenceConfig.count_per_pair``,
+          :func:`~pyg_ssgm.model.completion.paired_existence`), else those that pass the model's
+          threshold; confidence:
           the existence probability :math:`\sigma(\text{logit})`; partner: the node of the other
           graph the query is seeded from (``SSGMOutput.seeds_*``; -1 for an unseeded query);
         * "matching": one node per real node of the other graph that the matching leaves without a
@@ -397,8 +401,15 @@ class Predictor:
             raise ConfigError(f"completion_source={source!r} is invalid: must be one of {list(COMPLETION_SOURCES)}.")
         out = prediction.output
         if source == "queries":
-            threshold = self.model.config.exist_threshold if exist_threshold is None else exist_threshold
-            return queried_nodes(out, "s", threshold), queried_nodes(out, "t", threshold)
+            if out.queries_s is None:
+                return None, None
+            if exist_threshold is None and self.config.count_per_pair:
+                keep = paired_existence(out.queries_s, out.queries_t, out.num_real_s, out.num_real_t,
+                                        self.model.config.exist_threshold)
+            else:
+                threshold = self.model.config.exist_threshold if exist_threshold is None else exist_threshold
+                keep = tuple(torch.sigmoid(q.exist_logit) > threshold for q in (out.queries_s, out.queries_t))
+            return queried_nodes(out, "s", keep[0]), queried_nodes(out, "t", keep[1])
         nodes = transferred_nodes(prediction.X, out.pos_s, out.pos_t, *_real_masks(out), *self.alone_probability(out))
         if source == "seeded" and out.queries_s is not None:
             nodes = tuple(placed_by_queries(n, out, side) for n, side in zip(nodes, "st"))
@@ -456,15 +467,12 @@ class Predictor:
         return sides[0], sides[1]
 
 
-def queried_nodes(out: SSGMOutput, side: str, exist_threshold: float) -> Optional[GeneratedNodes]:
-    """``completion_source="queries"``: the queries of ``side`` whose existence probability passes
-    ``exist_threshold``, with that probability as confidence and the node of the other graph each
+def queried_nodes(out: SSGMOutput, side: str, keep: Tensor) -> GeneratedNodes:
+    """``completion_source="queries"``: the queries of ``side`` that exist (``keep``, a mask over
+    them), with their existence probability as confidence and the node of the other graph each
     stands for (see :meth:`Predictor.generated_nodes`)."""
     q = out.queries_s if side == "s" else out.queries_t
-    if q is None:
-        return None
     prob = torch.sigmoid(q.exist_logit)
-    keep = prob > exist_threshold
     # the node each query was seeded from (the network records it with the queries), as a local
     # index of the other graph
     seed = out.seeds_s if side == "s" else out.seeds_t

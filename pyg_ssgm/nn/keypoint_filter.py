@@ -90,6 +90,13 @@ class KeypointMemory(nn.Module):
         self.register_buffer("keys", torch.zeros(0, channels))
         self.register_buffer("named", torch.zeros(0, dtype=torch.bool))
         self.register_buffer("coef", torch.tensor([1.0, 0.0, 0.0]))
+        self._count_keys()
+
+    def _count_keys(self) -> None:
+        # the neighbours each side has, counted once whenever the keys change rather than on every
+        # call of score (reading them is a host sync on a GPU)
+        num_named = int(self.named.sum())
+        self.k_named, self.k_unnamed = min(self.k, num_named), min(self.k, self.named.numel() - num_named)
 
     @property
     def fitted(self) -> bool:
@@ -99,6 +106,7 @@ class KeypointMemory(nn.Module):
         self.keys = self.keys.new_zeros(0, self.keys.size(1))
         self.named = self.named.new_zeros(0)
         self.coef = torch.tensor([1.0, 0.0, 0.0], device=self.coef.device)
+        self._count_keys()
 
     def reset_parameters(self) -> None:
         self.clear()
@@ -109,15 +117,13 @@ class KeypointMemory(nn.Module):
         ``exclude [N]`` and ``owner [M]`` (ids of the instance of each point and of each kept point),
         a point's own instance is left out."""
         keys = self.keys  # unit rows: normalised once, when fitted
-        k_pos = min(self.k, int(self.named.sum()))
-        k_neg = min(self.k, int((~self.named).sum()))
         out = []
         for start in range(0, f.size(0), chunk):
             sim = F.normalize(f[start:start + chunk], dim=-1) @ keys.t()
             if exclude is not None:
                 sim = sim.masked_fill(exclude[start:start + chunk].unsqueeze(1) == owner.unsqueeze(0), -2.0)
-            pos = sim.masked_fill(~self.named, -2.0).topk(k_pos, dim=-1).values.mean(-1)
-            neg = sim.masked_fill(self.named, -2.0).topk(k_neg, dim=-1).values.mean(-1)
+            pos = sim.masked_fill(~self.named, -2.0).topk(self.k_named, dim=-1).values.mean(-1)
+            neg = sim.masked_fill(self.named, -2.0).topk(self.k_unnamed, dim=-1).values.mean(-1)
             out.append(pos - neg)
         return torch.cat(out)
 
@@ -134,6 +140,7 @@ class KeypointMemory(nn.Module):
             keep = keep.to(f.device)
             f, named, owner, logit = f[keep], named[keep], owner[keep], logit[keep]
         self.keys, self.named = F.normalize(f.detach(), dim=-1), named.clone()
+        self._count_keys()
         s = self.score(f, exclude=owner, owner=owner)
         z = torch.stack([logit, s], -1)
         mean, std = z.mean(0), z.std(0).clamp(min=1e-6)
@@ -161,6 +168,7 @@ class KeypointMemory(nn.Module):
             if prefix + name in state_dict:
                 setattr(self, name, torch.empty_like(state_dict[prefix + name], device=getattr(self, name).device))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        self._count_keys()
 
 
 class KeypointFilter(nn.Module):
