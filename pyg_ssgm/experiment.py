@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass, replace
-from typing import Dict, List, Mapping, Optional, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 import torch
 import torch.distributed as dist
@@ -119,11 +119,17 @@ def resolve(settings: Settings, splits: Splits) -> Settings:
                                 bool(keypoint_filter) and width > 0)))
 
 
+def stored_sections(state: Mapping) -> Dict[str, Dict[str, Any]]:
+    """The settings a training checkpoint stores, one dict per section (the layouts of earlier
+    versions sorted into today's sections; absent sections empty), as saved: no default added."""
+    return split_sections({k: v for k, v in stored_settings(state).items() if v is not None})
+
+
 def settings_from_checkpoint(state: Mapping) -> Settings:
     """The (resolved) settings a training checkpoint was written with; a setting added since it
     was saved takes the value that does what the run did (:data:`~pyg_ssgm.config.INTRODUCED`),
     not today's default."""
-    stored = split_sections({k: v for k, v in stored_settings(state).items() if v is not None})
+    stored = stored_sections(state)
     for section, keys in absent_introduced(stored, INTRODUCED).items():
         stored[section].update(keys)
     return Settings.from_dict(stored)
@@ -296,4 +302,4 @@ def load_model(path: Union[str, os.PathLike], device: Union[str, torch.device] =
 
 
 __all__ = ["Experiment", "build", "build_model", "resolve", "mirror_pairs", "prepare_splits", "check_splits",
-           "check_node_features", "training_pairs", "load_model", "settings_from_checkpoint"]
+           "check_node_features", "training_pairs", "load_model", "settings_from_checkpoint", "stored_sections"]

@@ -19,10 +19,10 @@ import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
-from .experiment import Experiment, build
+from .experiment import Experiment, build, stored_sections
 from .checkpoint import (TRAINING_ENTRIES, absent_introduced, changed_settings, load_checkpoint, restoring,
-                         save_checkpoint, stored_settings)
-from .config import INTRODUCED, RESUME_MAY_CHANGE, Settings, split_sections
+                         save_checkpoint)
+from .config import INTRODUCED, RESUME_MAY_CHANGE, Settings
 from .data import KeypointInstance
 from .data.datasets import has_pairs
 from .errors import CheckpointError, ConfigError, OutputPathError
@@ -124,7 +124,7 @@ class Trainer:
         path = Path(path or self.checkpoint_path)
         state = load_checkpoint(path, map_location=self.device, entries=TRAINING_ENTRIES)
         with restoring(path):
-            stored = split_sections({k: v for k, v in stored_settings(state).items() if v is not None})
+            stored = stored_sections(state)
         changes = changed_settings(stored, self.settings.to_dict(), RESUME_MAY_CHANGE, INTRODUCED)
         if changes:
             # settings added since the run was saved: its config.json does not hold them either

@@ -178,19 +178,17 @@ class Predictor:
         with self._evaluating():
             logit_s, logit_t = (self.model.keypoint_filter(data[f"x_{side}"], data[f"pos_{side}"],
                                                           data[f"x_{side}_batch"], data.num_graphs) for side in "st")
-        kept, doubt_s, doubt_t = [], [], []
+        kept, whole, doubt_s, doubt_t = [], [], [], []
         weighed = self.keypoint_prior() > 0
         for b in range(data.num_graphs):
             ls, lt = logit_s[data.x_s_ptr[b]:data.x_s_ptr[b + 1]], logit_t[data.x_t_ptr[b]:data.x_t_ptr[b + 1]]
             ks = _kept(torch.sigmoid(ls), self.config.keypoint_threshold)
             kt = _kept(torch.sigmoid(lt), self.config.keypoint_threshold)
             kept.append((ks, kt))
+            whole.append(ks.numel() == ls.numel() and kt.numel() == lt.numel())
             if weighed:
                 doubt_s.append(F.softplus(-ls[ks]))  # -log sigmoid(l), stable
                 doubt_t.append(F.softplus(-lt[kt]))
-        whole = [ks.numel() == len(ls) and kt.numel() == len(lt)
-                 for (ks, kt), ls, lt in zip(kept, logit_s.split(data.x_s_ptr.diff().tolist()),
-                                             logit_t.split(data.x_t_ptr.diff().tolist()))]
         if all(whole):  # nothing removed: the batch as it is (a shallow copy, to carry the doubt)
             batch = copy.copy(data)
         else:  # only the pairs that lost points are rebuilt
