@@ -21,7 +21,7 @@ STRUCTURES = ("delaunay", "knn", "learned")
 MATCHING_LOSSES = ("sinkhorn", "hamming")
 
 #: How the discrete matching is solved at inference (``InferenceConfig.solver``).
-SOLVERS = ("hungarian", "rrwm")
+SOLVERS = ("hungarian", "rrwm", "ipfp")
 
 #: Which nodes the model reports as generated (``InferenceConfig.completion_source``).
 COMPLETION_SOURCES = ("queries", "matching", "seeded")

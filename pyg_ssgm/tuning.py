@@ -115,7 +115,7 @@ def _inert(config: InferenceConfig, group: str, has_descriptors: bool, has_decod
     change: such graphs are not the ones the quadratic option wins on.)"""
     if _absent(group, has_descriptors, has_decoder, has_filter):
         return True
-    if config.solver != "rrwm" or config.mirror_test:
+    if config.solver == "hungarian" or config.mirror_test:
         return False
     whole = not config.qap_partial
     blind = (whole and config.qap_node_weight == 0 and not config.qap_align and not config.generate_at_inference

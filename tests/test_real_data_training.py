@@ -20,7 +20,7 @@ from pyg_ssgm.config import TrainConfig
 from pyg_ssgm.data import GeometricAugmentation, KeypointInstance, PairGenerator, pair_loader
 from pyg_ssgm.data.synthetic import SyntheticKeypoints
 from pyg_ssgm.errors import ConfigError, InvalidInputError
-from pyg_ssgm.matching import rrwm_refine
+from pyg_ssgm.matching import quadratic_refine
 from pyg_ssgm.pseudo_labels import PseudoLabelledPairs, is_mirror_image, pseudo_label
 from pyg_ssgm.experiment import build
 from pyg_ssgm.trainer import Trainer
@@ -32,7 +32,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: image work on on
 
 
 # ------------------------------------------------------------------ second-order matching
-def test_rrwm_refine_lets_edges_decide_what_the_unary_cannot():
+@pytest.mark.parametrize("solver", ["rrwm", "ipfp"])
+def test_quadratic_refine_lets_edges_decide_what_the_unary_cannot(solver):
     # Three points on a line and a fourth off it; the unary is flat (no preference at all), so
     # only the edges (Delaunay-like: every pair) can find the permutation.
     pos = torch.tensor([[0.0, 0.0], [1.0, 0.0], [3.0, 0.0], [0.0, 2.0]])
@@ -43,12 +44,21 @@ def test_rrwm_refine_lets_edges_decide_what_the_unary_cannot():
     ne = torch.tensor([conn.size(1)])
     n = torch.tensor([4])
     U = torch.full((1, 4, 4), 0.5)
-    X = rrwm_refine(U, n, n, pos.unsqueeze(0), pos_t.unsqueeze(0), conn, ne, conn, ne, edge_sigma=0.5)
+    X = quadratic_refine(U, n, n, pos.unsqueeze(0), pos_t.unsqueeze(0), conn, ne, conn, ne, edge_sigma=0.5,
+                         solver=solver)
     assert X[0].argmax(1).tolist() == perm.tolist()
 
 
-def test_model_with_rrwm_solver_predicts_valid_partial_matchings(generated_pairs):
-    model, _, predictor = tiny(seed=0, solver="rrwm")
+def test_quadratic_refine_names_the_solvers_it_has():
+    one, conn, ne = torch.tensor([2]), torch.zeros(1, 0, 2, dtype=torch.long), torch.tensor([0])
+    with pytest.raises(ConfigError, match="ipfp"):
+        quadratic_refine(torch.ones(1, 2, 2), one, one, torch.rand(1, 2, 2), torch.rand(1, 2, 2), conn, ne, conn, ne,
+                         solver="hungarian")
+
+
+@pytest.mark.parametrize("solver", ["rrwm", "ipfp"])
+def test_model_with_a_quadratic_solver_predicts_valid_partial_matchings(generated_pairs, solver):
+    model, _, predictor = tiny(seed=0, solver=solver)
     model.eval()
     batch = next(iter(pair_loader(generated_pairs[:4], 4)))
     prediction = predictor.match(batch)

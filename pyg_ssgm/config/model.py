@@ -204,7 +204,7 @@ class InferenceConfig:
     solver: how the discrete matching is solved: "hungarian" (linear assignment of the affinity)
         or "rrwm" (the affinity as the unary term of a quadratic assignment with edge-to-edge
         geometric agreement over the completed graphs, solved by RRWM; see
-        :mod:`pyg_ssgm.matching.quadratic`).
+        :mod:`pyg_ssgm.matching.quadratic`), or "ipfp" (the same problem solved by IPFP).
     qap_node_weight, qap_edge_sigma: weight of the unary term and Gaussian width of the edge term
         of that quadratic problem (edges in units of the graph's RMS radius); a weight of 0 leaves
         the edges alone to decide which nodes correspond (the learned affinity still decides which
@@ -246,11 +246,11 @@ class InferenceConfig:
         and lost up to 2.2 on the geometry alone.
     epipolar_pool: with ``epipolar``, re-match also from the model's other first matchings (the
         linear assignment of the learned affinity, cut by the threshold; the whole quadratic
-        assignment over the rebuilt edges with the learned unary term and without:
-        :data:`~pyg_ssgm.model.predictor.EPIPOLAR_POOL`) and keep the re-matching whose geometry
-        verifies the most pairs: whichever first matching got more of a pair right seeds its
-        geometry (the linear one at small turns, the edges' at large ones). Costs one re-matching
-        per seed.
+        assignment over the rebuilt edges with the learned unary term and without, the latter by
+        RRWM and by IPFP: :data:`~pyg_ssgm.model.predictor.EPIPOLAR_POOL`) and keep the
+        re-matching whose geometry verifies the most pairs: whichever first matching got more of
+        a pair right seeds its geometry (the linear one at small turns, the edges' at large
+        ones). Costs one re-matching per seed.
     mirror_test: match each pair a second time with the target mirrored left-right and keep the
         matching of the higher objective (affinity minus threshold, summed over the matched
         pairs): for objects seen from either side (birds, animals), whose mirrored views no

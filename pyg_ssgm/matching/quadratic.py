@@ -1,6 +1,6 @@
 r"""Second-order refinement: the learned node affinity as the unary term of a quadratic
 assignment problem whose pairwise term is the edge-to-edge geometric agreement (the signal RRWM
-uses), solved by pygmtools' RRWM.
+uses), solved by pygmtools' RRWM or IPFP.
 
 Given unary affinities :math:`U_{ia} \ge 0` between source node :math:`i` and target node
 :math:`a`, and edges :math:`(i, j)` / :math:`(a, b)` of the two graphs with edge vectors
@@ -12,9 +12,11 @@ Given unary affinities :math:`U_{ia} \ge 0` between source node :math:`i` and ta
     \quad\text{for edges } (i, j), (a, b),
 
 and RRWM maximises :math:`x^\top K x` over (relaxed) assignments :math:`x = \mathrm{vec}(X)`
-(Cho et al., ECCV 2010). The first-order affinity decides which nodes look alike; the edges make
-the neighbours of a matched pair agree, which is what separates the left and right wheels of a
-car or the two sides of a duck when their appearance alone cannot.
+(Cho et al., ECCV 2010); IPFP (Leordeanu et al., NIPS 2009) climbs the same objective through
+discrete assignments, and lands elsewhere where the objective has several peaks. The first-order
+affinity decides which nodes look alike; the edges make the neighbours of a matched pair agree,
+which is what separates the left and right wheels of a car or the two sides of a duck when their
+appearance alone cannot.
 """
 from __future__ import annotations
 
@@ -24,6 +26,8 @@ import pygmtools as pygm
 import torch
 from torch import Tensor
 from torch_geometric.utils import to_dense_batch
+
+from ..errors import ConfigError
 
 
 def dense_connectivity(edge_index: Tensor, batch: Tensor, ptr: Tensor, num_graphs: int) -> Tuple[Tensor, Tensor]:
@@ -41,11 +45,17 @@ def edge_vectors(pos: Tensor, conn: Tensor) -> Tensor:
     return end - start
 
 
+#: The pygmtools solvers of the quadratic problem, by name (``InferenceConfig.solver``).
+QUADRATIC_SOLVERS = {"rrwm": pygm.rrwm, "ipfp": pygm.ipfp}
+
+
 @torch.no_grad()
-def rrwm_refine(U: Tensor, n1: Tensor, n2: Tensor, pos_s: Tensor, pos_t: Tensor,
-                conn_s: Tensor, ne_s: Tensor, conn_t: Tensor, ne_t: Tensor,
-                node_weight: float = 1.0, edge_sigma: float = 0.5, max_iter: int = 50) -> Tensor:
-    r"""Soft assignment ``[B, N1, N2]`` of RRWM on the affinity matrix of the module docstring.
+def quadratic_refine(U: Tensor, n1: Tensor, n2: Tensor, pos_s: Tensor, pos_t: Tensor,
+                     conn_s: Tensor, ne_s: Tensor, conn_t: Tensor, ne_t: Tensor,
+                     node_weight: float = 1.0, edge_sigma: float = 0.5, max_iter: int = 50,
+                     solver: str = "rrwm") -> Tensor:
+    r"""Assignment ``[B, N1, N2]`` of ``solver`` (:data:`QUADRATIC_SOLVERS`: RRWM's is soft,
+    IPFP's discrete) on the affinity matrix of the module docstring.
 
     Args:
         U: non-negative unary affinities ``[B, N1, N2]`` (padding ignored).
@@ -56,6 +66,9 @@ def rrwm_refine(U: Tensor, n1: Tensor, n2: Tensor, pos_s: Tensor, pos_t: Tensor,
         node_weight: :math:`w`, the weight of the unary term (a node has ~6 Delaunay edges).
         edge_sigma: :math:`\sigma`, in the units of the positions.
     """
+    if solver not in QUADRATIC_SOLVERS:
+        raise ConfigError(f"solver={solver!r} does not solve a quadratic assignment: use one of "
+                          f"{sorted(QUADRATIC_SOLVERS)}.")
     U = U.double()
     n1max, n2max = U.size(1), U.size(2)
     valid = torch.arange(n1max, device=U.device).view(1, -1, 1) < n1.view(-1, 1, 1)
@@ -70,14 +83,14 @@ def rrwm_refine(U: Tensor, n1: Tensor, n2: Tensor, pos_s: Tensor, pos_t: Tensor,
         node_aff_fn=lambda u, _: node_weight * u,
         edge_aff_fn=lambda e1, e2: pygm.utils.gaussian_aff_fn(e1, e2, sigma=edge_sigma, backend="pytorch"),
         backend="pytorch")
-    # Entries of padded assignments must not take part (SM / RRWM do not mask them). Index j*n1max + i.
+    # Entries of padded assignments must not take part (the solvers do not mask them). Index j*n1max + i.
     flat = valid.transpose(1, 2).reshape(U.size(0), -1).to(K.dtype)
     K = K * flat.unsqueeze(2) * flat.unsqueeze(1)
     # A pair with no agreeing edge and no unary term (node_weight 0) would leave K all zero, which
     # RRWM's normalisation turns into NaN: a vanishing diagonal keeps it a uniform, valid walk.
     K = K + torch.diag_embed(flat) * 1e-9
-    X = pygm.rrwm(K, n1, n2, n1max=n1max, n2max=n2max, max_iter=max_iter, backend="pytorch")
+    X = QUADRATIC_SOLVERS[solver](K, n1, n2, n1max=n1max, n2max=n2max, max_iter=max_iter, backend="pytorch")
     return X * valid
 
 
-__all__ = ["rrwm_refine", "dense_connectivity", "edge_vectors"]
+__all__ = ["quadratic_refine", "QUADRATIC_SOLVERS", "dense_connectivity", "edge_vectors"]

@@ -20,7 +20,7 @@ from ..config import InferenceConfig, LossConfig
 from ..data import PairData, mirrored, subset_pair
 from ..data.pair_data import pair_field
 from ..errors import ConfigError
-from ..matching import (dense_connectivity, hungarian, partial_hungarian, rrwm_refine, sinkhorn, size_mask,
+from ..matching import (dense_connectivity, hungarian, partial_hungarian, quadratic_refine, sinkhorn, size_mask,
                         threshold_to_unmatch)
 from ..matching.epipolar import epipolar_rematch_blocks
 from ..nn.alignment import apply_affine, dual_softmax, fit_affine
@@ -92,10 +92,12 @@ class SoftInputs:
 #: re-matching (each as a change of the solver settings; the one configured is not repeated): the
 #: linear assignment of the learned affinity, cut by the threshold, which seeds the geometry best
 #: at small turns, and the whole quadratic assignment over the rebuilt edges with the learned unary
-#: term (edges aligned) and without (edges as they are), which do at large ones.
+#: term (edges aligned) and without (edges as they are), which do at large ones, the latter by RRWM
+#: and by IPFP (which climbs to another peak of the same objective where a turn leaves several).
 EPIPOLAR_POOL = ({"solver": "hungarian"},
                  {"solver": "rrwm", "qap_node_weight": 1.0, "qap_align": True, "qap_partial": False},
-                 {"solver": "rrwm", "qap_node_weight": 0.0, "qap_align": False, "qap_partial": False})
+                 {"solver": "rrwm", "qap_node_weight": 0.0, "qap_align": False, "qap_partial": False},
+                 {"solver": "ipfp", "qap_node_weight": 0.0, "qap_align": False, "qap_partial": False})
 
 
 def seeded_queries(out: SSGMOutput, side: str) -> Tensor:
@@ -249,7 +251,7 @@ class Predictor:
     def solve(self, out: SSGMOutput) -> Tensor:
         """The discrete partial matching ``X [B, N1, N2]`` of ``out``: the linear assignment of
         :math:`S - t` (a pair is matched only where its affinity beats the threshold :math:`t`),
-        or with ``solver="rrwm"`` the second-order matching of
+        or with ``solver="rrwm"`` / ``"ipfp"`` the second-order matching of
         :mod:`pyg_ssgm.matching.quadratic` (pairs larger than ``qap_max_nodes`` fall back), cut
         by the threshold unless ``qap_partial`` is off; with ``epipolar``, re-matched under the
         epipolar geometry it implies (with ``epipolar_pool``, the best of those of the first
@@ -277,7 +279,7 @@ class Predictor:
         ``inputs``: ``out``'s, where several matchings of it are made."""
         S, threshold = out.S.detach(), self.threshold(out)
         inputs = inputs or SoftInputs(out)
-        quadratic = c.solver == "rrwm" and max(S.size(1), S.size(2)) <= c.qap_max_nodes
+        quadratic = c.solver != "hungarian" and max(S.size(1), S.size(2)) <= c.qap_max_nodes
         # per-node unmatched scores where some node's differs from half the threshold (the
         # quadratic matching never reads the decoder's dustbin)
         dustbin = not quadratic and c.dustbin_weight > 0 and out.queries_s is not None
@@ -287,8 +289,8 @@ class Predictor:
             # the soft first-order matching as unary term, edge agreement over the completed
             # graphs (the target aligned on the source, or as it is)
             pos_t = apply_affine(out.alignment, out.pos_t) if c.qap_align else out.pos_t
-            soft = rrwm_refine(inputs.unary, out.n1, out.n2, out.pos_s, pos_t, *inputs.connectivity,
-                               node_weight=c.qap_node_weight, edge_sigma=c.qap_edge_sigma)
+            soft = quadratic_refine(inputs.unary, out.n1, out.n2, out.pos_s, pos_t, *inputs.connectivity,
+                                    node_weight=c.qap_node_weight, edge_sigma=c.qap_edge_sigma, solver=c.solver)
             X = hungarian(soft.to(S.dtype), out.n1, out.n2)
             if not c.qap_partial:
                 return FirstMatching(X, None, True)
