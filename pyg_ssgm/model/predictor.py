@@ -289,9 +289,10 @@ class Predictor:
             # the soft first-order matching as unary term, edge agreement over the completed
             # graphs (the target aligned on the source, or as it is)
             pos_t = apply_affine(out.alignment, out.pos_t) if c.qap_align else out.pos_t
-            soft = quadratic_refine(inputs.unary, out.n1, out.n2, out.pos_s, pos_t, *inputs.connectivity,
-                                    node_weight=c.qap_node_weight, edge_sigma=c.qap_edge_sigma, solver=c.solver)
-            X = hungarian(soft.to(S.dtype), out.n1, out.n2)
+            # (RRWM's answer is relaxed, IPFP's already discrete: the Hungarian projects either)
+            relaxed = quadratic_refine(inputs.unary, out.n1, out.n2, out.pos_s, pos_t, *inputs.connectivity,
+                                       node_weight=c.qap_node_weight, edge_sigma=c.qap_edge_sigma, solver=c.solver)
+            X = hungarian(relaxed.to(S.dtype), out.n1, out.n2)
             if not c.qap_partial:
                 return FirstMatching(X, None, True)
             cut = threshold if per_node is None else per_node[0].unsqueeze(2) + per_node[1].unsqueeze(1)
