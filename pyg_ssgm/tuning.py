@@ -50,6 +50,7 @@ from .config import InferenceConfig
 from .data import KeypointInstance
 from .errors import ConfigError
 from .evaluation import chosen_changes, score_pairs
+from .matching import QUADRATIC_SOLVERS
 from .metrics import aggregate
 from .model import Predictor
 
@@ -115,7 +116,7 @@ def _inert(config: InferenceConfig, group: str, has_descriptors: bool, has_decod
     change: such graphs are not the ones the quadratic option wins on.)"""
     if _absent(group, has_descriptors, has_decoder, has_filter):
         return True
-    if config.solver == "hungarian" or config.mirror_test:
+    if config.solver not in QUADRATIC_SOLVERS or config.mirror_test:
         return False
     whole = not config.qap_partial
     blind = (whole and config.qap_node_weight == 0 and not config.qap_align and not config.generate_at_inference

@@ -20,8 +20,8 @@ from ..config import InferenceConfig, LossConfig
 from ..data import PairData, mirrored, subset_pair
 from ..data.pair_data import pair_field
 from ..errors import ConfigError
-from ..matching import (dense_connectivity, hungarian, partial_hungarian, quadratic_refine, sinkhorn, size_mask,
-                        threshold_to_unmatch)
+from ..matching import (QUADRATIC_SOLVERS, dense_connectivity, hungarian, partial_hungarian, quadratic_refine,
+                        sinkhorn, size_mask, threshold_to_unmatch)
 from ..matching.epipolar import epipolar_rematch_blocks
 from ..nn.alignment import apply_affine, dual_softmax, fit_affine
 from ..nn.rebuild import CompletedGraph
@@ -279,7 +279,7 @@ class Predictor:
         ``inputs``: ``out``'s, where several matchings of it are made."""
         S, threshold = out.S.detach(), self.threshold(out)
         inputs = inputs or SoftInputs(out)
-        quadratic = c.solver != "hungarian" and max(S.size(1), S.size(2)) <= c.qap_max_nodes
+        quadratic = c.solver in QUADRATIC_SOLVERS and max(S.size(1), S.size(2)) <= c.qap_max_nodes
         # per-node unmatched scores where some node's differs from half the threshold (the
         # quadratic matching never reads the decoder's dustbin)
         dustbin = not quadratic and c.dustbin_weight > 0 and out.queries_s is not None
