@@ -86,6 +86,19 @@ def test_a_pool_of_seeds_keeps_the_geometry_that_verifies_most():
     assert epipolar_rematch(few, affinity, p, q, alternatives=[half]).diagonal().sum() >= n - 2
 
 
+def test_a_seed_given_twice_is_re_matched_once(monkeypatch):
+    import pyg_ssgm.matching.epipolar as epipolar
+
+    p, q = two_views(yaw=40.0)
+    X = torch.eye(len(p))
+    X[0, 0], X[0, 1], X[1, 1], X[1, 0] = 0, 1, 0, 1
+    alone = epipolar_rematch(X, torch.zeros_like(X), p, q)
+    calls, rematch = [], epipolar._rematch
+    monkeypatch.setattr(epipolar, "_rematch", lambda first, *args: calls.append(first) or rematch(first, *args))
+    pooled = epipolar_rematch(X, torch.zeros_like(X), p, q, alternatives=[X.clone(), X.double()])
+    assert torch.equal(pooled, alone) and len(calls) == 1
+
+
 def test_rematch_is_deterministic_and_needs_five_pairs():
     p, q = two_views()
     X = torch.eye(len(p))
@@ -143,6 +156,22 @@ def test_the_model_pools_its_own_matchings(real_batch):
     predictor.epipolar_verified = lambda out, X, soft, pool=(): seen.append(len(pool)) or X
     predictor.match(real_batch)
     assert seen == [len(EPIPOLAR_POOL) - 1]
+
+
+def test_the_pool_builds_each_quadratic_affinity_once(real_batch, monkeypatch):
+    """RRWM and IPFP of the pool solve one affinity matrix (the same unary weight, edges and
+    frame): it is built once per setting, and the pooled matching is what it was."""
+    import pyg_ssgm.model.predictor as predictor_module
+
+    t = tiny(seed=0)
+    config = InferenceConfig(**{**t.predictor.config.to_dict(), "epipolar": True, "epipolar_pool": True})
+    expected = Predictor(t.model, config).match(real_batch).X
+    built, build = [], predictor_module.quadratic_affinity
+    monkeypatch.setattr(predictor_module, "quadratic_affinity",
+                        lambda *args, **kwargs: built.append(kwargs["node_weight"]) or build(*args, **kwargs))
+    assert torch.equal(Predictor(t.model, config).match(real_batch).X, expected)
+    settings = {(s["qap_node_weight"], s["qap_align"]) for s in EPIPOLAR_POOL if s["solver"] != "hungarian"}
+    assert sorted(built) == sorted(weight for weight, _ in settings)  # 3 quadratic seeds, 2 matrices
 
 
 def test_the_solvers_pool_their_matchings():

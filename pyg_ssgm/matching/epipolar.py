@@ -163,8 +163,12 @@ def epipolar_rematch(X: Tensor, affinity: Tensor, pos_s: Tensor, pos_t: Tensor, 
         raise ConfigError(f"epipolar_rematch needs rounds >= 1, hypotheses >= 1 and threshold > 0; got {rounds}, "
                           f"{hypotheses} and {threshold}.")
     p, q = hartley_normalise(pos_s.double()), hartley_normalise(pos_t.double())
-    best, best_verified = None, -1
+    best, best_verified, seen = None, -1, []
     for first in (X, *alternatives):
+        # a seed equal to one already re-matched gives the same re-matching (same random draws)
+        if any(torch.equal(first, other) for other in seen):
+            continue
+        seen.append(first)
         rematch = _rematch(first, affinity, p, q, threshold, prior_weight, cap, rounds, hypotheses, seed)
         if rematch is not None and rematch[1] > best_verified:
             best, best_verified = rematch

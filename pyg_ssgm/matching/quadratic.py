@@ -49,13 +49,18 @@ def edge_vectors(pos: Tensor, conn: Tensor) -> Tensor:
 QUADRATIC_SOLVERS = {"rrwm": pygm.rrwm, "ipfp": pygm.ipfp}
 
 
+def _valid(n1: Tensor, n2: Tensor, n1max: int, n2max: int) -> Tensor:
+    """Bool ``[B, N1, N2]``: the entries between real (not padding) nodes."""
+    rows = torch.arange(n1max, device=n1.device).view(1, -1, 1) < n1.view(-1, 1, 1)
+    return rows & (torch.arange(n2max, device=n2.device).view(1, 1, -1) < n2.view(-1, 1, 1))
+
+
 @torch.no_grad()
-def quadratic_refine(U: Tensor, n1: Tensor, n2: Tensor, pos_s: Tensor, pos_t: Tensor,
-                     conn_s: Tensor, ne_s: Tensor, conn_t: Tensor, ne_t: Tensor,
-                     node_weight: float = 1.0, edge_sigma: float = 0.5, max_iter: int = 50,
-                     solver: str = "rrwm") -> Tensor:
-    r"""Assignment ``[B, N1, N2]`` of ``solver`` (:data:`QUADRATIC_SOLVERS`: RRWM's is soft,
-    IPFP's discrete) on the affinity matrix of the module docstring.
+def quadratic_affinity(U: Tensor, n1: Tensor, n2: Tensor, pos_s: Tensor, pos_t: Tensor,
+                       conn_s: Tensor, ne_s: Tensor, conn_t: Tensor, ne_t: Tensor,
+                       node_weight: float = 1.0, edge_sigma: float = 0.5) -> Tensor:
+    r"""The affinity matrix :math:`K` ``[B, N1 N2, N1 N2]`` of the module docstring (double,
+    column-major as pygmtools indexes it: entry :math:`j N_1 + i`), padding masked out.
 
     Args:
         U: non-negative unary affinities ``[B, N1, N2]`` (padding ignored).
@@ -66,14 +71,9 @@ def quadratic_refine(U: Tensor, n1: Tensor, n2: Tensor, pos_s: Tensor, pos_t: Te
         node_weight: :math:`w`, the weight of the unary term (a node has ~6 Delaunay edges).
         edge_sigma: :math:`\sigma`, in the units of the positions.
     """
-    if solver not in QUADRATIC_SOLVERS:
-        raise ConfigError(f"solver={solver!r} does not solve a quadratic assignment: use one of "
-                          f"{sorted(QUADRATIC_SOLVERS)}.")
-    U = U.double()
-    n1max, n2max = U.size(1), U.size(2)
-    valid = torch.arange(n1max, device=U.device).view(1, -1, 1) < n1.view(-1, 1, 1)
-    valid = valid & (torch.arange(n2max, device=U.device).view(1, 1, -1) < n2.view(-1, 1, 1))
-    U = U * valid
+    valid = _valid(n1, n2, U.size(1), U.size(2))
+    U = U.double() * valid
+    n2max = U.size(2)
     has_edges = conn_s.size(1) > 0 and conn_t.size(1) > 0
     # pygmtools builds K from "node features" through node_aff_fn: hand it the unary matrix itself.
     K = pygm.utils.build_aff_mat(
@@ -84,13 +84,36 @@ def quadratic_refine(U: Tensor, n1: Tensor, n2: Tensor, pos_s: Tensor, pos_t: Te
         edge_aff_fn=lambda e1, e2: pygm.utils.gaussian_aff_fn(e1, e2, sigma=edge_sigma, backend="pytorch"),
         backend="pytorch")
     # Entries of padded assignments must not take part (the solvers do not mask them). Index j*n1max + i.
+    # (In place: K is dense, (N1 N2)^2 per pair, and a copy costs more than building it.)
     flat = valid.transpose(1, 2).reshape(U.size(0), -1).to(K.dtype)
-    K = K * flat.unsqueeze(2) * flat.unsqueeze(1)
+    K.mul_(flat.unsqueeze(2)).mul_(flat.unsqueeze(1))
     # A pair with no agreeing edge and no unary term (node_weight 0) would leave K all zero, which
     # RRWM's normalisation turns into NaN: a vanishing diagonal keeps it a uniform, valid walk.
-    K = K + torch.diag_embed(flat) * 1e-9
+    K.diagonal(dim1=1, dim2=2).add_(flat * 1e-9)
+    return K
+
+
+@torch.no_grad()
+def solve_quadratic(K: Tensor, n1: Tensor, n2: Tensor, n1max: int, n2max: int, solver: str = "rrwm",
+                    max_iter: int = 50) -> Tensor:
+    """Assignment ``[B, N1, N2]`` (double, zero on padding) of ``solver`` (:data:`QUADRATIC_SOLVERS`:
+    RRWM's is soft, IPFP's discrete) on the affinity matrix ``K`` of :func:`quadratic_affinity`.
+    One ``K`` may be solved by several solvers."""
+    if solver not in QUADRATIC_SOLVERS:
+        raise ConfigError(f"solver={solver!r} does not solve a quadratic assignment: use one of "
+                          f"{sorted(QUADRATIC_SOLVERS)}.")
     X = QUADRATIC_SOLVERS[solver](K, n1, n2, n1max=n1max, n2max=n2max, max_iter=max_iter, backend="pytorch")
-    return X * valid
+    return X * _valid(n1, n2, n1max, n2max)
 
 
-__all__ = ["quadratic_refine", "QUADRATIC_SOLVERS", "dense_connectivity", "edge_vectors"]
+def quadratic_refine(U: Tensor, n1: Tensor, n2: Tensor, pos_s: Tensor, pos_t: Tensor,
+                     conn_s: Tensor, ne_s: Tensor, conn_t: Tensor, ne_t: Tensor,
+                     node_weight: float = 1.0, edge_sigma: float = 0.5, max_iter: int = 50,
+                     solver: str = "rrwm") -> Tensor:
+    """:func:`solve_quadratic` of :func:`quadratic_affinity` (the arguments of both, one call)."""
+    K = quadratic_affinity(U, n1, n2, pos_s, pos_t, conn_s, ne_s, conn_t, ne_t, node_weight, edge_sigma)
+    return solve_quadratic(K, n1, n2, U.size(1), U.size(2), solver, max_iter)
+
+
+__all__ = ["quadratic_affinity", "solve_quadratic", "quadratic_refine", "QUADRATIC_SOLVERS", "dense_connectivity",
+           "edge_vectors"]

@@ -6,7 +6,7 @@ import copy
 from contextlib import contextmanager
 from functools import cached_property
 from dataclasses import dataclass, replace
-from typing import Iterator, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -20,8 +20,8 @@ from ..config import InferenceConfig, LossConfig
 from ..data import PairData, mirrored, subset_pair
 from ..data.pair_data import pair_field
 from ..errors import ConfigError
-from ..matching import (QUADRATIC_SOLVERS, dense_connectivity, hungarian, partial_hungarian, quadratic_refine,
-                        sinkhorn, size_mask, threshold_to_unmatch)
+from ..matching import (QUADRATIC_SOLVERS, dense_connectivity, hungarian, partial_hungarian, quadratic_affinity,
+                        sinkhorn, size_mask, solve_quadratic, threshold_to_unmatch)
 from ..matching.epipolar import epipolar_rematch_blocks
 from ..nn.alignment import apply_affine, dual_softmax, fit_affine
 from ..nn.rebuild import CompletedGraph
@@ -72,10 +72,25 @@ class SoftInputs:
     """What every matching of one output reads beside ``S``, computed on first use and once: the
     soft first-order matching (dual softmax of ``S``, in [0, 1]: the quadratic solver's unary term
     and the epipolar re-matching's tie-breaker) and the dense connectivity of both completed
-    graphs (the quadratic solver's edges). A pool of first matchings shares one."""
+    graphs (the quadratic solver's edges), and the quadratic affinity matrices built from them. A
+    pool of first matchings shares one."""
 
     def __init__(self, out: SSGMOutput):
         self.out = out
+        self._affinities: Dict[Tuple[float, bool, float], Tensor] = {}
+
+    def quadratic_affinity(self, node_weight: float, align: bool, edge_sigma: float) -> Tensor:
+        """:func:`~pyg_ssgm.matching.quadratic_affinity` of the soft matching over the completed
+        graphs, the target aligned on the source or as it is; built once per setting (RRWM and
+        IPFP of the pool solve the same one)."""
+        key = (node_weight, align, edge_sigma)
+        if key not in self._affinities:
+            out = self.out
+            pos_t = apply_affine(out.alignment, out.pos_t) if align else out.pos_t
+            self._affinities[key] = quadratic_affinity(self.unary, out.n1, out.n2, out.pos_s, pos_t,
+                                                       *self.connectivity, node_weight=node_weight,
+                                                       edge_sigma=edge_sigma)
+        return self._affinities[key]
 
     @cached_property
     def unary(self) -> Tensor:
@@ -288,10 +303,9 @@ class Predictor:
         if quadratic:
             # the soft first-order matching as unary term, edge agreement over the completed
             # graphs (the target aligned on the source, or as it is)
-            pos_t = apply_affine(out.alignment, out.pos_t) if c.qap_align else out.pos_t
+            K = inputs.quadratic_affinity(c.qap_node_weight, c.qap_align, c.qap_edge_sigma)
             # (RRWM's answer is relaxed, IPFP's already discrete: the Hungarian projects either)
-            relaxed = quadratic_refine(inputs.unary, out.n1, out.n2, out.pos_s, pos_t, *inputs.connectivity,
-                                       node_weight=c.qap_node_weight, edge_sigma=c.qap_edge_sigma, solver=c.solver)
+            relaxed = solve_quadratic(K, out.n1, out.n2, S.size(1), S.size(2), c.solver)
             X = hungarian(relaxed.to(S.dtype), out.n1, out.n2)
             if not c.qap_partial:
                 return FirstMatching(X, None, True)
