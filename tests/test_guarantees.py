@@ -363,21 +363,22 @@ def test_resume_allows_settings_that_cannot_change_the_run(runner, failures, run
 
 
 def test_resume_of_a_run_saved_before_a_setting_existed(runner, failures, run_copy):
-    """A run saved before ``pseudo_ratio`` and ``outlier_region`` existed trained as
-    ``INTRODUCED`` says: the outlier region it used is today's default, so only the ratio differs,
-    and the refusal names the ``--set`` that restores it (its config.json lacks the key too)."""
+    """A run saved before ``pseudo_ratio``, ``outlier_region`` and ``intact_rate`` existed trained
+    as ``INTRODUCED`` says: the outlier region and the intact pairs it used are today's defaults, so
+    only the ratio differs, and the refusal names the ``--set`` that restores it (its config.json
+    lacks the key too)."""
     run, _ = run_copy
     state = load_checkpoint(run / "checkpoint.pt")
     config = json.loads((run / "config.json").read_text())
     for stored in (state["train_config"], config["train"]):
-        del stored["pseudo_ratio"], stored["outlier_region"]
+        del stored["pseudo_ratio"], stored["outlier_region"], stored["intact_rate"]
     save_checkpoint(state, run / "checkpoint.pt")
     (run / "config.json").write_text(json.dumps(config))
     own = ["--config", str(run / "config.json"), "--output-dir", str(run), "--resume", "--epochs", "2", "--no-progress"]
     before = snapshot(run)
     result = runner.invoke(train_command, own)
     assert_refused(result, failures, ConfigError, "train.pseudo_ratio: None -> 1.0", "--set train.pseudo_ratio=null")
-    assert "outlier_region" not in result.output
+    assert "outlier_region" not in result.output and "intact_rate" not in result.output
     assert snapshot(run) == before
     result = runner.invoke(train_command, [*own, "--set", "train.pseudo_ratio=null"])
     assert result.exit_code == 0, result.output

@@ -235,6 +235,25 @@ def test_mirror_flag_batches_and_stays_off_by_default():
         assert torch.equal(a.pos_s, b.pos_s) and torch.equal(a.y, b.y) and not hasattr(a, "mirror")
 
 
+def test_intact_pairs_drop_nothing_and_stay_off_by_default():
+    inst = instance(10)
+    gen = PairGenerator(drop_rate=0.5, intact_rate=0.5)
+    pairs = [gen(inst, torch.Generator().manual_seed(k)) for k in range(32)]
+    intact = [p for p in pairs if p.y.size(1) == 10]
+    assert 0 < len(intact) < 32  # about half; 0.5 ** 20 odds that a plain pair keeps all ten on both sides
+    for p in intact:  # every node common, nothing to generate, nothing hidden
+        assert p.pos_s.size(0) == p.pos_t.size(0) == 10 and p.num_hidden == 0
+        assert p.comp_pos_s.numel() == p.comp_pos_t.numel() == 0
+    # off: the same random numbers as before the option existed
+    for k in range(4):
+        a = PairGenerator(drop_rate=0.5)(inst, torch.Generator().manual_seed(k))
+        b = PairGenerator(drop_rate=0.5, intact_rate=0.0)(inst, torch.Generator().manual_seed(k))
+        assert torch.equal(a.pos_s, b.pos_s) and torch.equal(a.y, b.y)
+    assert gen.plain().intact_rate == 0.0 and gen.intact_rate == 0.5  # completion is scored on plain pairs
+    with pytest.raises(ConfigError, match="intact_rate"):
+        PairGenerator(intact_rate=-0.1)
+
+
 def test_bad_input_raises_named_errors():
     with pytest.raises(InvalidInputError):
         KeypointInstance(pos=torch.tensor([[0.0, float("nan")]]), names=["a"])

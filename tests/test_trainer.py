@@ -299,6 +299,8 @@ def test_train_config_validation():
         TrainConfig(lr=0.0)
     with pytest.raises(ConfigError, match="mirror_rate"):
         TrainConfig(mirror_rate=-0.1)
+    with pytest.raises(ConfigError, match="intact_rate"):
+        TrainConfig(intact_rate=1.5)
 
 
 def test_mirror_pairs_go_with_a_model_told_about_them(tmp_path):

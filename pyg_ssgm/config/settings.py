@@ -38,7 +38,8 @@ RESUME_MAY_CHANGE = {"train": ("epochs", "device", "num_workers", "eval_every", 
 #: it (so an old run resumes where its behaviour is today's default) and otherwise names the
 #: ``--set`` that restores it, since the run's own ``config.json`` does not hold the key either.
 INTRODUCED = {"train": {"outlier_region": "box",  # outliers were drawn in the keypoints' box
-                        "pseudo_ratio": None},  # every pseudo-labelled pair, every epoch
+                        "pseudo_ratio": None,  # every pseudo-labelled pair, every epoch
+                        "intact_rate": 0.0},  # every training pair dropped nodes at random
               "model": {"keypoint_filter": False,  # no keypoint filter
                         "keypoint_filter_geometry": False,  # a filter read descriptors alone
                         "keypoint_filter_memory": False},  # and kept no memory of the training points

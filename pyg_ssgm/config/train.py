@@ -24,7 +24,8 @@ class TrainConfig:
     of ``depth`` graph radii; ``perspective``, a mild projective warp) of the pair generator;
     ``mirror_rate``, its share of mirror pairs (left and right exchanged on one side, for a
     ``mirror_aware`` model; see :class:`~pyg_ssgm.data.PairGenerator`);
-    ``repeats`` generated pairs per training instance and epoch. Optimisation:
+    ``intact_rate``, its share of pairs that drop nothing (every node common, as on two complete
+    views); ``repeats`` generated pairs per training instance and epoch. Optimisation:
     ``epochs``, ``batch_size``, ``lr`` (decayed to 0 along a cosine over the epochs unless
     ``lr_schedule="constant"``), ``weight_decay``, ``grad_clip`` (the gradient norm, the keypoint
     filter's apart from the rest: :func:`~pyg_ssgm.trainer.clip_groups`). ``supervised`` trains on
@@ -82,6 +83,7 @@ class TrainConfig:
     outlier_region: str = "box"
     extra_drop: float = 0.0
     redraw_unnamed: bool = True
+    intact_rate: float = 0.0
 
     def __post_init__(self) -> None:
         check_field_types(self)
@@ -106,6 +108,9 @@ class TrainConfig:
                               f"(all of them), got {self.pseudo_ratio}.")
         if not 0.0 <= self.mirror_rate <= 1.0:
             raise ConfigError(f"mirror_rate (share of mirror pairs) must be in [0, 1], got {self.mirror_rate}.")
+        if not 0.0 <= self.intact_rate <= 1.0:
+            raise ConfigError(f"intact_rate (share of training pairs that drop nothing) must be in [0, 1], "
+                              f"got {self.intact_rate}.")
         if not 0.0 <= self.extra_drop < 1.0:
             raise ConfigError(f"extra_drop (share of keypoints removed per image) must be in [0, 1), "
                               f"got {self.extra_drop}.")
@@ -115,7 +120,7 @@ class TrainConfig:
 
     def pair_generator(self) -> PairGenerator:
         return PairGenerator(drop_rate=self.drop_rate, feature_noise=self.feature_noise, mirror_rate=self.mirror_rate,
-                             redraw_unnamed=self.redraw_unnamed,
+                             redraw_unnamed=self.redraw_unnamed, intact_rate=self.intact_rate,
                              augmentation=GeometricAugmentation(rotation=self.rotation, jitter=self.jitter,
                                                                 deformation=self.deformation,
                                                                 out_of_plane=self.out_of_plane, depth=self.depth,

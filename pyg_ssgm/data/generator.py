@@ -102,6 +102,10 @@ class PairGenerator:
             them in the image), with the unnamed points' descriptors shuffled among them, and
             have no partner and no completion target. Instances with no
             unnamed point, or no named one, are unaffected (no random number is drawn).
+        intact_rate: share of pairs in which neither copy drops a node: every node is common and
+            nothing is to be generated, as on a real pair of two complete views. With ``drop_rate``
+            alone such pairs are rare (one in a hundred for 10 nodes at 0.25), so a model never
+            learns that a pair may lack nothing. 0 (the default) draws no random number for it.
     """
 
     drop_rate: float = 0.2
@@ -111,6 +115,7 @@ class PairGenerator:
     shuffle: bool = True
     mirror_rate: float = 0.0
     redraw_unnamed: bool = True
+    intact_rate: float = 0.0
 
     def __post_init__(self) -> None:
         check_field_types(self)  # drop_rate="0.5" or NaN: a named error, not a TypeError or a silent pass
@@ -122,12 +127,15 @@ class PairGenerator:
             raise ConfigError(f"feature_noise must be >= 0, got {self.feature_noise}.")
         if not 0.0 <= self.mirror_rate <= 1.0:
             raise ConfigError(f"mirror_rate must be in [0, 1], got {self.mirror_rate}.")
+        if not 0.0 <= self.intact_rate <= 1.0:
+            raise ConfigError(f"intact_rate (share of pairs that drop nothing) must be in [0, 1], got {self.intact_rate}.")
 
     def plain(self) -> "PairGenerator":
-        """The same generator without mirror pairs: the pairs a completion is scored on. A mirror
-        pair leaves out what nobody knows the place of (the eye a bird does not show), so its
-        count of missing nodes is not the whole truth."""
-        return replace(self, mirror_rate=0.0)
+        """The same generator without mirror pairs or intact ones: the pairs a completion is scored
+        on. A mirror pair leaves out what nobody knows the place of (the eye a bird does not show),
+        so its count of missing nodes is not the whole truth; intact pairs would change what the
+        score means from one training setting to the next."""
+        return replace(self, mirror_rate=0.0, intact_rate=0.0)
 
     def _keep_mask(self, n: int, generator: Optional[torch.Generator]) -> Tensor:
         keep = torch.rand(n, generator=generator) >= self.drop_rate
@@ -149,7 +157,10 @@ class PairGenerator:
         n = inst.num_nodes
         if n == 0:
             raise InvalidInputError(f"cannot make a pair from an instance without keypoints ({inst.id!r}).")
-        keep_s, keep_t = self._keep_mask(n, generator), self._keep_mask(n, generator)
+        if self.intact_rate > 0 and bool(torch.rand((), generator=generator) < self.intact_rate):
+            keep_s = keep_t = torch.ones(n, dtype=torch.bool)
+        else:
+            keep_s, keep_t = self._keep_mask(n, generator), self._keep_mask(n, generator)
         order_s, order_t = self._order(keep_s, generator), self._order(keep_t, generator)
         # local[side][original node] = its index in that copy (-1 where dropped)
         local_s = torch.full((n,), -1, dtype=torch.long)
