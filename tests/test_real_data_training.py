@@ -20,7 +20,7 @@ from pyg_ssgm.config import TrainConfig
 from pyg_ssgm.data import GeometricAugmentation, KeypointInstance, PairGenerator, pair_loader
 from pyg_ssgm.data.synthetic import SyntheticKeypoints
 from pyg_ssgm.errors import ConfigError, InvalidInputError
-from pyg_ssgm.matching import quadratic_refine
+from pyg_ssgm.matching import quadratic_refine, solve_quadratic
 from pyg_ssgm.pseudo_labels import PseudoLabelledPairs, is_mirror_image, pseudo_label
 from pyg_ssgm.experiment import build
 from pyg_ssgm.trainer import Trainer
@@ -54,6 +54,8 @@ def test_quadratic_refine_names_the_solvers_it_has():
     with pytest.raises(ConfigError, match="ipfp"):
         quadratic_refine(torch.ones(1, 2, 2), one, one, torch.rand(1, 2, 2), torch.rand(1, 2, 2), conn, ne, conn, ne,
                          solver="hungarian")
+    with pytest.raises(ConfigError, match="rrwm"):
+        solve_quadratic(torch.eye(4).unsqueeze(0), one, one, 2, 2, solver="sm")
 
 
 @pytest.mark.parametrize("solver", ["rrwm", "ipfp"])

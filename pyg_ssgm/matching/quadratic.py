@@ -49,6 +49,14 @@ def edge_vectors(pos: Tensor, conn: Tensor) -> Tensor:
 QUADRATIC_SOLVERS = {"rrwm": pygm.rrwm, "ipfp": pygm.ipfp}
 
 
+def _solver(name: str):
+    """The pygmtools solver called ``name``; a :class:`ConfigError` naming those there are."""
+    if name not in QUADRATIC_SOLVERS:
+        raise ConfigError(f"solver={name!r} does not solve a quadratic assignment: use one of "
+                          f"{sorted(QUADRATIC_SOLVERS)}.")
+    return QUADRATIC_SOLVERS[name]
+
+
 def _valid(n1: Tensor, n2: Tensor, n1max: int, n2max: int) -> Tensor:
     """Bool ``[B, N1, N2]``: the entries between real (not padding) nodes."""
     rows = torch.arange(n1max, device=n1.device).view(1, -1, 1) < n1.view(-1, 1, 1)
@@ -99,10 +107,7 @@ def solve_quadratic(K: Tensor, n1: Tensor, n2: Tensor, n1max: int, n2max: int, s
     """Assignment ``[B, N1, N2]`` (double, zero on padding) of ``solver`` (:data:`QUADRATIC_SOLVERS`:
     RRWM's is soft, IPFP's discrete) on the affinity matrix ``K`` of :func:`quadratic_affinity`.
     One ``K`` may be solved by several solvers."""
-    if solver not in QUADRATIC_SOLVERS:
-        raise ConfigError(f"solver={solver!r} does not solve a quadratic assignment: use one of "
-                          f"{sorted(QUADRATIC_SOLVERS)}.")
-    X = QUADRATIC_SOLVERS[solver](K, n1, n2, n1max=n1max, n2max=n2max, max_iter=max_iter, backend="pytorch")
+    X = _solver(solver)(K, n1, n2, n1max=n1max, n2max=n2max, max_iter=max_iter, backend="pytorch")
     return X * _valid(n1, n2, n1max, n2max)
 
 
@@ -111,6 +116,7 @@ def quadratic_refine(U: Tensor, n1: Tensor, n2: Tensor, pos_s: Tensor, pos_t: Te
                      node_weight: float = 1.0, edge_sigma: float = 0.5, max_iter: int = 50,
                      solver: str = "rrwm") -> Tensor:
     """:func:`solve_quadratic` of :func:`quadratic_affinity` (the arguments of both, one call)."""
+    _solver(solver)  # an unknown name is refused before the matrix is built
     K = quadratic_affinity(U, n1, n2, pos_s, pos_t, conn_s, ne_s, conn_t, ne_t, node_weight, edge_sigma)
     return solve_quadratic(K, n1, n2, U.size(1), U.size(2), solver, max_iter)
 
