@@ -20,8 +20,11 @@ STRUCTURES = ("delaunay", "knn", "learned")
 #: Matching losses (``LossConfig.matching_loss``).
 MATCHING_LOSSES = ("sinkhorn", "hamming")
 
+#: The pygmtools solvers of the second-order matching (:mod:`pyg_ssgm.matching.quadratic`).
+QUADRATIC_SOLVER_NAMES = ("rrwm", "ipfp")
+
 #: How the discrete matching is solved at inference (``InferenceConfig.solver``).
-SOLVERS = ("hungarian", "rrwm", "ipfp")
+SOLVERS = ("hungarian",) + QUADRATIC_SOLVER_NAMES
 
 #: Which nodes the model reports as generated (``InferenceConfig.completion_source``).
 COMPLETION_SOURCES = ("queries", "matching", "seeded")
@@ -31,4 +34,4 @@ COMPLETION_SOURCES = ("queries", "matching", "seeded")
 OUTLIER_REGIONS = ("box", "image")
 
 __all__ = ["DATASETS", "CLASSICAL_SOLVERS", "BACKBONE_NAMES", "STRUCTURES", "MATCHING_LOSSES", "SOLVERS",
-           "COMPLETION_SOURCES", "OUTLIER_REGIONS"]
+           "QUADRATIC_SOLVER_NAMES", "COMPLETION_SOURCES", "OUTLIER_REGIONS"]

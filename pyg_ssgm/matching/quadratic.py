@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 from torch_geometric.utils import to_dense_batch
 
+from ..catalog import QUADRATIC_SOLVER_NAMES
 from ..errors import ConfigError
 
 
@@ -45,8 +46,9 @@ def edge_vectors(pos: Tensor, conn: Tensor) -> Tensor:
     return end - start
 
 
-#: The pygmtools solvers of the quadratic problem, by name (``InferenceConfig.solver``).
-QUADRATIC_SOLVERS = {"rrwm": pygm.rrwm, "ipfp": pygm.ipfp}
+#: The pygmtools solvers of the quadratic problem, by name (``InferenceConfig.solver``; the names
+#: are the catalog's, so the config accepts exactly these).
+QUADRATIC_SOLVERS = {name: getattr(pygm, name) for name in QUADRATIC_SOLVER_NAMES}
 
 
 def _solver(name: str):
