@@ -29,6 +29,7 @@ from torch_geometric.utils import to_dense_batch
 
 from ..catalog import QUADRATIC_SOLVER_NAMES
 from ..errors import ConfigError
+from .dense import size_mask
 
 
 def dense_connectivity(edge_index: Tensor, batch: Tensor, ptr: Tensor, num_graphs: int) -> Tuple[Tensor, Tensor]:
@@ -59,12 +60,6 @@ def _solver(name: str):
     return QUADRATIC_SOLVERS[name]
 
 
-def _valid(n1: Tensor, n2: Tensor, n1max: int, n2max: int) -> Tensor:
-    """Bool ``[B, N1, N2]``: the entries between real (not padding) nodes."""
-    rows = torch.arange(n1max, device=n1.device).view(1, -1, 1) < n1.view(-1, 1, 1)
-    return rows & (torch.arange(n2max, device=n2.device).view(1, 1, -1) < n2.view(-1, 1, 1))
-
-
 @torch.no_grad()
 def quadratic_affinity(U: Tensor, n1: Tensor, n2: Tensor, pos_s: Tensor, pos_t: Tensor,
                        conn_s: Tensor, ne_s: Tensor, conn_t: Tensor, ne_t: Tensor,
@@ -81,7 +76,7 @@ def quadratic_affinity(U: Tensor, n1: Tensor, n2: Tensor, pos_s: Tensor, pos_t: 
         node_weight: :math:`w`, the weight of the unary term (a node has ~6 Delaunay edges).
         edge_sigma: :math:`\sigma`, in the units of the positions.
     """
-    valid = _valid(n1, n2, U.size(1), U.size(2))
+    valid = size_mask(n1, n2, U.size(1), U.size(2))
     U = U.double() * valid
     n2max = U.size(2)
     has_edges = conn_s.size(1) > 0 and conn_t.size(1) > 0
@@ -110,7 +105,7 @@ def solve_quadratic(K: Tensor, n1: Tensor, n2: Tensor, n1max: int, n2max: int, s
     RRWM's is soft, IPFP's discrete) on the affinity matrix ``K`` of :func:`quadratic_affinity`.
     One ``K`` may be solved by several solvers."""
     X = _solver(solver)(K, n1, n2, n1max=n1max, n2max=n2max, max_iter=max_iter, backend="pytorch")
-    return X * _valid(n1, n2, n1max, n2max)
+    return X * size_mask(n1, n2, n1max, n2max)
 
 
 def quadratic_refine(U: Tensor, n1: Tensor, n2: Tensor, pos_s: Tensor, pos_t: Tensor,
