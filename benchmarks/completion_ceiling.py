@@ -18,6 +18,8 @@ Validation split by default. Writes ``benchmarks/results/<dataset>_completion_ce
 
     python benchmarks/completion_ceiling.py --dataset cub --root data/CUB_200_2011 --preset cub
 """
+from dataclasses import replace
+
 import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
@@ -28,6 +30,7 @@ from pyg_ssgm.catalog import DATASETS
 from pyg_ssgm.cli.common import reported
 from pyg_ssgm.config import TrainConfig
 from pyg_ssgm.data import GeneratedPairs, load_splits
+from pyg_ssgm.data.partiality import drop_rate_for, partner_share
 from pyg_ssgm.evaluation import completion_quality
 from pyg_ssgm.experiment import load_model
 from pyg_ssgm.nn.features import normalize_positions
@@ -81,7 +84,10 @@ def main():
     root = args.root or DEFAULT_ROOTS.get(args.dataset)
     cfg = TrainConfig(**variant_settings(args.preset, dataset=args.dataset, root=root)["train"])
     study = Study(f"{args.dataset}_completion_ceiling_{args.split}", args.output_dir)
-    instances = load_splits(args.dataset, root)[args.split]
+    splits = load_splits(args.dataset, root)
+    if cfg.drop_rate is None:  # as training derives it
+        cfg = replace(cfg, drop_rate=drop_rate_for(partner_share(splits["train"])))
+    instances = splits[args.split]
     # plain pairs, as completion_quality scores (a mirror pair leaves out what has no known place)
     pairs = GeneratedPairs(instances, cfg.pair_generator().plain(), seed=SEED)
     results = [oracle(pairs[k]) for k in range(len(pairs))]

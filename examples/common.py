@@ -84,7 +84,7 @@ def run(args: argparse.Namespace, dataset: str, *, tiny: Presets = REAL_DATA_TIN
         from pyg_ssgm import viz
 
         paths = viz.write_pictures(trainer.predictor, trainer.splits["test"], pictures, num_pairs=args.num_pictures,
-                                   generator=run_settings.train.pair_generator(), device=trainer.device)
+                                   generator=trainer.cfg.pair_generator(), device=trainer.device)
         paths.append(viz.save(viz.plot_training_curves(trainer.out_dir), pictures / "training_curves.png"))
         print(f"{len(paths)} pictures in {pictures}")
     except MissingExtraError as e:

@@ -2,7 +2,8 @@
 (as DETR's ``main.py`` builds model, criterion and post-processing from one set of arguments).
 
 :func:`build` reads and prepares the data, derives what the data decides (the number of
-appearance features, whether the model must be told about mirror pairs), and builds the network,
+appearance features, whether the model must be told about mirror pairs, how much the training
+pairs drop), and builds the network,
 its criterion, its predictor, the optimiser, the training pairs, their loader and the
 data-parallel wrapper. :class:`~pyg_ssgm.trainer.Trainer` only loops over what it gets.
 """
@@ -20,10 +21,11 @@ from torch.utils.data import Dataset
 from torch_geometric.loader import DataLoader
 
 from .checkpoint import EVALUATION_ENTRIES, absent_introduced, load_checkpoint, restoring, stored_settings
-from .config import INTRODUCED, InferenceConfig, Settings, split_sections
+from .config import INTRODUCED, InferenceConfig, Settings, TrainConfig, split_sections
 from .data import GeneratedPairs, KeypointInstance, PairData
 from .data.instance import check_name_types
 from .data.datasets import EpochConcat, EpochSampler, LabelledPairs
+from .data.partiality import drop_rate_for, partner_share
 from .data.perturb import perturb_splits
 from .data.sources import load_splits
 from .errors import ConfigError, InvalidInputError
@@ -94,7 +96,9 @@ def resolve(settings: Settings, splits: Splits) -> Settings:
       ``model.keypoint_filter_geometry`` on too (for a geometry-only model it is all the filter
       reads), and ``model.keypoint_filter_memory`` where the points carry descriptors;
     * ``inference.keypoint_prior``: its default for the filter the model has
-      (:meth:`~pyg_ssgm.config.InferenceConfig.resolved_keypoint_prior`).
+      (:meth:`~pyg_ssgm.config.InferenceConfig.resolved_keypoint_prior`);
+    * ``train.drop_rate``: where unset, as partial as the training split's real pairs
+      (:func:`~pyg_ssgm.data.partiality.drop_rate_for`), printed with the share behind it.
     """
     model = settings.model
     width = next((i.x.size(1) for i in splits["train"] if i.x is not None), 0)
@@ -112,7 +116,7 @@ def resolve(settings: Settings, splits: Splits) -> Settings:
     if memory is None:  # on descriptors, validation took it; on the geometry alone it did not
         memory = bool(keypoint_filter) and width > 0
     inference = settings.inference
-    return settings.replace(model=replace(model, in_channels=width, mirror_aware=mirror_pairs(settings),
+    return settings.replace(train=with_drop_rate(settings.train, splits["train"]), model=replace(model, in_channels=width, mirror_aware=mirror_pairs(settings),
                                           keypoint_filter=keypoint_filter, keypoint_filter_geometry=geometry,
                                           keypoint_filter_memory=memory),
                             inference=replace(inference, keypoint_prior=inference.resolved_keypoint_prior(
@@ -142,6 +146,19 @@ def build_model(settings: Settings) -> Tuple[SSGM, Criterion, Predictor]:
     model_cfg, loss = settings.model, settings.loss
     model = SSGM(model_cfg, SetMatcher(loss.cost_exist, loss.cost_pos, loss.cost_feat))
     return model, Criterion(loss, contrastive_temperature=model_cfg.temperature), Predictor(model, settings.inference)
+
+
+def with_drop_rate(train: TrainConfig, instances: List[KeypointInstance]) -> TrainConfig:
+    """``train`` with its ``drop_rate``, where unset, read from the training ``instances``
+    (:func:`~pyg_ssgm.data.partiality.drop_rate_for`) and printed with the share behind it."""
+    if train.drop_rate is not None:
+        return train
+    share = partner_share(instances)
+    train = replace(train, drop_rate=drop_rate_for(share))
+    why = (f"{share:.0%} of the named keypoints have a partner on the training split's real pairs" if share is not None
+           else "no category has two training instances with keypoint names")
+    print(f"note: drop_rate {train.drop_rate:g} from the data ({why}; --set drop_rate=... sets it).", file=sys.stderr)
+    return train
 
 
 def check_splits(splits: Mapping[str, List[KeypointInstance]]) -> Splits:
@@ -212,6 +229,7 @@ def training_pairs(settings: Settings, instances: List[KeypointInstance], progre
     cfg = settings.train
     if cfg.supervised:
         return LabelledPairs(instances, cfg.seed, cfg.repeats)
+    cfg = with_drop_rate(cfg, instances)  # build() has resolved it; a direct call may not have
     generated = GeneratedPairs(instances, cfg.pair_generator(), seed=cfg.seed, repeats=cfg.repeats)
     if not cfg.pseudo_labels:
         return generated

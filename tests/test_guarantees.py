@@ -336,6 +336,7 @@ def test_writes_are_atomic_and_stale_temporaries_are_removed(tmp_path, run_copy)
     (["--set", "synthetic.num_train=10"], "synthetic.num_train: 6 -> 10"),
     (["--hidden-channels", "8"], "model.hidden_channels: 16 -> 8"),
     (["--lr", "0.01"], "train.lr: 0.002 -> 0.01"),
+    (["--set", "drop_rate=0.1"], "train.drop_rate: 0.2 -> 0.1"),  # stored: the drop the tiny data gave
 ])
 def test_resume_refuses_settings_that_change_the_run(runner, failures, run_copy, args, change):
     run, config = run_copy

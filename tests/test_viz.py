@@ -253,7 +253,8 @@ def checkpoint(tmp_path_factory, model):
 
     run = tmp_path_factory.mktemp("run")
     state = {"model": model.state_dict(), "model_config": model.config.to_dict(),
-             "train_config": asdict(TrainConfig(output_dir=str(run))),
+             # as training writes it: the drop resolved on the data
+             "train_config": asdict(TrainConfig(output_dir=str(run), drop_rate=0.25)),
              "synthetic_config": asdict(SyntheticConfig(**TINY_SYNTHETIC)), "epoch": 1, "step": 0}
     path = save_checkpoint(state, run / "checkpoint.pt")
     with open(run / "metrics.csv", "w", newline="") as f:

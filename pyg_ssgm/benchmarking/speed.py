@@ -140,8 +140,9 @@ def run_speed(cfg: BenchmarkConfig, trained: Optional[Tuple] = None, progress: O
     one with the default settings and 32 appearance features, seeded by ``cfg.seed``."""
     from tqdm.auto import tqdm
 
-    from ..config import ModelConfig, Settings, TrainConfig
+    from ..config import ModelConfig, Settings
     from ..data import GeneratedPairs, PairGenerator, RealPairs
+    from ..data.partiality import FALLBACK_DROP_RATE
     from ..experiment import build_model
 
     progress = cfg.progress if progress is None else progress
@@ -153,7 +154,7 @@ def run_speed(cfg: BenchmarkConfig, trained: Optional[Tuple] = None, progress: O
     model = trained[0].to(device).eval()
     feature_dim = model.config.in_channels
     train_model = copy.deepcopy(model)
-    base_drop = TrainConfig().drop_rate
+    base_drop = FALLBACK_DROP_RATE  # the drop where names say nothing; the embedded data's is the same
     max_b = max(cfg.batch_sizes)
     k = _instances_for(max_b)
     # Warm every code path once on a tiny problem so the first size is not charged for lazy init.

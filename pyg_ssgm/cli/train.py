@@ -54,7 +54,8 @@ def values_from_options(preset, config_file, overrides, flags):
 @click.option("--batch-size", type=int, help="Pairs per batch. Default: 16.")
 @click.option("--lr", type=float, help="Adam learning rate. Default: 2e-3.")
 @click.option("--drop-rate", type=float, help="Probability to drop a node from one copy of a generated pair. "
-              "Default: 0.25.")
+              "Default: None (from the data: the share of a training instance's named keypoints that another "
+              "instance of its category lacks, at least 0.05; 0.25 where no category has two named instances).")
 @click.option("--seed", type=int, help="Seed of everything random (and of a COCO file's split). Default: 0.")
 @click.option("--device", help="cpu, cuda, cuda:1 or auto. Default: cpu.")
 @click.option("--threads", type=click.IntRange(min=0), help="CPU threads of torch; 0: as many as the cores left "

@@ -16,7 +16,9 @@ class TrainConfig:
     """Everything about a training run but the model itself (:class:`~pyg_ssgm.config.ModelConfig`,
     its losses and its inference settings).
 
-    Data: ``dataset`` (one of ``DATASETS``) and ``root`` for real benchmarks. Pairs: ``drop_rate``,
+    Data: ``dataset`` (one of ``DATASETS``) and ``root`` for real benchmarks. Pairs: ``drop_rate``
+    (the probability that a node is dropped from one copy; ``None``, the default: from the data, as
+    partial as its real pairs, see :func:`~pyg_ssgm.data.partiality.drop_rate_for`),
     ``feature_noise`` and the geometric augmentation (``rotation`` in degrees, ``jitter``,
     ``deformation``: the smooth non-rigid warp of
     :class:`~pyg_ssgm.data.transforms.GeometricAugmentation`, 0 = none; ``out_of_plane``, the
@@ -61,7 +63,7 @@ class TrainConfig:
     lr_schedule: str = "cosine"
     weight_decay: float = 0.0
     grad_clip: float = 5.0
-    drop_rate: float = 0.25
+    drop_rate: Optional[float] = None
     feature_noise: float = 1.2
     rotation: float = 20.0
     jitter: float = 0.05
@@ -106,6 +108,9 @@ class TrainConfig:
         if self.pseudo_ratio is not None and not self.pseudo_ratio > 0:
             raise ConfigError(f"pseudo_ratio (pseudo-labelled pairs per generated pair) must be > 0 or null "
                               f"(all of them), got {self.pseudo_ratio}.")
+        if self.drop_rate is not None and not 0.0 <= self.drop_rate < 1.0:
+            raise ConfigError(f"drop_rate (probability that a training copy drops a node) must be in [0, 1) or null "
+                              f"(from the data), got {self.drop_rate}.")
         if not 0.0 <= self.mirror_rate <= 1.0:
             raise ConfigError(f"mirror_rate (share of mirror pairs) must be in [0, 1], got {self.mirror_rate}.")
         if not 0.0 <= self.intact_rate <= 1.0:
@@ -119,6 +124,9 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be >= 1 or null (all pairs), got {getattr(self, name)}.")
 
     def pair_generator(self) -> PairGenerator:
+        if self.drop_rate is None:  # a programming error: build() resolves it before any pair is made
+            raise ConfigError("drop_rate is null (from the data): resolve the settings on the training split first "
+                              "(pyg_ssgm.experiment.resolve), or set drop_rate.")
         return PairGenerator(drop_rate=self.drop_rate, feature_noise=self.feature_noise, mirror_rate=self.mirror_rate,
                              redraw_unnamed=self.redraw_unnamed, intact_rate=self.intact_rate,
                              augmentation=GeometricAugmentation(rotation=self.rotation, jitter=self.jitter,
