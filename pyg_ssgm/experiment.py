@@ -320,4 +320,5 @@ def load_model(path: Union[str, os.PathLike], device: Union[str, torch.device] =
 
 
 __all__ = ["Experiment", "build", "build_model", "resolve", "mirror_pairs", "prepare_splits", "check_splits",
-           "check_node_features", "training_pairs", "load_model", "settings_from_checkpoint", "stored_sections"]
+           "check_node_features", "training_pairs", "with_drop_rate", "load_model", "settings_from_checkpoint",
+           "stored_sections"]

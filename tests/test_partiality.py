@@ -55,3 +55,12 @@ def test_a_drop_out_of_range_or_unresolved_is_a_named_error():
     with pytest.raises(ConfigError, match="resolve the settings"):
         TrainConfig().pair_generator()
     assert TrainConfig(drop_rate=0.1).pair_generator().drop_rate == 0.1
+
+
+def test_training_pairs_called_directly_read_the_drop_too(capsys):
+    from pyg_ssgm.experiment import training_pairs
+
+    complete = [instance(["x", "y", "z"]) for _ in range(3)]
+    pairs = training_pairs(Settings(train=TrainConfig(pseudo_labels=False)), complete, progress=False)
+    assert pairs.generator.drop_rate == MIN_DROP_RATE
+    assert "drop_rate 0.05 from the data" in capsys.readouterr().err
