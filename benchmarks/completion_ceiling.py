@@ -18,8 +18,6 @@ Validation split by default. Writes ``benchmarks/results/<dataset>_completion_ce
 
     python benchmarks/completion_ceiling.py --dataset cub --root data/CUB_200_2011 --preset cub
 """
-from dataclasses import replace
-
 import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
@@ -30,9 +28,8 @@ from pyg_ssgm.catalog import DATASETS
 from pyg_ssgm.cli.common import reported
 from pyg_ssgm.config import TrainConfig
 from pyg_ssgm.data import GeneratedPairs, load_splits
-from pyg_ssgm.data.partiality import drop_rate_for, partner_share
 from pyg_ssgm.evaluation import completion_quality
-from pyg_ssgm.experiment import load_model
+from pyg_ssgm.experiment import load_model, with_drop_rate
 from pyg_ssgm.nn.features import normalize_positions
 from pyg_ssgm.presets import PRESETS
 
@@ -85,8 +82,7 @@ def main():
     cfg = TrainConfig(**variant_settings(args.preset, dataset=args.dataset, root=root)["train"])
     study = Study(f"{args.dataset}_completion_ceiling_{args.split}", args.output_dir)
     splits = load_splits(args.dataset, root)
-    if cfg.drop_rate is None:  # as training derives it
-        cfg = replace(cfg, drop_rate=drop_rate_for(partner_share(splits["train"])))
+    cfg = with_drop_rate(cfg, splits["train"])  # as training derives it where unset
     instances = splits[args.split]
     # plain pairs, as completion_quality scores (a mirror pair leaves out what has no known place)
     pairs = GeneratedPairs(instances, cfg.pair_generator().plain(), seed=SEED)
